@@ -1,0 +1,206 @@
+"""The fixed protocol of synthbench, as data (one place; everything else reads it).
+
+Tasks' class lists and prompts, the settings and ratios, the seeds, the CI recipe and each
+protocol's recipe live here. The CLI's choices, the errors for unknown names, the methodology page
+of the leaderboard and the harness itself all read these dicts, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from .errors import SynthbenchError
+
+# ----------------------------------------------------------------------------------------------
+# Task xbd-disaster6: the 19 xBD events grouped into 6 disaster types (DESIGN.md, the seed's table)
+# ----------------------------------------------------------------------------------------------
+
+XBD_CLASSES: tuple[str, ...] = ("earthquake", "wildfire", "volcano", "storm", "flooding", "tsunami")
+
+XBD_EVENT_TO_CLASS: dict[str, str] = {
+    "mexico-earthquake": "earthquake",
+    "portugal-wildfire": "wildfire",
+    "santa-rosa-wildfire": "wildfire",
+    "socal-fire": "wildfire",
+    "woolsey-fire": "wildfire",
+    "pinery-bushfire": "wildfire",
+    "lower-puna-volcano": "volcano",
+    "guatemala-volcano": "volcano",
+    "joplin-tornado": "storm",
+    "moore-tornado": "storm",
+    "tuscaloosa-tornado": "storm",
+    "hurricane-matthew": "storm",
+    "hurricane-florence": "storm",
+    "nepal-flooding": "flooding",
+    "hurricane-harvey": "flooding",
+    "hurricane-michael": "flooding",
+    "midwest-flooding": "flooding",
+    "palu-tsunami": "tsunami",
+    "sunda-tsunami": "tsunami",
+}
+
+#: How a class name reads inside a prompt ("make it suffer from <phrase>").
+CLASS_PROMPT_PHRASES: dict[str, str] = {
+    "earthquake": "an earthquake",
+    "wildfire": "a wildfire",
+    "volcano": "a volcano eruption",
+    "storm": "a storm",
+    "flooding": "flooding",
+    "tsunami": "a tsunami",
+}
+
+#: Prompt templates given to generators with each pre-disaster image; `{phrase}` is filled in.
+PROMPT_TEMPLATES: tuple[str, ...] = (
+    "make it suffer from {phrase}",
+    "a satellite image of the same place after {phrase}",
+)
+
+#: Zero-shot text prompts for CLIP-family backbones; `{name}` is the class name.
+ZERO_SHOT_TEMPLATES: tuple[str, ...] = (
+    "a satellite image of an area hit by {name}.",
+    "an aerial photo of damage caused by {name}.",
+    "a post-disaster satellite image showing {name}.",
+)
+
+
+def prompt_for(class_name: str, template_index: int = 0) -> str:
+    phrase = CLASS_PROMPT_PHRASES.get(class_name, class_name.replace("_", " "))
+    return PROMPT_TEMPLATES[template_index].format(phrase=phrase)
+
+
+# ----------------------------------------------------------------------------------------------
+# Settings and ratios
+# ----------------------------------------------------------------------------------------------
+
+#: Real training images per class in every task (the brief: 100 per class).
+TRAIN_PER_CLASS = 100
+#: Ratios real:synthetic 1:k.
+RATIOS: tuple[int, ...] = (1, 2, 3, 4)
+#: Synthetic images per class a submission needs to be ranked (the 1:4 ratio).
+RANKING_IMAGES_PER_CLASS = TRAIN_PER_CLASS * max(RATIOS)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One training-set recipe: how many real and synthetic images per class."""
+
+    name: str  # "real", "synthetic@k", "mixed@k"
+    kind: str  # "real" | "synthetic" | "mixed"
+    ratio: int  # k, 0 for real
+    uses_real: bool
+    synthetic_per_class: int
+
+    @property
+    def description(self) -> str:
+        if self.kind == "real":
+            return f"{TRAIN_PER_CLASS} real images per class"
+        if self.kind == "synthetic":
+            return f"{self.synthetic_per_class} synthetic images per class, no real (ratio 1:{self.ratio})"
+        return (
+            f"{TRAIN_PER_CLASS} real + {self.synthetic_per_class} synthetic images per class "
+            f"(ratio 1:{self.ratio})"
+        )
+
+
+def _build_settings() -> dict[str, Setting]:
+    settings = {"real": Setting("real", "real", 0, True, 0)}
+    for k in RATIOS:
+        settings[f"synthetic@{k}"] = Setting(f"synthetic@{k}", "synthetic", k, False, k * TRAIN_PER_CLASS)
+    for k in RATIOS:
+        settings[f"mixed@{k}"] = Setting(f"mixed@{k}", "mixed", k, True, k * TRAIN_PER_CLASS)
+    return settings
+
+
+SETTINGS: dict[str, Setting] = _build_settings()
+
+# ----------------------------------------------------------------------------------------------
+# Seeds and statistics
+# ----------------------------------------------------------------------------------------------
+
+DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+BOOTSTRAP_RESAMPLES = 1000
+CI_LEVEL = 0.95
+#: Seed of the bootstrap's resampling (fixed: CIs are reproducible bit for bit).
+BOOTSTRAP_SEED = 20250701
+
+# ----------------------------------------------------------------------------------------------
+# Protocols (recipes are data)
+# ----------------------------------------------------------------------------------------------
+
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "linear-probe": {
+        "ranking": True,
+        "description": (
+            "Frozen backbone; L2-normalised cached features; multinomial logistic regression in torch "
+            "(L-BFGS, soft-label cross-entropy, class-balanced sample weights); the L2 strength C is "
+            "chosen from a fixed grid by stratified k-fold cross-validation on the run's own training set."
+        ),
+        "C_grid": [0.01, 0.1, 1.0, 10.0, 100.0],
+        "cv_folds": 5,
+        "max_iter": 200,
+        "class_balance": True,
+        "normalise_features": True,
+    },
+    "fine-tune": {
+        "ranking": False,
+        "description": (
+            "End-to-end training of backbone + linear head with AdamW and a cosine schedule; a fixed "
+            "number of images seen whatever the training-set size (equal compute across settings); "
+            "classic augmentation on the fly; autocast on GPU."
+        ),
+        "images_seen": 24000,
+        "batch_size": 64,
+        "lr_backbone": 1e-5,
+        "lr_head": 1e-3,
+        "weight_decay": 0.05,
+        "warmup_fraction": 0.05,
+    },
+    "zero-shot": {
+        "ranking": False,
+        "description": "CLIP-family text prompts per class, no training: a reference row.",
+        "templates": list(ZERO_SHOT_TEMPLATES),
+    },
+    "checkpoint": {
+        "ranking": False,
+        "description": "A submitted model checkpoint (safetensors + model.yaml) scored directly on the test split.",
+    },
+}
+
+DEFAULT_PROTOCOL = "linear-probe"
+
+#: Leaderboard boards (DESIGN.md, Boards).
+BOARDS: dict[str, dict[str, Any]] = {
+    "augment": {
+        "title": "Augment",
+        "description": "Mean difference in macro-F1 of mixed@k over real-only (paired by backbone and seed), across ratios.",
+        "settings": [f"mixed@{k}" for k in RATIOS],
+        "metric": "delta_macro_f1",
+    },
+    "replace": {
+        "title": "Replace",
+        "description": "Macro-F1 of classifiers trained on synthetic images alone (classification accuracy score).",
+        "settings": [f"synthetic@{k}" for k in RATIOS],
+        "metric": "macro_f1",
+    },
+    "models": {
+        "title": "Models",
+        "description": "Submitted model checkpoints scored directly on the real test split.",
+        "settings": ["checkpoint"],
+        "metric": "macro_f1",
+    },
+}
+
+
+def lookup(registry: dict[str, Any], name: str, what: str) -> Any:
+    """registry[name], or a SynthbenchError listing the valid names (DataComp's habit)."""
+    try:
+        return registry[name]
+    except KeyError:
+        raise SynthbenchError(f"unknown {what} {name!r}; use one of: {', '.join(registry)}") from None
+
+
+def parse_settings(names: Iterable[str] | None) -> list[Setting]:
+    if not names:
+        return list(SETTINGS.values())
+    return [lookup(SETTINGS, name, "setting") for name in names]
