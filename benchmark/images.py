@@ -88,3 +88,30 @@ def encode_png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=False, compress_level=6)
     return buffer.getvalue()
+
+
+class ImageRef:
+    """An image identified by the SHA-256 of its encoded bytes, with where to read them.
+
+    The feature cache keys on `sha256`, so the same bytes are encoded once whichever task,
+    submission or setting they come from. `source` is a file path or the encoded bytes themselves
+    (task images live inside parquet files).
+    """
+
+    __slots__ = ("sha256", "source", "name")
+
+    def __init__(self, sha256: str, source: str | os.PathLike | bytes, name: str | None = None):
+        self.sha256 = sha256
+        self.source = source
+        self.name = name or (str(source) if not isinstance(source, (bytes, bytearray)) else sha256[:12])
+
+    def read_bytes(self) -> bytes:
+        if isinstance(self.source, (bytes, bytearray)):
+            return bytes(self.source)
+        return read_image_bytes(self.source)
+
+    def open(self) -> Image.Image:
+        return open_rgb(self.read_bytes(), name=self.name)
+
+    def __repr__(self) -> str:
+        return f"ImageRef({self.sha256[:12]}, {self.name})"
