@@ -40,6 +40,17 @@ XBD_EVENT_TO_CLASS: dict[str, str] = {
     "sunda-tsunami": "tsunami",
 }
 
+#: xBD label JSONs' own `metadata.disaster_type` values -> classes (`--label-source metadata`).
+#: xBD calls tornadoes' and hurricanes' wind damage "wind" and wildfires "fire".
+XBD_METADATA_TYPE_TO_CLASS: dict[str, str] = {
+    "earthquake": "earthquake",
+    "fire": "wildfire",
+    "volcano": "volcano",
+    "wind": "storm",
+    "flooding": "flooding",
+    "tsunami": "tsunami",
+}
+
 #: How a class name reads inside a prompt ("make it suffer from <phrase>").
 CLASS_PROMPT_PHRASES: dict[str, str] = {
     "earthquake": "an earthquake",

@@ -1,0 +1,194 @@
+"""`synthbench task build xbd|imagefolder|demo`, `task verify`, `task info`, `task publish`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import TaskError
+from .record import SPLITS, load_task
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _build_xbd(args) -> int:
+    from .xbd import build_xbd_task
+
+    path = build_xbd_task(
+        args.xbd_root,
+        args.out,
+        seed=args.seed,
+        train_per_class=args.train_per_class,
+        test_per_class=args.test_per_class,
+        label_source=args.label_source,
+        resize=args.resize,
+        overwrite=args.overwrite,
+    )
+    return _report_built(path)
+
+
+def _build_imagefolder(args) -> int:
+    from .imagefolder import DEFAULT_LICENCE, DEFAULT_PROMPT_TEMPLATE, build_imagefolder_task
+
+    path = build_imagefolder_task(
+        args.root,
+        args.out,
+        train_per_class=args.train_per_class,
+        test_per_class=args.test_per_class,
+        seed=args.seed,
+        resize=args.resize,
+        name=args.name,
+        prompt_template=args.prompt_template or DEFAULT_PROMPT_TEMPLATE,
+        licence=args.licence or DEFAULT_LICENCE,
+        overwrite=args.overwrite,
+    )
+    return _report_built(path)
+
+
+def _build_demo(args) -> int:
+    from .demo import build_demo_task
+
+    path = build_demo_task(
+        args.out,
+        seed=args.seed,
+        train_per_class=args.train_per_class,
+        test_per_class=args.test_per_class,
+        image_size=args.image_size,
+        overwrite=args.overwrite,
+    )
+    return _report_built(path)
+
+
+def _report_built(path: Path) -> int:
+    task = load_task(path)
+    print(f"built task {task.name} at {path}")
+    _print_sizes(task)
+    print(f"test_manifest_hash: {task.test_manifest_hash}")
+    return 0
+
+
+def _print_sizes(task) -> None:
+    for split in SPLITS:
+        counts = task.info["split_sizes"][split]
+        print(f"  {split}: {sum(counts.values())} ({', '.join(f'{c} {n}' for c, n in counts.items())})")
+
+
+def _verify(args) -> int:
+    task = load_task(args.path, revision=args.revision, verify=True)
+    print(f"ok: {task.name} ({task.path}, revision {task.revision}): every file and image matches manifest.json")
+    return 0
+
+
+def _info(args) -> int:
+    task = load_task(args.path, revision=args.revision, verify=not args.no_verify)
+    if args.json:
+        print(json.dumps({**task.info, "revision": task.revision, "test_manifest_hash": task.test_manifest_hash}, indent=2))
+        return 0
+    print(f"{task.name}{'  [PIPELINE DEMO, not a scientific result]' if task.is_demo else ''}")
+    print(f"  path: {task.path}")
+    print(f"  revision: {task.revision}")
+    print(f"  builder: {task.info['builder']} v{task.info.get('builder_version')}, seed {task.info.get('seed')}")
+    print(f"  classes: {', '.join(task.classes)}")
+    _print_sizes(task)
+    print(f"  test_manifest_hash: {task.test_manifest_hash}")
+    for note in task.info.get("notes", []):
+        print(f"  note: {note}")
+    return 0
+
+
+def _publish(args) -> int:
+    from huggingface_hub import HfApi
+
+    task = load_task(args.path, verify=True)  # never publish a folder that fails its own manifest
+    api = HfApi(token=args.token)
+    try:
+        api.create_repo(args.repo_id, repo_type="dataset", private=args.private, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=args.repo_id,
+            repo_type="dataset",
+            folder_path=str(task.path),
+            commit_message=args.message or f"synthbench task {task.name} (test {task.test_manifest_hash[:12]})",
+        )
+    except Exception as exc:  # network, auth and permission errors from the Hub
+        raise TaskError(f"could not publish {task.path} to dataset repo {args.repo_id}: {type(exc).__name__}: {exc}") from None
+    print(f"published {task.name} to https://huggingface.co/datasets/{args.repo_id}")
+    print(f"revision to pin: {commit.oid}")
+    print(f"load it with: load_task({args.repo_id!r}, revision={commit.oid!r})")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add `task` and its subcommands to the synthbench parser."""
+    task = subparsers.add_parser("task", help="build, verify, inspect and publish task datasets")
+    task_sub = task.add_subparsers(dest="task_command", metavar="TASK_COMMAND")
+    task_sub.required = True
+
+    build = task_sub.add_parser("build", help="build a task folder")
+    build_sub = build.add_subparsers(dest="builder", metavar="BUILDER")
+    build_sub.required = True
+
+    xbd = build_sub.add_parser("xbd", help="the flagship xbd-disaster6 task from the official xBD download")
+    xbd.add_argument("--xbd-root", required=True, type=Path, help="folder with train/ tier3/ test/ hold/")
+    xbd.add_argument("--out", required=True, type=Path, help="task folder to create")
+    xbd.add_argument("--seed", type=int, default=0)
+    xbd.add_argument("--train-per-class", type=_positive, default=100)
+    xbd.add_argument("--test-per-class", type=_positive, default=100)
+    xbd.add_argument(
+        "--label-source",
+        choices=("table", "metadata"),
+        default="table",
+        help="class of each tile: the event table (default) or the label JSON's disaster_type",
+    )
+    xbd.add_argument("--resize", type=_positive, default=None, help="resize tiles to N x N pixels")
+    xbd.add_argument("--overwrite", action="store_true")
+    xbd.set_defaults(func=_build_xbd)
+
+    folder = build_sub.add_parser("imagefolder", help="a task from class sub-folders of images")
+    folder.add_argument("root", type=Path, help="folder with one sub-folder of images per class")
+    folder.add_argument("--out", required=True, type=Path)
+    folder.add_argument("--train-per-class", type=_positive, default=100)
+    folder.add_argument(
+        "--test-per-class", type=_positive, default=None, help="default: as many as every class can give (balanced)"
+    )
+    folder.add_argument("--seed", type=int, default=0)
+    folder.add_argument("--resize", type=_positive, default=None)
+    folder.add_argument("--name", default=None, help="task name (default: the folder name)")
+    folder.add_argument("--prompt-template", default=None, help="generation prompt with {name} (class)")
+    folder.add_argument("--licence", default=None, help="Hub licence id of the images (default: other)")
+    folder.add_argument("--overwrite", action="store_true")
+    folder.set_defaults(func=_build_imagefolder)
+
+    demo = build_sub.add_parser("demo", help="the procedural demo-disaster6 task (pipeline demo, seconds, offline)")
+    demo.add_argument("--out", required=True, type=Path)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--train-per-class", type=_positive, default=100)
+    demo.add_argument("--test-per-class", type=_positive, default=50)
+    demo.add_argument("--image-size", type=int, default=96)
+    demo.add_argument("--overwrite", action="store_true")
+    demo.set_defaults(func=_build_demo)
+
+    verify = task_sub.add_parser("verify", help="check every file and image of a task against its manifest")
+    verify.add_argument("path", help="task folder or Hub dataset repo id")
+    verify.add_argument("--revision", default=None, help="Hub revision (repo ids only)")
+    verify.set_defaults(func=_verify)
+
+    info = task_sub.add_parser("info", help="print a task's classes, split sizes and identity")
+    info.add_argument("path", help="task folder or Hub dataset repo id")
+    info.add_argument("--revision", default=None)
+    info.add_argument("--json", action="store_true", help="print task.json (+ revision and test hash) as JSON")
+    info.add_argument("--no-verify", action="store_true", help="skip the manifest check")
+    info.set_defaults(func=_info)
+
+    publish = task_sub.add_parser("publish", help="upload a task folder as a Hub dataset repo")
+    publish.add_argument("path", type=Path)
+    publish.add_argument("--repo-id", required=True)
+    publish.add_argument("--private", action="store_true")
+    publish.add_argument("--token", default=None, help="Hub token (default: the logged-in one / HF_TOKEN)")
+    publish.add_argument("--message", default=None, help="commit message")
+    publish.set_defaults(func=_publish)

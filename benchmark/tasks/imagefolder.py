@@ -1,0 +1,145 @@
+"""Build a task from a folder of class sub-folders (`<root>/<class>/<image>`), e.g. AID scenes.
+
+- train_real: `train_per_class` images per class, chosen by a seeded shuffle of each class's
+  files (sorted first, so the choice does not depend on the file system's order).
+- test: the next `test_per_class` images of the same shuffle (disjoint from train_real). By
+  default, as many as every class can give, so the test split is balanced.
+- generation_inputs: there are no pre-disaster twins in a plain image folder, so the inputs are
+  the train_real images themselves, each with its class prompt (an image-to-image generator then
+  makes variations of the real training images). Same bytes, ids suffixed `_input`, `pair_id`
+  linking each to its train_real row.
+
+Every image is decoded (refusing anything that does not decode) and re-encoded as an RGB PNG,
+optionally resized to `resize` x `resize`.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+from PIL import Image
+from tqdm import tqdm
+
+from ..errors import TaskError
+from ..images import ImageDecodeError, encode_png, open_rgb
+from .record import TaskImage, save_task
+
+IMAGEFOLDER_BUILDER_VERSION = 1
+#: Image files considered inside class folders (others are ignored).
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp")
+#: Default prompt of an image-folder task's generation inputs; `{name}` is the class folder name.
+#: (The disaster prompts of benchmark.protocol do not fit arbitrary classes.)
+DEFAULT_PROMPT_TEMPLATE = "a satellite image of {name}"
+DEFAULT_LICENCE = "other"
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _safe_id(text: str) -> str:
+    return _UNSAFE.sub("-", text).strip("-") or "x"
+
+
+def _load_png(path: Path, resize: int | None) -> bytes:
+    try:
+        image = open_rgb(path)
+    except ImageDecodeError as exc:
+        raise TaskError(str(exc)) from None
+    if resize:
+        image = image.resize((resize, resize), Image.Resampling.LANCZOS)
+    return encode_png(image)
+
+
+def build_imagefolder_task(
+    root: str | Path,
+    out_dir: str | Path,
+    *,
+    train_per_class: int = 100,
+    test_per_class: int | None = None,
+    seed: int = 0,
+    resize: int | None = None,
+    name: str | None = None,
+    prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
+    licence: str = DEFAULT_LICENCE,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Build a task from `root/<class>/<images>` into `out_dir` (see the module docstring)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise TaskError(f"{root}: image folder not found")
+    if train_per_class < 1 or (test_per_class is not None and test_per_class < 1):
+        raise TaskError("train_per_class and test_per_class must be at least 1")
+    if resize is not None and not 16 <= resize <= 4096:
+        raise TaskError(f"resize {resize} is outside 16..4096")
+    if "{name}" not in prompt_template:
+        raise TaskError(f"prompt template {prompt_template!r} must contain {{name}}")
+    if Path(out_dir).exists() and not overwrite:
+        raise TaskError(f"{out_dir}: already exists (pass --overwrite to replace it)")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise TaskError(f"{root}: needs at least 2 class sub-folders, found {len(classes)}")
+
+    files: dict[str, list[Path]] = {}
+    for class_name in classes:
+        found = sorted(
+            p for p in (root / class_name).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        random.Random(f"{seed}:{class_name}").shuffle(found)  # str seeds are stable across runs
+        files[class_name] = found
+    short = {c: len(f) for c, f in files.items() if len(f) < train_per_class + 1}
+    if short:
+        raise TaskError(
+            f"{root}: class(es) with too few images for {train_per_class} train + at least 1 test: "
+            + ", ".join(f"{c} has {n}" for c, n in short.items())
+        )
+    if test_per_class is None:
+        test_per_class = min(len(f) for f in files.values()) - train_per_class
+    short = {c: len(f) for c, f in files.items() if len(f) < train_per_class + test_per_class}
+    if short:
+        raise TaskError(
+            f"{root}: class(es) with too few images for {train_per_class} train + {test_per_class} test: "
+            + ", ".join(f"{c} has {n}" for c, n in short.items())
+        )
+
+    splits: dict[str, list[TaskImage]] = {"train_real": [], "test": [], "generation_inputs": []}
+    jobs = [
+        (split, class_name, path)
+        for class_name in classes
+        for split, chosen in (
+            ("train_real", files[class_name][:train_per_class]),
+            ("test", files[class_name][train_per_class : train_per_class + test_per_class]),
+        )
+        for path in chosen
+    ]
+    for split, class_name, path in tqdm(jobs, desc="imagefolder images", unit="image", disable=not progress):
+        png = _load_png(path, resize)
+        image_id = f"{_safe_id(class_name)}__{_safe_id(path.stem)}"
+        source = path.relative_to(root).as_posix()
+        splits[split].append(TaskImage(png, class_name, image_id, class_name, source, "", image_id))
+        if split == "train_real":
+            prompt = prompt_template.format(name=class_name)
+            splits["generation_inputs"].append(
+                TaskImage(png, class_name, f"{image_id}_input", class_name, source, prompt, image_id)
+            )
+    return save_task(
+        out_dir,
+        splits,
+        name=name or _safe_id(root.name),
+        builder="imagefolder",
+        builder_version=IMAGEFOLDER_BUILDER_VERSION,
+        seed=seed,
+        classes=classes,
+        prompt_templates=[prompt_template],
+        licence=licence,
+        label_source="folder",
+        resize=resize,
+        is_demo=False,
+        notes=[
+            "generation_inputs are the train_real images themselves (an image folder has no "
+            "pre-disaster twins): generators make variations of the real training images.",
+        ],
+        description=f"An image-folder task built from `{root.name}/` ({len(classes)} class folders).",
+        overwrite=overwrite,
+    )
