@@ -166,6 +166,18 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "lr_head": 1e-3,
         "weight_decay": 0.05,
         "warmup_fraction": 0.05,
+        # Classic augmentation on the fly. No hue jitter: colour is evidence here (burn scars,
+        # flood water, lava), and hue shifts would blur the classes.
+        "augmentation": {
+            "crop_scale": [0.6, 1.0],
+            "hflip": 0.5,
+            "vflip": 0.5,
+            "rot90": True,
+            "brightness": 0.2,
+            "contrast": 0.2,
+            "saturation": 0.2,
+            "hue": 0.0,
+        },
     },
     "zero-shot": {
         "ranking": False,

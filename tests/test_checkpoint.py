@@ -1,0 +1,221 @@
+"""Checkpoint submissions: a faithful round trip, and a clear refusal for every unsafe or wrong file."""
+
+from __future__ import annotations
+
+import pickle
+import re
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from torch import nn
+
+from benchmark.backbones import TINY_CONFIGS, load_backbone
+from benchmark.errors import HarnessError
+from benchmark.images import ImageRef, encode_png
+from benchmark.io import sha256_bytes
+from benchmark.protocols.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    load_checkpoint,
+    save_checkpoint,
+    score_checkpoint,
+)
+from benchmark.protocols.data import TestData
+
+CLASSES = ["earthquake", "wildfire", "volcano"]
+
+
+def make_test(n: int = 12) -> TestData:
+    refs = []
+    for i in range(n):
+        rng = np.random.default_rng(50 + i)
+        pixels = rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)
+        data = encode_png(Image.fromarray(pixels))
+        refs.append(ImageRef(sha256_bytes(data), data, name=f"test_{i}"))
+    return TestData(refs, np.arange(n) % len(CLASSES))
+
+
+def build(name: str, size: int = 32):
+    """A tiny backbone and a head whose class prototypes are three (centred) test images' features,
+    so that predictions vary across images (a constant prediction would prove little)."""
+    backbone = load_backbone(name, random_init_config=TINY_CONFIGS[name], image_size=size)
+    batch = torch.stack([backbone.preprocess(r.open()) for r in make_test().refs])
+    with torch.no_grad():
+        features = backbone.trainable_encoder()(backbone.prepare_input(batch))
+    head = nn.Linear(backbone.feature_dim, len(CLASSES))
+    with torch.no_grad():
+        centre = features.mean(dim=0)
+        head.weight.copy_(features[: len(CLASSES)] - centre)
+        head.bias.copy_(-head.weight @ centre)  # logits = (f - centre) . (prototype - centre)
+    return backbone, head
+
+
+def expected_predictions(backbone, head, test: TestData) -> np.ndarray:
+    batch = torch.stack([backbone.preprocess(r.open()) for r in test.refs])
+    with torch.no_grad():
+        logits = head(backbone.trainable_encoder()(backbone.prepare_input(batch)))
+    return logits.argmax(dim=1).numpy()
+
+
+@pytest.fixture()
+def valid(tmp_path):
+    backbone, head = build("clip-vit-b32")
+    directory = save_checkpoint(tmp_path / "ckpt", backbone, head, CLASSES)
+    return directory, backbone, head
+
+
+@pytest.mark.parametrize("name", ["clip-vit-b32", "efficientnet-lite0", "siglip2-vit-b16"])
+def test_round_trip_scores_exactly_like_the_saved_model(name, tmp_path):
+    backbone, head = build(name)
+    directory = save_checkpoint(tmp_path / name, backbone, head, CLASSES)
+    assert sorted(p.name for p in directory.iterdir()) == [WEIGHTS_FILE, CONFIG_FILE]
+    test = make_test()
+    predictions, params = score_checkpoint(directory, CLASSES, test, progress=False)
+    expected = expected_predictions(backbone, head, test)
+    assert np.array_equal(predictions, expected)
+    assert len(set(expected.tolist())) > 1  # a head that always says the same class proves little
+    assert params["backbone"] == name
+    assert re.fullmatch(r"[0-9a-f]{64}", params["checkpoint_sha256"])
+
+
+def test_load_checkpoint_applies_the_checkpoints_own_preprocessing(valid):
+    directory, backbone, _ = valid
+    config = yaml.safe_load((directory / CONFIG_FILE).read_text())
+    config["preprocessing"]["mean"] = [0.1, 0.2, 0.3]
+    (directory / CONFIG_FILE).write_text(yaml.safe_dump(config))
+    loaded = load_checkpoint(directory, CLASSES)
+    assert loaded.transform.mean == (0.1, 0.2, 0.3)
+    assert loaded.transform.size == backbone.image_size
+
+
+# -- refusals: each names the file and the problem -----------------------------------------------
+
+
+def refused(directory, match: str, classes=CLASSES):
+    with pytest.raises(HarnessError, match=match) as info:
+        load_checkpoint(directory, classes)
+    return str(info.value)
+
+
+@pytest.fixture()
+def no_torch_load(monkeypatch):
+    """Participant files must never reach torch.load (or pickle)."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("torch.load called on a participant file")
+    monkeypatch.setattr(torch, "load", forbidden)
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(pickle, "loads", forbidden)
+
+
+def test_a_pickled_torch_file_renamed_to_safetensors_is_refused_unopened(valid, no_torch_load):
+    directory, backbone, head = valid
+    weights = directory / WEIGHTS_FILE
+    torch.save({"head.weight": head.weight.detach()}, weights)  # zip archive with a pickle inside
+    message = refused(directory, "zip archive")
+    assert str(weights) in message and "never unpickled" in message
+
+
+def test_a_raw_pickle_is_refused_unopened(valid, no_torch_load):
+    directory, _, _ = valid
+    (directory / WEIGHTS_FILE).write_bytes(pickle.dumps({"a": 1}, protocol=2))
+    refused(directory, r"model.safetensors: is a Python pickle")
+
+
+def test_garbage_bytes_are_not_a_safetensors_file(valid):
+    directory, _, _ = valid
+    (directory / WEIGHTS_FILE).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!" + b"\x00" * 64)
+    refused(directory, "not a safetensors file")
+
+
+def test_only_safetensors_weights_are_accepted(valid, no_torch_load):
+    directory, _, head = valid
+    (directory / WEIGHTS_FILE).rename(directory / "model.pt")
+    message = refused(directory, "model.safetensors: missing")
+    assert "model.pt" in message and "only safetensors" in message
+
+
+def test_missing_yaml_is_named(valid):
+    directory, _, _ = valid
+    (directory / CONFIG_FILE).unlink()
+    refused(directory, re.escape(str(directory / CONFIG_FILE)) + ": missing")
+
+
+@pytest.mark.parametrize("key", ["backbone", "head", "classes", "preprocessing", "head.n_classes",
+                                 "head.type", "preprocessing.image_size", "preprocessing.mean", "preprocessing.std"])
+def test_missing_yaml_keys_are_named(valid, key):
+    directory, _, _ = valid
+    config = yaml.safe_load((directory / CONFIG_FILE).read_text())
+    parent, _, child = key.rpartition(".")
+    del (config[parent] if parent else config)[child]
+    (directory / CONFIG_FILE).write_text(yaml.safe_dump(config))
+    message = refused(directory, f"missing key '{key}'")
+    assert str(directory / CONFIG_FILE) in message
+
+
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda c: c.update(backbone="resnet-9000"), "unknown backbone 'resnet-9000'; use one of: efficientnet-lite0"),
+        (lambda c: c["head"].update(n_classes=4), "n_classes is 4 but the task has 3 classes"),
+        (lambda c: c["head"].update(n_classes=True), "'head.n_classes' must be a int"),
+        (lambda c: c["head"].update(type="mlp"), "head.type 'mlp' is not supported"),
+        (lambda c: c.update(classes=["earthquake", "fire", "volcano"]), "differ from the task's classes"),
+        (lambda c: c.update(classes=["wildfire", "earthquake", "volcano"]), "names and order must match"),
+        (lambda c: c["preprocessing"].update(std=[0.5, 0.0, 0.5]), "three positive numbers"),
+        (lambda c: c["preprocessing"].update(mean=[0.5, 0.5]), "three numbers"),
+        (lambda c: c.update(schema_version=2), "schema_version 2 is not supported"),
+    ],
+)
+def test_inconsistent_yaml_is_refused(valid, edit, match):
+    directory, _, _ = valid
+    config = yaml.safe_load((directory / CONFIG_FILE).read_text())
+    edit(config)
+    (directory / CONFIG_FILE).write_text(yaml.safe_dump(config))
+    message = refused(directory, re.escape(match))
+    assert message.startswith(str(directory / CONFIG_FILE))
+
+
+def _rewrite(directory, change):
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(directory / WEIGHTS_FILE))
+    change(tensors)
+    save_file(tensors, str(directory / WEIGHTS_FILE))
+
+
+def test_tensor_shape_mismatches_are_named(valid):
+    directory, _, _ = valid
+    _rewrite(directory, lambda t: t.update({"head.weight": torch.zeros(3, 7)}))
+    message = refused(directory, r"shape mismatch: head.weight \(3, 7\) \(expected \(3, 32\)\)")
+    assert str(directory / WEIGHTS_FILE) in message
+
+
+def test_missing_and_unexpected_tensors_are_named(valid):
+    directory, _, _ = valid
+    def change(tensors):
+        del tensors["head.bias"]
+        tensors["encoder.extra_layer.weight"] = torch.zeros(2)
+    _rewrite(directory, change)
+    refused(directory, r"1 missing tensor\(s\): head.bias; 1 unexpected tensor\(s\): encoder.extra_layer.weight")
+
+
+def test_an_image_size_the_architecture_cannot_take_is_a_shape_mismatch(valid):
+    directory, _, _ = valid
+    config = yaml.safe_load((directory / CONFIG_FILE).read_text())
+    config["preprocessing"]["image_size"] = 48  # ViT position embeddings were saved for 32 px
+    (directory / CONFIG_FILE).write_text(yaml.safe_dump(config))
+    refused(directory, "shape mismatch: encoder.positional_embedding")
+
+
+def test_non_finite_weights_are_refused(valid):
+    directory, _, _ = valid
+    _rewrite(directory, lambda t: t["head.weight"].fill_(float("nan")))
+    refused(directory, "non-finite values in head.weight")
+
+
+def test_a_missing_folder_is_named(tmp_path):
+    with pytest.raises(HarnessError, match="checkpoint folder not found"):
+        load_checkpoint(tmp_path / "nope", CLASSES)

@@ -1,0 +1,138 @@
+"""The fine-tune protocol on a tiny CLIP, on CPU: it learns, it is deterministic, compute is fixed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from benchmark.backbones import TINY_CONFIGS, load_backbone
+from benchmark.errors import HarnessError
+from benchmark.images import ImageRef, encode_png
+from benchmark.io import sha256_bytes
+from benchmark.protocol import PROTOCOLS
+from benchmark.protocols.data import TestData, TrainData
+from benchmark.protocols.fine_tune import (
+    RandomRot90,
+    build_augmentation,
+    fine_tune_predict,
+    resolve_recipe,
+    train_classifier,
+)
+
+TINY = TINY_CONFIGS["clip-vit-b32"]
+#: Small but real: ~20 steps, learning rates for a randomly initialised tower.
+FAST = {"images_seen": 320, "batch_size": 16, "lr_backbone": 1e-3, "lr_head": 1e-2}
+COLOURS = ([200, 60, 40], [40, 80, 200], [60, 170, 60])
+
+
+def colour_refs(n: int, n_classes: int, offset: int) -> tuple[list[ImageRef], np.ndarray]:
+    """A separable toy problem: class c is noisy texture around colour c."""
+    refs, labels = [], []
+    for i in range(n):
+        label = i % n_classes
+        rng = np.random.default_rng(offset + i)
+        pixels = np.clip(np.array(COLOURS[label]) + rng.normal(0, 35, (40, 40, 3)), 0, 255).astype(np.uint8)
+        data = encode_png(Image.fromarray(pixels))
+        refs.append(ImageRef(sha256_bytes(data), data, name=f"toy_{offset + i}"))
+        labels.append(label)
+    return refs, np.array(labels)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    train_refs, train_labels = colour_refs(24, 2, 0)
+    test_refs, test_labels = colour_refs(20, 2, 1000)
+    return TrainData.from_labels(train_refs, train_labels, 2), TestData(test_refs, test_labels)
+
+
+def run(toy, seed=0, **kwargs):
+    train, test = toy
+    return fine_tune_predict(
+        "clip-vit-b32", train, test, n_classes=2, seed=seed, recipe=FAST,
+        random_init_config=TINY, progress=False, **kwargs,
+    )
+
+
+def test_fine_tuning_learns_a_separable_problem(toy):
+    predictions, params = run(toy)
+    _, test = toy
+    assert predictions.dtype == np.int64 and predictions.shape == (len(test),)
+    assert (predictions == test.labels).mean() >= 0.9
+    assert params["loss_last"] < 0.5 * params["loss_first"]
+    assert params["images_seen"] == 320 and params["steps"] == 20
+
+
+def test_fine_tuning_is_deterministic_for_a_seed_and_leaves_the_global_rng_alone(toy):
+    before = torch.get_rng_state()
+    first = run(toy, seed=3)
+    assert torch.equal(torch.get_rng_state(), before)
+    second = run(toy, seed=3)
+    assert np.array_equal(first[0], second[0])
+    assert first[1]["loss_first"] == second[1]["loss_first"]
+    assert first[1]["loss_last"] == second[1]["loss_last"]
+    other_seed = run(toy, seed=4)
+    assert other_seed[1]["loss_last"] != first[1]["loss_last"]
+
+
+@pytest.mark.parametrize("n_train", [6, 30])
+def test_the_number_of_images_seen_is_fixed_whatever_the_training_set_size(n_train):
+    refs, labels = colour_refs(n_train, 3, 0)
+    train = TrainData.from_labels(refs, labels, 3)
+    backbone = load_backbone("clip-vit-b32", random_init_config=TINY)
+    seen = []
+    backbone.trainable_encoder().register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
+    recipe = dict(FAST, images_seen=100, batch_size=8)
+    _, _, params = train_classifier(backbone, train, n_classes=3, seed=0, recipe=recipe, progress=False)
+    assert sum(seen) == params["images_seen"] == 104  # ceil(100 / 8) = 13 full batches
+    assert params["steps"] == 13 and params["n_train"] == n_train
+
+
+def test_soft_labels_are_trained_on(toy):
+    train, test = toy
+    soft = train.targets * 0.8 + 0.1  # rows still sum to 1
+    soft_train = TrainData(train.refs, soft, train.is_synthetic)
+    predictions, params = fine_tune_predict(
+        "clip-vit-b32", soft_train, test, n_classes=2, seed=0, recipe=FAST,
+        random_init_config=TINY, progress=False,
+    )
+    # with 0.9/0.1 targets the loss cannot fall below their entropy (~0.325 nats)
+    assert params["loss_last"] > 0.3
+    assert (predictions == test.labels).mean() >= 0.9
+
+
+def test_wrong_class_count_is_refused(toy):
+    train, test = toy
+    with pytest.raises(HarnessError, match="2 classes, the task has 3"):
+        fine_tune_predict("clip-vit-b32", train, test, n_classes=3, seed=0, recipe=FAST,
+                          random_init_config=TINY, progress=False)
+
+
+def test_recipe_defaults_come_from_the_protocol_registry():
+    recipe = resolve_recipe({"images_seen": 64})
+    assert recipe["images_seen"] == 64
+    for key in ("batch_size", "lr_backbone", "lr_head", "weight_decay", "warmup_fraction"):
+        assert recipe[key] == PROTOCOLS["fine-tune"][key]
+    with pytest.raises(HarnessError, match="warmup_fraction"):
+        resolve_recipe({"warmup_fraction": 1.5})
+
+
+def test_augmentation_keeps_size_and_dtype_and_rot90_is_exact():
+    image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    augment = build_augmentation(32, resolve_recipe()["augmentation"])
+    out = augment(image)
+    assert out.shape == (3, 32, 32) and out.dtype == torch.uint8
+    rotations = {RandomRot90()(image).numpy().tobytes() for _ in range(64)}
+    expected = {torch.rot90(image, k, dims=(-2, -1)).numpy().tobytes() for k in range(4)}
+    assert rotations == expected
+
+
+def test_a_fine_tuned_model_can_be_exported_and_rescored_as_a_checkpoint(toy, tmp_path):
+    from benchmark.protocols.checkpoint import score_checkpoint
+
+    _, test = toy
+    predictions, _ = run(toy, checkpoint_dir=tmp_path / "ckpt", classes=["red", "blue"])
+    rescored, params = score_checkpoint(tmp_path / "ckpt", ["red", "blue"], test, progress=False)
+    assert np.array_equal(rescored, predictions)
+    assert params["backbone"] == "clip-vit-b32"
