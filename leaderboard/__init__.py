@@ -1,0 +1,27 @@
+"""The synthbench leaderboard: validate the results tree, aggregate, rank, plot, publish a static site.
+
+The flow inside this package is one direction, like the harness's:
+
+    tree       read submissions/<id>/submission.yaml + results/*.json, validate them the way a
+               maintainer's CI does (folder structure, schema, duplicates, one task) -> Tree
+    aggregate  pool runs into board entries (Augment, Replace, Models) per protocol and backbone,
+               with bootstrap CIs from benchmark.metrics -> Board views
+    ranking    the rank rule (entries whose CIs overlap share a rank)
+    plots      matplotlib figures (SVG + PNG, deterministic)
+    site       Jinja2 pages + local JS/CSS + leaderboard.json/.csv, written atomically
+    cli        `synthbench leaderboard build|serve|validate`
+
+docs/LEADERBOARD.md explains how to read the result; the site's methodology page is generated from
+benchmark.protocol so it cannot drift from the code.
+"""
+
+from .tree import LeaderboardError, Tree, validate_tree
+
+__all__ = ["LeaderboardError", "Tree", "validate_tree", "build_site"]
+
+
+def build_site(*args, **kwargs):
+    """Lazy alias of leaderboard.site.build_site (keeps `import leaderboard` free of matplotlib)."""
+    from .site import build_site as _build_site
+
+    return _build_site(*args, **kwargs)

@@ -1,0 +1,49 @@
+"""The rank rule: entries whose confidence intervals overlap share a rank.
+
+Rule (stated once here; the methodology page prints TIE_RULE): an entry's rank is one plus the
+number of entries whose whole CI lies strictly above its own CI (their lower bound is greater than
+its upper bound), i.e. one plus the number of entries that are significantly better than it.
+
+Properties that follow, and that the tests check on constructed records:
+- the rank does not depend on the order entries are listed in;
+- an entry whose CI overlaps the top entry's CI ranks 1, like the top entry;
+- an entry never ranks ahead of an entry that is significantly better than it;
+- ranks are shown as "=r" when two or more entries hold rank r, else "r".
+A CI overlap is not transitive, so two entries whose CIs overlap can still hold different ranks
+when a third entry's CI lies above one of them and not the other (A [60, 70], B [45, 62],
+C [30, 50]: A and B rank 1; C ranks 2 because A lies above it, although its CI overlaps B's).
+This is the rank used by Chatbot Arena's "rank (UB)" column; it never chains a tie down the
+whole table the way "shares the rank of any overlapping entry" would.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
+
+TIE_RULE = (
+    "An entry's rank is 1 + the number of entries whose whole confidence interval lies above its own "
+    "(lower bound greater than its upper bound): the number of entries significantly better than it. "
+    "Entries whose intervals overlap the top entry's all rank 1; a rank held by several entries is shown "
+    "as \"=r\". Overlap is not transitive: A [60, 70], B [45, 62], C [30, 50] rank 1, 1 and 2 (A lies "
+    "above C), although C's interval overlaps B's. Rows are listed by rank, then by point estimate."
+)
+
+
+def ranks_from_intervals(intervals: Sequence[tuple[float, float]]) -> list[int]:
+    """Rank of each (lo, hi) interval: 1 + how many intervals lie entirely above it."""
+    for lo, hi in intervals:
+        if lo > hi:
+            raise ValueError(f"confidence interval with lower bound {lo} above upper bound {hi}")
+    return [1 + sum(1 for other_lo, _ in intervals if other_lo > hi) for _, hi in intervals]
+
+
+def rank_labels(ranks: Sequence[int]) -> list[str]:
+    """"=r" for a rank held by several entries, "r" otherwise."""
+    counts = Counter(ranks)
+    return [f"={rank}" if counts[rank] > 1 else str(rank) for rank in ranks]
+
+
+def ranking_order(points: Sequence[float], ranks: Sequence[int], names: Sequence[str]) -> list[int]:
+    """Indices in display order: by rank, then by point estimate (higher first), then by name."""
+    return sorted(range(len(points)), key=lambda i: (ranks[i], -points[i], names[i]))

@@ -1,0 +1,450 @@
+"""Build the static leaderboard site: validate -> aggregate -> plots + pages + JSON/CSV, written atomically.
+
+    site/
+      index.html                  the boards (filter by board, protocol, backbone, track; sortable)
+      methodology.html            generated from benchmark.protocol: cannot drift from the code
+      submissions/<id>/index.html one page per submission: metadata, samples, plots, every number + CI
+      submissions/<id>/plots/     ratio curves, confusion matrices, per-class F1 (SVG + PNG)
+      submissions/<id>/thumbs/    a few sample images, re-encoded as small PNG thumbnails
+      plots/                      each board view's bar chart at the best ratio
+      static/                     leaderboard.css, leaderboard.js (local: works from file:// too)
+      leaderboard.json            machine-readable boards (fractions, not percent)
+      leaderboard.csv             one row per board view x entry (pandas)
+
+The site is built in a temporary sibling folder and moved into place only when complete, so a
+failed build leaves the previous site untouched. It only ever replaces a folder that holds a site
+(marked by SITE_MARKER) or an empty one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+from benchmark import __version__
+from benchmark.images import ImageDecodeError, open_rgb
+from benchmark.io import atomic_directory, atomic_write_json
+from benchmark.protocol import (
+    BOARDS,
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    CI_LEVEL,
+    DEFAULT_PROTOCOL,
+    DEFAULT_SEEDS,
+    PROTOCOLS,
+    RANKING_IMAGES_PER_CLASS,
+    RATIOS,
+    SETTINGS,
+    TRAIN_PER_CLASS,
+)
+
+from . import plots
+from .aggregate import (
+    ALL_BACKBONES,
+    ANY,
+    MODELS_BOARD,
+    REAL,
+    ZERO_SHOT_PROTOCOL,
+    BoardView,
+    Estimate,
+    Leaderboard,
+    Profile,
+    build_leaderboard,
+    verdict,
+)
+from .ranking import TIE_RULE
+from .tree import LeaderboardError, Submission, hard_label, validate_tree
+
+log = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+TEMPLATES_DIR = PACKAGE_DIR / "templates"
+STATIC_DIR = PACKAGE_DIR / "static"
+DEFAULT_SITE_DIR = PACKAGE_DIR / "site"
+#: A file every built site holds: `build` replaces only a folder that has it (or an empty one).
+SITE_MARKER = ".synthbench-site"
+LEADERBOARD_SCHEMA_VERSION = 1
+THUMBNAIL_SIZE = 160
+#: Sample images per class shown on a submission page.
+THUMBNAILS_PER_CLASS = 1
+DEMO_LABEL = "Pipeline demo, not a scientific result"
+#: Columns of each board's table, the board's own metric first (templates/index.html renders them).
+_DESCRIPTION_COLUMNS = ["best_ratio", "team", "track", "generator", "images", "status", "harness"]
+BOARD_COLUMNS = {
+    "augment": ["rank", "submission", "delta", "verdict", "macro_f1", "accuracy", *_DESCRIPTION_COLUMNS],
+    "replace": ["rank", "submission", "macro_f1", *(f"ratio:{k}" for k in RATIOS), "delta", "verdict", "accuracy",
+                *_DESCRIPTION_COLUMNS],
+    "models": ["rank", "submission", "macro_f1", "delta", "verdict", "accuracy", "team", "track", "status", "harness"],
+}
+assert set(BOARD_COLUMNS) == set(BOARDS), "every board in benchmark.protocol.BOARDS needs its columns here"
+
+
+def build_site(submissions_dir: str | Path = "submissions", out_dir: str | Path = DEFAULT_SITE_DIR) -> Path:
+    """Validate the tree under `submissions_dir` and publish the site into `out_dir`; return `out_dir`.
+
+    Raises LeaderboardError listing every problem when the tree is inconsistent (nothing is written).
+    """
+    out_dir = Path(out_dir)
+    tree = validate_tree(submissions_dir)
+    tree.raise_if_problems()
+    _check_replaceable(out_dir)
+    board = build_leaderboard(tree)
+    with atomic_directory(out_dir, overwrite=True) as tmp:
+        _SiteWriter(board, tmp).write()
+    log.info("leaderboard site written to %s (%d views, %d submissions)", out_dir, len(board.views), len(tree.submissions))
+    return out_dir
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / SITE_MARKER).exists())):
+        raise LeaderboardError(
+            f"{out_dir}: exists and is not a leaderboard site (no {SITE_MARKER}); refusing to replace it"
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# Formatting (Jinja filters): numbers are stored as fractions and shown in percent
+# ------------------------------------------------------------------------------------------------
+
+
+def percent(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "—"
+    text = f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}"
+    return text.replace("-", "\u2212")  # a real minus sign
+
+
+def interval(estimate: Estimate | None, signed: bool = False) -> str:
+    if estimate is None:
+        return ""
+    return f"[{percent(estimate.lo, signed)}, {percent(estimate.hi, signed)}]"
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,  # a typo in a template fails the build, not the reader
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["percent"] = percent
+    env.filters["interval"] = interval
+    env.filters["verdict"] = verdict
+    env.filters["ratio"] = lambda setting: f"1:{SETTINGS[setting].ratio}" if setting in SETTINGS else (setting or "—")
+    return env
+
+
+def _safe_link(url: str) -> str | None:
+    """Only http(s) links from participants' metadata become hyperlinks (no javascript: URLs)."""
+    return url if url.startswith(("https://", "http://")) else None
+
+
+# ------------------------------------------------------------------------------------------------
+# The writer
+# ------------------------------------------------------------------------------------------------
+
+
+class _SiteWriter:
+    def __init__(self, board: Leaderboard, root: Path):
+        self.board = board
+        self.tree = board.tree
+        self.root = root
+        self.env = _environment()
+        self.view_plots: dict[str, dict[str, str]] = {}
+
+    def write(self) -> None:
+        (self.root / SITE_MARKER).write_text(f"synthbench {__version__} leaderboard site\n")
+        shutil.copytree(STATIC_DIR, self.root / "static")
+        for view in self.board.views:
+            figure = plots.best_ratio_bars(view, self._view_title(view), self.root / "plots" / f"{view.id}-best-ratio")
+            if figure:
+                self.view_plots[view.id] = {name: f"plots/{file}" for name, file in figure.items()}
+        common = self._common_context()
+        self._render("index.html", self.root / "index.html", **common, **self._index_context())
+        self._render("methodology.html", self.root / "methodology.html", **common, **self._methodology_context())
+        for submission in self.tree.submissions:
+            page_dir = self.root / "submissions" / submission.id
+            context = self._submission_context(submission, page_dir)
+            self._render("submission.html", page_dir / "index.html", **common, base="../../", **context)
+        atomic_write_json(self.root / "leaderboard.json", self._json())
+        self._csv().to_csv(self.root / "leaderboard.csv", index=False, float_format="%.6f")
+
+    def _render(self, template: str, path: Path, **context: Any) -> None:
+        context.setdefault("base", "")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.env.get_template(template).render(**context), encoding="utf-8")
+
+    # -- context --------------------------------------------------------------------------------
+
+    def _common_context(self) -> dict[str, Any]:
+        task = self.tree.task
+        finished = sorted(filter(None, (r.finished for r in self.tree.records())))
+        return {
+            "task": task,
+            "is_demo": self.tree.is_demo,
+            "demo_label": DEMO_LABEL,
+            "harness_versions": sorted({r.harness_version for r in self.tree.records()}),
+            "results_as_of": finished[-1] if finished else None,
+            "n_records": sum(1 for _ in self.tree.records()),
+            "site_version": __version__,
+        }
+
+    def _view_title(self, view: BoardView) -> str:
+        if view.board == MODELS_BOARD:
+            return f"{view.title}: submitted checkpoints"
+        backbones = f"suite ({', '.join(view.backbones)})" if view.backbone == ALL_BACKBONES else view.backbone
+        return f"{view.title} · {view.protocol} · {backbones}"
+
+    def _index_context(self) -> dict[str, Any]:
+        views = self.board.views
+        protocols = list(dict.fromkeys(v.protocol for v in views if v.protocol != ANY))
+        backbones = sorted({v.backbone for v in views if v.backbone not in (ANY, ALL_BACKBONES)})
+        default_protocol = DEFAULT_PROTOCOL if DEFAULT_PROTOCOL in protocols else (protocols[0] if protocols else "")
+        return {
+            "views": [
+                {
+                    "view": view,
+                    "title": self._view_title(view),
+                    "description": BOARDS[view.board]["description"],
+                    "plot": self.view_plots.get(view.id),
+                    # Visible without JavaScript: the headline of each board (the script's defaults).
+                    "visible": view.headline and view.protocol in (default_protocol, ANY),
+                    "columns": BOARD_COLUMNS[view.board],
+                    "pooled": {"augment": "mixed@k", "replace": "synthetic@k"}.get(view.board),
+                }
+                for view in views
+            ],
+            "boards": {name: spec["title"] for name, spec in BOARDS.items() if any(v.board == name for v in views)},
+            "protocols": protocols,
+            "default_protocol": default_protocol,
+            "backbones": backbones,
+            "tracks": sorted({s.track for s in self.tree.submissions if s.track}),
+            "ratios": list(RATIOS),
+            "zero_shot": self.board.zero_shot,
+            "zero_shot_description": PROTOCOLS[ZERO_SHOT_PROTOCOL]["description"],
+            "pending": [s for s in self.tree.submissions if not s.records],
+            "notes": self.board.notes,
+            "suites": self.board.suites,
+        }
+
+    def _methodology_context(self) -> dict[str, Any]:
+        recipes = {
+            name: {key: value for key, value in spec.items() if key not in ("description", "ranking")}
+            for name, spec in PROTOCOLS.items()
+        }
+        return {
+            "settings": list(SETTINGS.values()),
+            "protocols": PROTOCOLS,
+            "recipes": recipes,
+            "default_protocol": DEFAULT_PROTOCOL,
+            "boards": BOARDS,
+            "ratios": RATIOS,
+            "train_per_class": TRAIN_PER_CLASS,
+            "ranking_images_per_class": RANKING_IMAGES_PER_CLASS,
+            "seeds": DEFAULT_SEEDS,
+            "resamples": BOOTSTRAP_RESAMPLES,
+            "ci_level": CI_LEVEL,
+            "bootstrap_seed": BOOTSTRAP_SEED,
+            "tie_rule": TIE_RULE,
+            "backbones": _backbone_registry(),
+            "suites": self.board.suites,
+        }
+
+    def _submission_context(self, submission: Submission, page_dir: Path) -> dict[str, Any]:
+        classes = self.tree.classes
+        profiles = [p for p in self.board.profiles_of(submission.id)]
+        sections = []
+        for profile in profiles:
+            stem = f"{profile.protocol}--{'+'.join(profile.backbones)}"
+            is_suite = list(profile.backbones) == self.board.suites.get(profile.protocol) or len(
+                [p for p in profiles if p.protocol == profile.protocol]
+            ) == 1
+            label = self._profile_label(profile)
+            figures = {}
+            curves = plots.ratio_curves(profile, f"{submission.id} · {label}", page_dir / "plots" / f"{stem}-ratios")
+            if curves:
+                figures["Ratio curves: macro-F1 and accuracy against the real:synthetic ratio, real-only as the dashed level"] = curves
+            if is_suite:
+                panels = self._confusion_panels(profile)
+                confusion = plots.confusion_matrices(classes, panels, page_dir / "plots" / f"{stem}-confusion")
+                if confusion:
+                    figures["Confusion matrices, rows normalised (" + " and ".join(t for t, _ in panels) + ")"] = confusion
+                heat = plots.per_class_f1(classes, profile, f"Per-class F1 (%) · {label}", page_dir / "plots" / f"{stem}-per-class")
+                if heat:
+                    figures["Per-class F1 for every setting (mean over runs)"] = heat
+            sections.append(
+                {
+                    "profile": profile,
+                    "label": label,
+                    "is_suite": is_suite,
+                    "figures": [(caption, {k: f"plots/{v}" for k, v in files.items()}) for caption, files in figures.items()],
+                }
+            )
+        sections.sort(key=lambda s: (s["profile"].protocol != DEFAULT_PROTOCOL, not s["is_suite"], s["label"]))
+        standings = [
+            {"view": view, "title": self._view_title(view), "entry": entry}
+            for view, entry in self.board.entries_of(submission.id)
+            # Per-backbone views, not the non-headline suite views; a one-backbone suite once only.
+            if view.headline or (view.backbone != ALL_BACKBONES and self.board.suites.get(view.protocol) != [view.backbone])
+        ]
+        counts = submission.images_per_class(classes)
+        generator = submission.generator
+        return {
+            "submission": submission,
+            "generator": generator,
+            "generator_link": _safe_link(generator["link"]),
+            "fine_tuned": submission.meta.get("fine_tuned"),
+            "licence": submission.meta.get("licence") or submission.meta.get("license") or "",
+            "submission_task": submission.meta.get("task") if isinstance(submission.meta.get("task"), dict) else {},
+            "content_hashes": sorted({r.data["submission"]["content_hash"] for r in submission.records.values()}),
+            "counts": counts,
+            "thumbnails": self._thumbnails(submission, page_dir),
+            "sections": sections,
+            "standings": standings,
+            "records": sorted(submission.records.values(), key=lambda r: r.path.name),
+            "status": (
+                None if not submission.records
+                else "official" if all(r.official for r in submission.records.values()) else "self-reported"
+            ),
+        }
+
+    @staticmethod
+    def _profile_label(profile: Profile) -> str:
+        if len(profile.backbones) > 1:
+            return f"{profile.protocol} · mean over {', '.join(profile.backbones)}"
+        return f"{profile.protocol} · {profile.backbones[0]}"
+
+    @staticmethod
+    def _confusion_panels(profile: Profile) -> list[tuple[str, Any]]:
+        panels = []
+        if REAL in profile.settings:
+            panels.append(("real", profile.settings[REAL]))
+        mixed = [s for name, s in profile.settings.items() if SETTINGS.get(name) and SETTINGS[name].kind == "mixed"]
+        if mixed:
+            best = max(mixed, key=lambda s: (s.macro_f1.point, -s.ratio))
+            panels.append((f"best mixed: {best.setting}", best))
+        return panels
+
+    def _thumbnails(self, submission: Submission, page_dir: Path) -> list[dict[str, str]]:
+        """Re-encode a few sample images (one per class) as small PNGs inside the site."""
+        chosen: dict[str, str] = {}
+        for row in sorted(submission.metadata_rows(), key=lambda row: str(row.get("file_name", ""))):
+            label = hard_label(row.get("label"))
+            if label is None or len([c for c in chosen.values() if c == label]) >= THUMBNAILS_PER_CLASS:
+                continue
+            if isinstance(row.get("file_name"), str):
+                chosen[row["file_name"]] = label
+        thumbnails = []
+        for index, (file_name, label) in enumerate(sorted(chosen.items(), key=lambda item: (self._class_order(item[1]), item[0]))):
+            path = submission.image_path(file_name)
+            if path is None:
+                log.warning("%s: sample image %s not found inside the submission; no thumbnail", submission.path, file_name)
+                continue
+            try:
+                image = open_rgb(path)  # participants' files: decoded with the harness's safe reader
+            except ImageDecodeError as exc:
+                log.warning("no thumbnail: %s", exc)
+                continue
+            image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+            target = page_dir / "thumbs" / f"{index:02d}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            image.save(target, format="PNG")
+            thumbnails.append({"src": f"thumbs/{target.name}", "label": label, "file_name": file_name})
+        return thumbnails
+
+    def _class_order(self, label: str) -> int:
+        return self.tree.classes.index(label) if label in self.tree.classes else len(self.tree.classes)
+
+    # -- machine-readable -------------------------------------------------------------------------
+
+    def _json(self) -> dict[str, Any]:
+        return {
+            "schema_version": LEADERBOARD_SCHEMA_VERSION,
+            "task": self.tree.task,
+            "is_demo": self.tree.is_demo,
+            "note": DEMO_LABEL if self.tree.is_demo else None,
+            "classes": self.tree.classes,
+            "harness_versions": sorted({r.harness_version for r in self.tree.records()}),
+            "suites": self.board.suites,
+            "views": [view.to_dict() for view in self.board.views],
+            "zero_shot": [entry.to_dict() for entry in self.board.zero_shot],
+            "notes": self.board.notes,
+            "submissions": [
+                {
+                    "id": s.id,
+                    "team": s.team,
+                    "method": s.method,
+                    "track": s.track,
+                    "kind": s.kind,
+                    "baseline": s.baseline,
+                    "generator": s.generator,
+                    "records": sorted(r.path.name for r in s.records.values()),
+                }
+                for s in self.tree.submissions
+            ],
+        }
+
+    def _csv(self) -> pd.DataFrame:
+        rows = []
+        for view in self.board.views:
+            for entry in view.entries:
+                row: dict[str, Any] = {
+                    "board": view.board,
+                    "protocol": view.protocol,
+                    "backbone": view.backbone,
+                    "backbones": " ".join(view.backbones),
+                    "headline": view.headline,
+                    "rank": entry.rank,
+                    "rank_label": entry.rank_label,
+                    "ranked": entry.ranked,
+                    "submission": entry.submission_id or "",
+                    "name": entry.name,
+                    "team": entry.team,
+                    "track": entry.track,
+                    "generator": entry.generator,
+                    "baseline": entry.baseline or "",
+                    "images_per_class": entry.images_per_class,
+                }
+                for metric in ("accuracy", "macro_f1", "delta_macro_f1", "delta_accuracy"):
+                    estimate = getattr(entry, metric)
+                    row[metric] = estimate.point if estimate else None
+                    row[f"{metric}_lo"] = estimate.lo if estimate else None
+                    row[f"{metric}_hi"] = estimate.hi if estimate else None
+                row.update(
+                    verdict=entry.verdict,
+                    best_setting=entry.best_setting or "",
+                    status=entry.status,
+                    harness_versions=" ".join(entry.harness_versions),
+                    n_runs=entry.n_runs,
+                    missing="; ".join(entry.missing),
+                    is_demo=self.tree.is_demo,
+                )
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def _backbone_registry() -> list[dict[str, Any]]:
+    """The backbone registry as rows for the methodology page ([] until benchmark.backbones exists)."""
+    try:
+        from benchmark.backbones import BACKBONES, DEFAULT_BACKBONE
+    except ImportError:  # the harness's backbone module is optional for the leaderboard
+        return []
+    rows = []
+    for name, spec in BACKBONES.items():
+        if dataclasses.is_dataclass(spec):
+            fields = dataclasses.asdict(spec)
+        elif isinstance(spec, dict):
+            fields = dict(spec)
+        else:
+            fields = {"spec": repr(spec)}
+        fields = {k: v for k, v in fields.items() if k != "name" and v is not None and not callable(v)}
+        rows.append({"name": name, "default": name == DEFAULT_BACKBONE, "fields": fields})
+    return rows

@@ -1,0 +1,202 @@
+"""Ranking, ties, pooling and pairing of the leaderboard, on constructed records with known answers."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+
+import numpy as np
+import pytest
+
+from benchmark.metrics import bootstrap_ci
+from leaderboard.aggregate import ALL_BACKBONES, HELPS, HURTS, NO_EFFECT, REFERENCE, build_leaderboard
+from leaderboard.ranking import rank_labels, ranking_order, ranks_from_intervals
+from leaderboard.testing import EXAMPLE_PLANS, Plan, make_example_tree, make_record, write_submission
+from leaderboard.tree import validate_tree
+
+# ------------------------------------------------------------------------------------------------
+# The rule itself
+# ------------------------------------------------------------------------------------------------
+
+
+def test_documented_example_overlap_is_not_transitive():
+    # A [60, 70], B [45, 62], C [30, 50]: A and B overlap (rank 1); A lies above C, so C ranks 2.
+    assert ranks_from_intervals([(60, 70), (45, 62), (30, 50)]) == [1, 1, 2]
+
+
+def test_separated_intervals_rank_one_two_three_and_overlapping_ones_share():
+    assert ranks_from_intervals([(0.8, 0.9), (0.6, 0.7), (0.4, 0.5)]) == [1, 2, 3]
+    assert ranks_from_intervals([(0.5, 0.9), (0.6, 0.7), (0.4, 0.65)]) == [1, 1, 1]
+    # Touching bounds overlap (the comparison is strict): a shared rank.
+    assert ranks_from_intervals([(0.5, 0.6), (0.4, 0.5)]) == [1, 1]
+
+
+def test_rank_does_not_depend_on_listing_order():
+    intervals = [(0.70, 0.80), (0.72, 0.75), (0.50, 0.71), (0.20, 0.40), (0.30, 0.45)]
+    expected = dict(zip(intervals, ranks_from_intervals(intervals)))
+    for permutation in itertools.permutations(intervals):
+        assert dict(zip(permutation, ranks_from_intervals(list(permutation)))) == expected
+
+
+def test_an_entry_never_ranks_ahead_of_a_significantly_better_one():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        points = rng.uniform(0, 1, size=8)
+        widths = rng.uniform(0, 0.2, size=8)
+        intervals = [(p - w, p + w) for p, w in zip(points, widths)]
+        ranks = ranks_from_intervals(intervals)
+        for (lo_a, hi_a), rank_a in zip(intervals, ranks):
+            for (lo_b, hi_b), rank_b in zip(intervals, ranks):
+                if lo_a > hi_b:  # a is significantly better than b
+                    assert rank_a < rank_b
+
+
+def test_rank_labels_mark_shared_ranks_and_order_breaks_ties_by_point():
+    assert rank_labels([1, 1, 3, 4, 4]) == ["=1", "=1", "3", "=4", "=4"]
+    assert ranking_order([0.5, 0.7, 0.9], [2, 1, 1], ["c", "b", "a"]) == [2, 1, 0]
+
+
+def test_an_inverted_interval_is_refused():
+    with pytest.raises(ValueError, match="lower bound"):
+        ranks_from_intervals([(0.6, 0.5)])
+
+
+# ------------------------------------------------------------------------------------------------
+# Boards on constructed records
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def example_tree(tmp_path_factory):
+    return make_example_tree(tmp_path_factory.mktemp("example") / "submissions")
+
+
+@pytest.fixture()
+def tree_copy(example_tree, tmp_path):
+    target = tmp_path / "submissions"
+    shutil.copytree(example_tree, target)
+    return target
+
+
+def _rows(view):
+    return [(entry.name, entry.rank_label, entry.verdict) for entry in view.entries]
+
+
+def test_augment_board_ranks_by_paired_delta_with_ties(example_tree):
+    board = build_leaderboard(validate_tree(example_tree))
+    augment = board.headline("augment")
+    assert (augment.protocol, augment.backbone) == ("linear-probe", ALL_BACKBONES)
+    assert _rows(augment) == [
+        ("team-a__editor", "1", HELPS),
+        ("baseline__duplicate", "2", HELPS),
+        # classic's mixed runs are the real runs themselves: Delta exactly 0, tied with real-only.
+        ("baseline__classic", "=3", NO_EFFECT),
+        ("real-only", "=3", REFERENCE),
+        ("team-b__noisy", "5", HURTS),
+    ]
+    by_name = {entry.name: entry for entry in augment.entries}
+    # Pairing: mixed@k = the real predictions with exactly 15% of the test images fixed / broken.
+    assert by_name["team-a__editor"].delta_accuracy.point == pytest.approx(0.15, abs=1e-12)
+    assert by_name["team-b__noisy"].delta_accuracy.point == pytest.approx(-0.15, abs=1e-12)
+    assert by_name["baseline__classic"].delta_macro_f1 == by_name["real-only"].delta_macro_f1
+    assert by_name["real-only"].delta_macro_f1.point == 0.0
+    assert by_name["baseline__duplicate"].baseline == "duplicate"
+    assert by_name["team-a__editor"].best_setting.startswith("mixed@")
+    assert all(entry.ranked for entry in augment.entries)
+
+
+def test_replace_board_ranks_synthetic_only_macro_f1(example_tree):
+    replace = build_leaderboard(validate_tree(example_tree)).headline("replace")
+    assert [(name, rank) for name, rank, _ in _rows(replace)] == [
+        ("real-only", "=1"),
+        ("baseline__duplicate", "=1"),
+        ("team-a__editor", "=1"),
+        ("baseline__classic", "4"),
+        ("team-b__noisy", "5"),
+    ]
+    entry = next(e for e in replace.entries if e.name == "team-b__noisy")
+    assert list(entry.per_setting) == ["synthetic@1", "synthetic@2", "synthetic@3", "synthetic@4"]
+    assert entry.macro_f1.point == pytest.approx(np.mean([s.macro_f1.point for s in entry.per_setting.values()]))
+    assert entry.verdict == HURTS  # 30% accuracy against 60% real-only
+
+
+def test_pooled_estimate_is_bootstrap_ci_over_every_ratio_and_seed(example_tree):
+    """The board's number is one bootstrap over all runs of the board, paired run by run with real."""
+    tree = validate_tree(example_tree)
+    record = tree.submission("team-a__editor").records[("efficientnet-lite0", "linear-probe")]
+    preds = [record.predictions(f"mixed@{k}", seed) for k in (1, 2, 3, 4) for seed in (0, 1)]
+    real = [record.predictions("real", seed) for k in (1, 2, 3, 4) for seed in (0, 1)]
+    expected = bootstrap_ci(tree.test_labels, preds, len(tree.classes), metric="macro_f1", baseline_preds=real)
+    entry = next(e for e in build_leaderboard(tree).headline("augment").entries if e.name == "team-a__editor")
+    assert (entry.delta_macro_f1.point, entry.delta_macro_f1.lo, entry.delta_macro_f1.hi) == pytest.approx(expected)
+
+
+def test_an_entry_missing_a_ratio_is_shown_but_not_ranked(tree_copy):
+    plan = Plan("team-c__small", "Team C", mixed_change=0.3, synthetic_accuracy=0.9, ratios=(1, 2))
+    make_example_tree(tree_copy, (plan,), seed=0)
+    board = build_leaderboard(validate_tree(tree_copy))
+    augment = board.headline("augment")
+    last = augment.entries[-1]
+    assert (last.name, last.rank, last.rank_label) == ("team-c__small", None, "—")
+    assert last.missing == ["mixed@3", "mixed@4"]
+    assert last.delta_accuracy.point == pytest.approx(0.3, abs=1e-12)  # the best Delta, yet unranked
+    assert [e.rank_label for e in augment.entries[:-1]] == ["1", "2", "=3", "=3", "5"]
+
+
+def test_suite_is_set_by_the_baselines_and_a_partial_entry_is_unranked_in_it(tmp_path):
+    root = tmp_path / "submissions"
+    backbones = ("bb-one", "bb-two")
+    plans = tuple(p for p in EXAMPLE_PLANS if p.submission_id != "team-b__noisy")
+    make_example_tree(root, plans, backbones=backbones, seeds=(0,))
+    # A participant scored on one backbone only: ranked there, incomplete in the suite view.
+    partial = Plan("team-d__one", "Team D", mixed_change=0.05, synthetic_accuracy=0.5)
+    make_example_tree(root, (partial,), backbones=("bb-one",), seeds=(0,))
+    board = build_leaderboard(validate_tree(root))
+    assert board.suites == {"linear-probe": ["bb-one", "bb-two"]}
+    headline = board.headline("augment")
+    assert headline.backbones == ["bb-one", "bb-two"]
+    team_d = next(e for e in headline.entries if e.name == "team-d__one")
+    assert team_d.missing == ["backbone bb-two"] and team_d.rank is None
+    single = next(v for v in board.views if v.board == "augment" and v.backbone == "bb-one")
+    assert next(e for e in single.entries if e.name == "team-d__one").ranked
+    assert not any(e.name == "team-d__one" for e in next(v for v in board.views if v.backbone == "bb-two").entries)
+    # The suite pools both backbones: 4 ratios x 1 seed x 2 backbones runs.
+    team_a = next(e for e in headline.entries if e.name == "team-a__editor")
+    assert team_a.n_runs == 8
+
+
+def test_models_board_ranks_checkpoints_against_the_real_only_row(tree_copy):
+    tree = validate_tree(tree_copy)
+    labels = tree.test_labels
+    rng = np.random.default_rng(5)
+    for name, accuracy in (("team-m__good", 0.95), ("team-m__poor", 0.2)):
+        preds = labels.copy()
+        wrong = rng.choice(labels.size, size=int(round((1 - accuracy) * labels.size)), replace=False)
+        preds[wrong] = (labels[wrong] + 1) % 6
+        record = make_record(submission_id=name, labels=labels, runs={("checkpoint", 0): preds},
+                             backbone="convnext-tiny", protocol="checkpoint", kind="checkpoint")
+        write_submission(tree_copy, Plan(name, "Team M", 0.0, 0.0), [record])
+    board = build_leaderboard(validate_tree(tree_copy))
+    models = board.headline("models")
+    assert [(e.name, e.rank_label, e.verdict) for e in models.entries] == [
+        ("team-m__good", "1", HELPS),
+        ("real-only", "2", REFERENCE),
+        ("team-m__poor", "3", HURTS),
+    ]
+    good = models.entries[0]
+    real_only = models.entries[1]
+    assert good.delta_accuracy.point == pytest.approx(good.accuracy.point - real_only.accuracy.point)
+
+
+def test_differing_real_predictions_between_records_are_noted(tree_copy):
+    import json
+
+    path = tree_copy / "team-b__noisy" / "results" / "efficientnet-lite0__linear-probe.json"
+    record = json.loads(path.read_text())
+    labels = np.asarray(record["test"]["labels"])
+    runs = {(run["setting"], run["seed"]): np.asarray(run["predictions"]) for run in record["runs"]}
+    runs[("real", 0)] = labels.copy()  # a different (perfect) real run for seed 0
+    rewritten = make_record(submission_id="team-b__noisy", labels=labels, runs=runs, track="open")
+    path.write_text(json.dumps(rewritten))
+    board = build_leaderboard(validate_tree(tree_copy))
+    assert any("team-b__noisy" in note and "differ" in note for note in board.notes)
