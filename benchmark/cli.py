@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "benchmark.generators.cli",  # synthbench inputs export, synthbench generate ...
     "benchmark.submissions.cli",  # synthbench validate
     "benchmark.grid",  # synthbench run
+    "benchmark.executors",  # synthbench run-all (local or Slurm)
     "leaderboard.cli",  # synthbench leaderboard build|serve|validate
     "benchmark.pipeline",  # synthbench demo (the main job)
 )

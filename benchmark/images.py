@@ -67,6 +67,8 @@ def open_rgb(
         raise ImageDecodeError(f"{label}: not a decodable image (unrecognised format)") from None
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"{label}: image header too large ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # e.g. a PNG signature then a cut header
+        raise ImageDecodeError(f"{label}: corrupt or truncated image header ({exc})") from None
     if fmt not in allowed_formats:
         raise ImageDecodeError(f"{label}: format {fmt} not allowed (use one of {', '.join(allowed_formats)})")
     if width * height > max_pixels:

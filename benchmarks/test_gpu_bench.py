@@ -1,0 +1,338 @@
+"""Speed of the GPU fast path: is the model the bottleneck, or the pipeline around it?
+
+    pytest benchmarks/test_gpu_bench.py --benchmark-only --benchmark-json=gpu-bench.json
+
+Every figure is a pair: the harness's real code path (decode + preprocess + model, or the whole
+fine-tuning loop) against the model alone on tensors already on the device, and their ratio in
+`extra_info` (`pipeline_over_model`, 1.0 = the pipeline keeps the model fully busy). The linear
+probe is timed as one whole grid (every setting x seed) of one submission for one backbone on a
+warm feature cache.
+
+Runs on any machine: the `cpu` cases use small images and few of them (a smoke-sized figure); the
+`cuda` cases, at the official sizes (1024 x 1024 PNG tiles like xBD, native model resolution,
+large batches), skip without a GPU. Backbones other than the offline default are built with random
+weights (`architecture_only`): speed does not depend on the weight values, and nothing is
+downloaded. Environment: SYNTHBENCH_BENCH_IMAGES overrides the number of images.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from benchmark.backbones import load_backbone
+from benchmark.features import FeatureCache, image_loader
+from benchmark.images import ImageRef
+from benchmark.io import sha256_bytes
+
+HAS_CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device: GPU figures need a GPU")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Sizes of one device's benchmark (CPU: smoke-sized; CUDA: the official run's sizes)."""
+
+    device: str
+    n_images: int
+    tile_size: int  # side of the PNG files (xBD tiles are 1024)
+    batch_size: int
+    num_workers: int
+    image_size: int | None  # backbone input size (None: native)
+    finetune_steps: int
+
+
+def _scale(device: str) -> Scale:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    override = os.environ.get("SYNTHBENCH_BENCH_IMAGES")
+    if device == "cuda":
+        return Scale("cuda", int(override or 1024), 1024, 256, max(1, min(16, cpus - 1)), None, 40)
+    return Scale("cpu", int(override or 48), 256, 16, max(0, min(2, cpus - 1)), 96, 3)
+
+
+DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=needs_cuda)]
+#: (backbone, architecture_only): the offline default with its real weights; ViTs with random weights.
+ENCODE_BACKBONES = {
+    "cpu": [("efficientnet-lite0", False)],
+    "cuda": [("efficientnet-lite0", False), ("clip-vit-b32", True), ("clip-vit-b16", True)],
+}
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _tiles(folder: Path, n: int, size: int) -> list[ImageRef]:
+    """`n` distinct PNG tiles of `size` px with structure and noise (PNG sizes close to real tiles)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    refs = []
+    for i in range(n):
+        coarse = rng.integers(0, 255, size=(size // 32, size // 32, 3), dtype=np.uint8)
+        base = np.asarray(Image.fromarray(coarse).resize((size, size), Image.Resampling.BILINEAR), dtype=np.int16)
+        noisy = np.clip(base + rng.integers(-20, 21, size=base.shape), 0, 255).astype(np.uint8)
+        path = folder / f"tile-{i:05d}.png"
+        Image.fromarray(noisy).save(path, compress_level=1)
+        refs.append(ImageRef(sha256_bytes(path.read_bytes()), path, name=path.name))
+    return refs
+
+
+@pytest.fixture(scope="module")
+def tile_refs(tmp_path_factory) -> dict[str, list[ImageRef]]:
+    """Tiles per device scale, made once per module."""
+    made: dict[str, list[ImageRef]] = {}
+    for device in ("cpu", "cuda"):
+        if device == "cuda" and not HAS_CUDA:
+            continue
+        scale = _scale(device)
+        made[device] = _tiles(tmp_path_factory.mktemp(f"tiles-{device}"), scale.n_images, scale.tile_size)
+    return made
+
+
+def _load(name: str, architecture_only: bool, scale: Scale):
+    return load_backbone(name, device=scale.device, image_size=scale.image_size, architecture_only=architecture_only)
+
+
+def _model_only_images_per_s(backbone, scale: Scale, repeats: int = 3) -> float:
+    """Images/s of `backbone.encode` on uint8 batches already on the device (no decode, no copy)."""
+    size = backbone.image_size
+    batch = torch.randint(0, 256, (scale.batch_size, 3, size, size), dtype=torch.uint8, device=scale.device)
+    backbone.encode(batch)  # warm-up: cuDNN autotuning, lazy inits
+    _sync(scale.device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        backbone.encode(batch)
+    _sync(scale.device)
+    return repeats * scale.batch_size / (time.perf_counter() - start)
+
+
+# ----------------------------------------------------------------------------------------------
+# Encoding: the feature-cache pipeline vs the model alone
+# ----------------------------------------------------------------------------------------------
+
+
+def _encode_cases():
+    for device in ("cpu", "cuda"):
+        for name, arch_only in ENCODE_BACKBONES[device]:
+            marks = [needs_cuda] if device == "cuda" else []
+            yield pytest.param(device, name, arch_only, id=f"{device}-{name}", marks=marks)
+
+
+@pytest.mark.parametrize("device,name,architecture_only", list(_encode_cases()))
+def test_encode_pipeline(benchmark, tile_refs, tmp_path_factory, device, name, architecture_only):
+    """FeatureCache.features on uncached images: decode in workers, pinned copies, bf16 model."""
+    scale = _scale(device)
+    backbone = _load(name, architecture_only, scale)
+    refs = tile_refs[device]
+    model_rate = _model_only_images_per_s(backbone, scale)
+
+    def encode_cold() -> None:
+        cache = FeatureCache(tmp_path_factory.mktemp("cache"))  # a fresh cache: every image encoded
+        cache.features(backbone, refs, batch_size=scale.batch_size, num_workers=scale.num_workers, progress=False)
+        assert cache.n_encoded == len(refs)
+        _sync(device)
+
+    benchmark.pedantic(encode_cold, rounds=2, iterations=1, warmup_rounds=0)
+    pipeline_rate = len(refs) / benchmark.stats.stats.median
+    benchmark.extra_info.update(
+        {
+            "images": len(refs),
+            "tile_px": scale.tile_size,
+            "input_px": backbone.image_size,
+            "batch_size": scale.batch_size,
+            "num_workers": scale.num_workers,
+            "pipeline_images_per_s": round(pipeline_rate, 1),
+            "model_images_per_s": round(model_rate, 1),
+            "pipeline_over_model": round(pipeline_rate / model_rate, 3),
+        }
+    )
+
+
+@pytest.mark.parametrize("device,name,architecture_only", list(_encode_cases()))
+def test_encode_model_only(benchmark, device, name, architecture_only):
+    """The model alone: `Backbone.encode` on a uint8 batch resident on the device."""
+    scale = _scale(device)
+    backbone = _load(name, architecture_only, scale)
+    size = backbone.image_size
+    batch = torch.randint(0, 256, (scale.batch_size, 3, size, size), dtype=torch.uint8, device=device)
+    backbone.encode(batch)
+    _sync(device)
+
+    def run() -> None:
+        backbone.encode(batch)
+        _sync(device)
+
+    benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update(
+        {"batch_size": scale.batch_size, "input_px": size,
+         "images_per_s": round(scale.batch_size / benchmark.stats.stats.median, 1)}
+    )
+
+
+def test_decode_only(benchmark, tile_refs):
+    """The data-loading half alone (decode + resize to the input size in workers): its ceiling."""
+    device = "cuda" if HAS_CUDA else "cpu"
+    scale = _scale(device)
+    backbone = _load("efficientnet-lite0", False, scale)
+    refs = tile_refs[device]
+
+    def decode() -> None:
+        for _ in image_loader(refs, backbone.transform, batch_size=scale.batch_size,
+                              num_workers=scale.num_workers, device=device):
+            pass
+
+    benchmark.pedantic(decode, rounds=2, iterations=1, warmup_rounds=0)
+    benchmark.extra_info.update(
+        {"images": len(refs), "tile_px": scale.tile_size, "num_workers": scale.num_workers,
+         "images_per_s": round(len(refs) / benchmark.stats.stats.median, 1)}
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Fine-tuning: the protocol's training loop vs the model's own training step
+# ----------------------------------------------------------------------------------------------
+
+
+def _finetune_cases():
+    yield pytest.param("cpu", "efficientnet-lite0", False, id="cpu-efficientnet-lite0")
+    yield pytest.param("cuda", "efficientnet-lite0", False, id="cuda-efficientnet-lite0", marks=[needs_cuda])
+    yield pytest.param("cuda", "clip-vit-b16", True, id="cuda-clip-vit-b16", marks=[needs_cuda])
+
+
+def _train_step_images_per_s(backbone, scale: Scale, recipe: dict, steps: int) -> float:
+    """Forward + backward + AdamW step of encoder and head on a batch already on the device,
+    with the protocol's settings (bf16 autocast and fused AdamW on CUDA, channels-last input)."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from benchmark.protocols.fine_tune import _param_groups
+
+    cuda = scale.device == "cuda"
+    encoder = backbone.trainable_encoder()
+    for parameter in encoder.parameters():
+        parameter.requires_grad_(True)
+    encoder.train()
+    head = nn.Linear(backbone.feature_dim, 6).to(scale.device)
+    optimizer = torch.optim.AdamW(_param_groups(encoder, head, recipe), fused=cuda or None)
+    size = backbone.image_size
+    x_uint8 = torch.randint(0, 256, (recipe["batch_size"], 3, size, size), dtype=torch.uint8, device=scale.device)
+    y = torch.softmax(torch.randn(recipe["batch_size"], 6, device=scale.device), dim=1)
+
+    def step() -> None:
+        x = backbone.prepare_input(backbone.transform.normalize(x_uint8))
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            logits = head(encoder(x).float())
+        loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()
+    _sync(scale.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(scale.device)
+    return steps * recipe["batch_size"] / (time.perf_counter() - start)
+
+
+@pytest.mark.parametrize("device,name,architecture_only", list(_finetune_cases()))
+def test_fine_tune(benchmark, tile_refs, device, name, architecture_only):
+    """`train_classifier` (decode once, per-sample augmentation in workers, the training loop)."""
+    from benchmark.protocols.data import TrainData
+    from benchmark.protocols.fine_tune import resolve_recipe, train_classifier
+
+    scale = _scale(device)
+    refs = tile_refs[device]
+    batch_size = min(64, scale.batch_size * 4) if device == "cuda" else scale.batch_size
+    recipe = resolve_recipe({"images_seen": scale.finetune_steps * batch_size, "batch_size": batch_size})
+    labels = np.arange(len(refs)) % 6
+    train = TrainData.from_labels(refs, labels, 6)
+    timings: list[dict] = []
+
+    def train_once() -> None:
+        backbone = _load(name, architecture_only, scale)  # fresh weights each round, as per run
+        _, _, params = train_classifier(
+            backbone, train, n_classes=6, seed=0, recipe=recipe, num_workers=scale.num_workers, progress=False
+        )
+        _sync(device)
+        timings.append(params)
+
+    benchmark.pedantic(train_once, rounds=2, iterations=1, warmup_rounds=0)
+    images_seen = timings[-1]["images_seen"]
+    loop_rate = images_seen / benchmark.stats.stats.median
+    backbone = _load(name, architecture_only, scale)
+    step_rate = _train_step_images_per_s(backbone, scale, recipe, scale.finetune_steps)
+    benchmark.extra_info.update(
+        {
+            "images_seen": images_seen,
+            "batch_size": batch_size,
+            "input_px": backbone.image_size,
+            "train_images_per_s": round(loop_rate, 1),
+            "model_step_images_per_s": round(step_rate, 1),
+            "pipeline_over_model": round(loop_rate / step_rate, 3),
+            "note": "train_images_per_s includes decoding the training set once (a fixed cost per run)",
+        }
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Linear probe: the whole grid of one submission for one backbone, on a warm feature cache
+# ----------------------------------------------------------------------------------------------
+
+
+def _probe_grid_scale(device: str) -> dict:
+    if device == "cuda":  # the official shape: 100 real per class, 400 synthetic per class, 5 seeds
+        return {"train_per_class": 100, "test_per_class": 50, "multiplier": 4, "seeds": (0, 1, 2, 3, 4), "image_size": None}
+    # CPU smoke: 10 real per class (a baseline then needs 10x to pass validation's 100 per class)
+    return {"train_per_class": 10, "test_per_class": 5, "multiplier": 10, "seeds": (0, 1), "image_size": 32}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_linear_probe_grid(benchmark, tmp_path_factory, device):
+    """`run_grid` (linear-probe, every setting x seed) for one submission, features already cached."""
+    from benchmark.generators.baselines import generate_baseline
+    from benchmark.grid import run_grid
+    from benchmark.protocol import SETTINGS
+    from benchmark.tasks import load_task
+    from benchmark.tasks.demo import build_demo_task
+
+    shape = _probe_grid_scale(device)
+    root = tmp_path_factory.mktemp(f"probe-grid-{device}")
+    task = load_task(build_demo_task(root / "task", train_per_class=shape["train_per_class"],
+                                     test_per_class=shape["test_per_class"], image_size=96))
+    submission = generate_baseline("classic", task, root / "submission", multiplier=shape["multiplier"], seed=0)
+    common = dict(backbone="efficientnet-lite0", protocol="linear-probe", seeds=shape["seeds"], cache_dir=root / "cache",
+                  device=device, image_size=shape["image_size"], validated=True, progress=False)
+    warm = run_grid(task, submission, out_path=root / "warm.json", **common)  # fills the cache (not timed)
+    rounds: list[dict] = []
+
+    def grid_once() -> None:
+        out = root / f"round-{len(rounds)}.json"
+        rounds.append(run_grid(task, submission, out_path=out, **common))
+        _sync(device)
+
+    benchmark.pedantic(grid_once, rounds=1 if device == "cpu" else 2, iterations=1, warmup_rounds=0)
+    record = rounds[-1]
+    assert record["provenance"]["images_encoded"] == 0 and record["provenance"]["runs_reused"] == 0
+    runs = record["runs"]
+    benchmark.extra_info.update(
+        {
+            "runs": len(runs),
+            "settings": len({r["setting"] for r in runs}),
+            "seeds": len(shape["seeds"]),
+            "n_train_max": max(r["n_train"] for r in runs),
+            "seconds_grid": round(benchmark.stats.stats.median, 2),
+            "seconds_per_run_mean": round(float(np.mean([r["seconds"] for r in runs])), 3),
+            "seconds_encoding_cold": warm["provenance"]["seconds_encoding"],
+            "all_settings": len({r["setting"] for r in runs}) == len(SETTINGS),
+        }
+    )
