@@ -1,0 +1,764 @@
+"""The grid runner: every setting x ratio x seed of one submission, for one backbone and protocol.
+
+`run_grid(task, submission, ...)` trains and scores a classifier for each (setting, seed):
+
+* `real`: the task's train_real images (100 per class);
+* `synthetic@k`: k x n_real(c) of the submission's images per class c (by hard label), no real;
+* `mixed@k`: the real images plus the same synthetic subset as `synthetic@k`.
+
+The synthetic subset of seed s: the submission's images of each class, sorted by file name, are
+permuted by numpy's `default_rng(s)` (classes in task order) and the first k x n_real(c) are used;
+so the subsets are nested over k and shared by `synthetic@k` and `mixed@k`, and the comparison with
+`real` is paired by seed. A setting the pool cannot fill is skipped and reported with the counts.
+
+Protocols that do not train (zero-shot; checkpoint submissions, always scored by the checkpoint
+protocol) are scored once, as their own setting.
+
+Every image a run needs is encoded once, up front, through the feature cache (test, train_real and
+the drawn synthetic images); runs then read features from memory. The record (docs/RECORDS.md,
+section 4) is written atomically to `submissions/<id>/results/<backbone>__<protocol>.json` while
+the grid progresses and at the end. It is resumable: when a valid record with the same identity
+(task test-manifest hash, submission content hash, backbone weights and preprocessing, protocol
+parameters, classes and test labels) exists, only the missing (setting, seed) runs are computed.
+A submission is validated before any compute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import logging
+import os
+import platform
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from . import __version__
+from .backbones import DEFAULT_BACKBONE
+from .errors import HarnessError, ResultsError, SynthbenchError
+from .metrics import bootstrap_cis, classification_metrics
+from .protocol import DEFAULT_PROTOCOL, DEFAULT_SEEDS, PROTOCOLS, SETTINGS, Setting, lookup
+from .results import NO_TRAINING_SETTINGS, RESULT_SCHEMA_VERSION, load_result, result_path, write_result
+
+log = logging.getLogger(__name__)
+
+#: Where features are cached unless --cache-dir says otherwise ($SYNTHBENCH_CACHE overrides it).
+CACHE_ENV = "SYNTHBENCH_CACHE"
+#: While the grid runs, the record is rewritten at most this often (and always at the end), so an
+#: interrupted grid resumes from its last write without rewriting the record after every fast run.
+CHECKPOINT_EVERY_S = 30.0
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "synthbench" / "features"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# ----------------------------------------------------------------------------------------------
+# Training sets: the real split, the synthetic pool and the per-seed draws
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pool:
+    """The submission's images in draw order (sorted by file name), with soft targets."""
+
+    refs: list
+    targets: np.ndarray  # (N, C) float32
+    labels: np.ndarray  # (N,) hard labels
+    by_class: list[np.ndarray]  # pool indices of each class, in draw order
+
+    @classmethod
+    def from_submission(cls, submission, classes: list[str]) -> "_Pool":
+        refs = submission.image_refs()
+        targets = submission.targets(classes)
+        names = [entry.file_name for entry in submission.entries]
+        order = sorted(range(len(refs)), key=lambda i: names[i])
+        refs = [refs[i] for i in order]
+        targets = targets[order] if len(order) else np.zeros((0, len(classes)), dtype=np.float32)
+        labels = targets.argmax(axis=1) if len(order) else np.zeros(0, dtype=np.int64)
+        by_class = [np.flatnonzero(labels == c) for c in range(len(classes))]
+        return cls(refs=refs, targets=targets, labels=labels, by_class=by_class)
+
+    def counts(self) -> np.ndarray:
+        return np.array([idx.size for idx in self.by_class], dtype=np.int64)
+
+
+def synthetic_draw(pool_by_class: Sequence[np.ndarray], seed: int, per_class: Sequence[int]) -> np.ndarray:
+    """Pool indices of seed `seed`'s synthetic subset: the first per_class[c] of each class's permutation."""
+    rng = np.random.default_rng(seed)
+    permutations = [rng.permutation(indices) for indices in pool_by_class]
+    return np.concatenate(
+        [perm[: int(n)] for perm, n in zip(permutations, per_class)] + [np.zeros(0, dtype=np.int64)]
+    ).astype(np.int64)
+
+
+def needed_per_class(setting: Setting, real_counts: np.ndarray) -> np.ndarray:
+    """Synthetic images per class a setting needs: ratio k times the task's real images of the class."""
+    return setting.ratio * real_counts if setting.kind in ("synthetic", "mixed") else np.zeros_like(real_counts)
+
+
+def skip_reason(setting: Setting, real_counts: np.ndarray, pool_counts: np.ndarray, classes: list[str]) -> str | None:
+    """Why the pool cannot fill `setting` (None when it can)."""
+    need = needed_per_class(setting, real_counts)
+    short = [(classes[c], int(pool_counts[c]), int(need[c])) for c in range(len(classes)) if pool_counts[c] < need[c]]
+    if not short:
+        return None
+    if len(set(need.tolist())) == 1:
+        head = f"needs {int(need[0])} synthetic images per class, has "
+        return head + ", ".join(f"{have} for {name!r}" for name, have, _ in short)
+    return "needs " + ", ".join(f"{n} synthetic images for {name!r} (has {have})" for name, have, n in short)
+
+
+# ----------------------------------------------------------------------------------------------
+# Record assembly
+# ----------------------------------------------------------------------------------------------
+
+
+def _ci(triple: tuple[float, float, float]) -> list[float]:
+    return [triple[1], triple[2]]
+
+
+def run_metrics(labels: np.ndarray, predictions: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """The `metrics` block of one run: point metrics, their CIs, per-class scores, confusion."""
+    point = classification_metrics(labels, predictions, classes)
+    cis = bootstrap_cis(labels, predictions, len(classes))
+    return {
+        "accuracy": point["accuracy"],
+        "macro_f1": point["macro_f1"],
+        "accuracy_ci": _ci(cis["accuracy"]),
+        "macro_f1_ci": _ci(cis["macro_f1"]),
+        "per_class": point["per_class"],
+        "confusion_matrix": point["confusion_matrix"],
+    }
+
+
+def _setting_rank(name: str) -> int:
+    names = list(SETTINGS) + list(NO_TRAINING_SETTINGS.values())
+    return names.index(name) if name in names else len(names)
+
+
+def finalise(record: dict) -> dict:
+    """Fill each run's `delta_vs_real` and the per-setting `summary` from the stored predictions.
+
+    Deltas are paired: the same seed's `real` run, on the same bootstrap resamples of the test
+    images. A summary CI resamples test images once per draw and averages over the seeds.
+    """
+    labels = np.asarray(record["test"]["labels"], dtype=np.int64)
+    n_classes = len(record["classes"])
+    record["runs"].sort(key=lambda r: (_setting_rank(r["setting"]), r["seed"]))
+    real = {r["seed"]: np.asarray(r["predictions"]) for r in record["runs"] if r["setting"] == "real"}
+    by_setting: dict[str, list[dict]] = {}
+    for run in record["runs"]:
+        by_setting.setdefault(run["setting"], []).append(run)
+        paired = run["setting"] in SETTINGS and run["setting"] != "real" and run["seed"] in real
+        if paired:
+            cis = bootstrap_cis(labels, np.asarray(run["predictions"]), n_classes, baseline_preds=[real[run["seed"]]])
+            run["delta_vs_real"] = {
+                "accuracy": cis["accuracy"][0],
+                "accuracy_ci": _ci(cis["accuracy"]),
+                "macro_f1": cis["macro_f1"][0],
+                "macro_f1_ci": _ci(cis["macro_f1"]),
+            }
+        else:
+            run["delta_vs_real"] = None
+    summary = {}
+    for setting, runs in by_setting.items():
+        preds = [np.asarray(r["predictions"]) for r in runs]
+        cis = bootstrap_cis(labels, preds, n_classes)
+        entry: dict[str, Any] = {"n_seeds": len(runs), "seeds": [r["seed"] for r in runs]}
+        for metric in ("accuracy", "macro_f1"):
+            values = np.array([r["metrics"][metric] for r in runs])
+            entry[f"{metric}_mean"] = cis[metric][0]
+            # sample standard deviation over seeds (0 for a single seed)
+            entry[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            entry[f"{metric}_ci"] = _ci(cis[metric])
+        paired_runs = [r for r in runs if r["delta_vs_real"] is not None]
+        entry["delta_n_seeds"] = len(paired_runs)
+        if paired_runs:
+            deltas = bootstrap_cis(
+                labels,
+                [np.asarray(r["predictions"]) for r in paired_runs],
+                n_classes,
+                baseline_preds=[real[r["seed"]] for r in paired_runs],
+            )
+        for metric in ("macro_f1", "accuracy"):
+            entry[f"delta_{metric}_mean"] = deltas[metric][0] if paired_runs else None
+            entry[f"delta_{metric}_ci"] = _ci(deltas[metric]) if paired_runs else None
+        summary[setting] = entry
+    record["summary"] = {k: summary[k] for k in sorted(summary, key=_setting_rank)}
+    return record
+
+
+def _identity(record: dict) -> dict:
+    """What must match for an existing record's runs to be reused."""
+    backbone = dict(record["backbone"])
+    keys = ("name",) if record["protocol"]["name"] == "checkpoint" else ("name", "revision", "preprocessing")
+    return {
+        "task": record["task"]["test_manifest_hash"],
+        "task_name": record["task"]["name"],
+        "submission": record["submission"]["content_hash"],
+        "backbone": {k: backbone.get(k) for k in keys},
+        "protocol": record["protocol"],
+        "classes": record["classes"],
+        "test": record["test"]["labels"],
+        "official": record["official"],
+    }
+
+
+def _describe_device(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def _provenance(device, started: str) -> dict[str, Any]:
+    import sklearn
+    import torch
+
+    return {
+        "device": _describe_device(device),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scikit_learn": sklearn.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "torch_threads": torch.get_num_threads(),
+        "started": started,
+        "finished": None,
+        "seconds_total": 0.0,
+        "seconds_encoding": 0.0,
+        "seconds_loading": 0.0,
+        "images_encoded": 0,
+        "runs_computed": 0,
+        "runs_reused": 0,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# The grid
+# ----------------------------------------------------------------------------------------------
+
+
+def _resolve_task(task, revision: str | None):
+    if hasattr(task, "test_manifest_hash"):
+        return task
+    from .tasks import load_task
+
+    return load_task(task, revision=revision)
+
+
+def _resolve_submission(submission):
+    if hasattr(submission, "content_hash"):
+        return submission
+    from .submissions import load_submission
+
+    return load_submission(submission)
+
+
+def _protocol_for(submission, protocol: str | None) -> str:
+    if submission.kind == "checkpoint":
+        if protocol not in (None, "checkpoint"):
+            raise HarnessError(
+                f"submission {submission.id!r} is a checkpoint: it is scored by the checkpoint protocol, "
+                f"not {protocol!r}"
+            )
+        return "checkpoint"
+    if protocol == "checkpoint":
+        raise HarnessError(
+            f"the checkpoint protocol scores checkpoint submissions; {submission.id!r} is of kind {submission.kind!r}"
+        )
+    protocol = protocol or DEFAULT_PROTOCOL
+    lookup(PROTOCOLS, protocol, "protocol")
+    return protocol
+
+
+def _checkpoint_backbone(submission) -> str:
+    config = getattr(submission, "checkpoint_config", None) or {}
+    name = config.get("backbone")
+    if not isinstance(name, str) or not name:
+        raise HarnessError(f"{submission.path}: model.yaml names no backbone")
+    return name
+
+
+def run_grid(
+    task,
+    submission,
+    *,
+    backbone: str = DEFAULT_BACKBONE,
+    protocol: str | None = None,
+    seeds: Iterable[int] = DEFAULT_SEEDS,
+    settings: Iterable[str] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
+    weights: str | os.PathLike | None = None,
+    image_size: int | None = None,
+    random_init_config: dict | None = None,
+    out_path: str | os.PathLike | None = None,
+    progress: bool = True,
+    official: bool = False,
+    validated: bool = False,
+    check_leakage: bool = True,
+    revision: str | None = None,
+    protocol_overrides: dict[str, Any] | None = None,
+    batch_size: int = 64,
+    num_workers: int = 0,
+) -> dict:
+    """Run (or resume) the grid of one submission for one backbone and protocol; return the record.
+
+    `task`: a loaded Task, a task folder or a Hub repo id (with `revision`). `submission`: a
+    loaded Submission or its folder. `protocol`: a name from PROTOCOLS (default: linear-probe;
+    checkpoint submissions always use "checkpoint"). `settings`: names from SETTINGS (default:
+    all). `validated=True` skips `validate_submission` (only when the caller just ran it);
+    `check_leakage=False` validates without the leakage gate (tests of the grid itself).
+    `protocol_overrides` changes recipe values (tests, ablations; recorded in the params, so such
+    a record never resumes into an official one).
+    """
+    from .protocols import RunContext, TestData, TrainData, get_runner
+
+    started_clock = time.perf_counter()
+    started = _now()
+    task = _resolve_task(task, revision)
+    submission = _resolve_submission(submission)
+    protocol = _protocol_for(submission, protocol)
+    seeds = sorted({int(s) for s in seeds})
+    if not seeds:
+        raise HarnessError("no seeds to run")
+    requested = [lookup(SETTINGS, name, "setting") for name in settings] if settings else list(SETTINGS.values())
+
+    from .device import resolve_device
+
+    torch_device = resolve_device(device)
+    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if not validated:
+        from .submissions import validate_submission
+
+        validate_submission(
+            submission.path, task, check_leakage=check_leakage, cache=cache_root, device=str(torch_device)
+        ).raise_if_failed()
+
+    runner = get_runner(protocol, protocol_overrides, device=torch_device)
+    classes = list(task.classes)
+    test = TestData(task.image_refs("test"), task.labels("test"))
+    backbone_name = _checkpoint_backbone(submission) if protocol == "checkpoint" else backbone
+    if protocol != "checkpoint":
+        from .backbones import BACKBONES
+
+        lookup(BACKBONES, backbone_name, "backbone")
+    path = Path(out_path) if out_path is not None else result_path(submission.path, backbone_name, protocol)
+
+    # What to run: (setting name, Setting or None, seed) for each missing run; skipped settings.
+    real_labels = task.labels("train_real")
+    real_counts = np.bincount(real_labels, minlength=len(classes)).astype(np.int64)
+    pool = _Pool.from_submission(submission, classes) if protocol != "checkpoint" else None
+    skipped: list[dict[str, str]] = []
+    wanted: list[tuple[str, Setting | None, int]] = []
+    if runner.fixed_setting is not None:
+        wanted = [(runner.fixed_setting, None, 0)]  # no training: one deterministic run
+    else:
+        for setting in requested:
+            reason = skip_reason(setting, real_counts, pool.counts(), classes)
+            if reason is not None:
+                skipped.append({"setting": setting.name, "reason": reason})
+                continue
+            wanted += [(setting.name, setting, seed) for seed in seeds]
+
+    # Load the backbone only when something must run; its identity is part of the record's.
+    loading_start = time.perf_counter()
+    loaded_backbone = None
+    if runner.needs_backbone:
+        from .backbones import load_backbone
+
+        loaded_backbone = load_backbone(
+            backbone_name, weights=weights, device=torch_device, image_size=image_size,
+            random_init_config=random_init_config,
+        )
+        backbone_block = {k: loaded_backbone.describe()[k] for k in ("name", "weights", "revision", "preprocessing")}
+    elif protocol == "checkpoint":
+        backbone_block = {"name": backbone_name, "weights": "submitted checkpoint", "revision": None, "preprocessing": None}
+    else:  # fine-tune loads its own fresh copy per run; identify it the same way
+        from .backbones import load_backbone
+
+        described = load_backbone(
+            backbone_name, weights=weights, device="cpu", image_size=image_size,
+            random_init_config=random_init_config,
+        ).describe()
+        backbone_block = {k: described[k] for k in ("name", "weights", "revision", "preprocessing")}
+    seconds_loading = time.perf_counter() - loading_start
+
+    record: dict[str, Any] = {
+        "schema_version": RESULT_SCHEMA_VERSION,
+        "harness_version": __version__,
+        "official": bool(official),
+        "submission": {
+            "id": submission.id,
+            "content_hash": submission.content_hash,
+            "kind": submission.kind,
+            "track": submission.track,
+        },
+        "task": {"name": task.name, "revision": task.revision, "test_manifest_hash": task.test_manifest_hash},
+        "backbone": backbone_block,
+        "protocol": {"name": protocol, "params": runner.params()},
+        "classes": classes,
+        "test": {"n": len(test), "labels": [int(v) for v in test.labels]},
+        "runs": [],
+        "summary": {},
+        "skipped": skipped,
+        "provenance": _provenance(torch_device, started),
+    }
+
+    # Resume: reuse the runs of a valid existing record with the same identity.
+    reused = 0
+    if path.exists():
+        try:
+            existing = load_result(path)
+        except ResultsError as exc:
+            log.warning("existing record is invalid, recomputing it: %s", exc)
+            existing = None
+        if existing is not None and _identity(existing) == _identity(record):
+            record["runs"] = existing["runs"]
+            if protocol == "checkpoint":
+                record["backbone"] = existing["backbone"]
+            now_skipped = {s["setting"] for s in skipped}
+            record["skipped"] = skipped + [
+                s for s in existing["skipped"] if s["setting"] not in now_skipped and s["setting"] not in {w[0] for w in wanted}
+            ]
+            reused = len(existing["runs"])
+        elif existing is not None:
+            if existing["official"] and not official:
+                raise HarnessError(
+                    f"{path} holds an official record for another configuration; a local run would replace it "
+                    f"(write elsewhere with --out)"
+                )
+            log.info("%s was computed for another task, submission, backbone or protocol recipe: recomputing", path)
+    done = {(r["setting"], r["seed"]) for r in record["runs"]}
+    todo = [w for w in wanted if (w[0], w[2]) not in done]
+    record["provenance"]["runs_reused"] = reused
+
+    # Draw every seed's synthetic subset once; encode every needed image once, up front.
+    draws: dict[tuple[int, int], np.ndarray] = {}
+    for name, setting, seed in todo:
+        if setting is not None and setting.kind != "real":
+            draws[(setting.ratio, seed)] = synthetic_draw(pool.by_class, seed, needed_per_class(setting, real_counts))
+    real_refs = task.image_refs("train_real")
+    feature_rows: dict[str, int] = {}
+    feature_matrix = None
+    cache = None
+    encoding_seconds = 0.0
+    encoded = 0
+    if todo and runner.needs_features:
+        from .features import FeatureCache
+
+        cache = FeatureCache(cache_root)
+        needed = list(test.refs)
+        if any(s is not None and s.uses_real for _, s, _ in todo):
+            needed += real_refs
+        for indices in draws.values():
+            needed += [pool.refs[i] for i in indices]
+        unique: dict[str, Any] = {}
+        for ref in needed:
+            unique.setdefault(ref.sha256, ref)
+        encoding_start = time.perf_counter()
+        feature_matrix = cache.features(
+            loaded_backbone, list(unique.values()), batch_size=batch_size, num_workers=num_workers, progress=progress
+        )
+        encoding_seconds = time.perf_counter() - encoding_start
+        encoded = cache.n_encoded
+        feature_rows = {sha: row for row, sha in enumerate(unique)}
+
+    def cached_features(refs) -> np.ndarray:
+        try:
+            return feature_matrix[[feature_rows[ref.sha256] for ref in refs]]
+        except (KeyError, TypeError):
+            raise HarnessError("an image was not encoded up front (grid bug)") from None
+
+    context = RunContext(
+        classes=classes,
+        device=torch_device,
+        backbone_name=backbone_name,
+        weights=str(weights) if weights is not None else None,
+        image_size=image_size,
+        random_init_config=random_init_config,
+        backbone=loaded_backbone,
+        cache=cache,
+        features=cached_features if feature_matrix is not None else None,
+        submission_path=Path(submission.path),
+        progress=progress,
+        num_workers=num_workers,
+    )
+    real_targets = np.eye(len(classes), dtype=np.float32)[real_labels]
+
+    def train_data(setting: Setting | None, seed: int):
+        if setting is None:
+            return None, {}
+        refs, targets, synthetic = [], [], []
+        if setting.uses_real:
+            refs += real_refs
+            targets.append(real_targets)
+            synthetic.append(np.zeros(len(real_refs), dtype=bool))
+        if setting.kind != "real":
+            indices = draws[(setting.ratio, seed)]
+            refs += [pool.refs[i] for i in indices]
+            targets.append(pool.targets[indices])
+            synthetic.append(np.ones(indices.size, dtype=bool))
+        data = TrainData(refs, np.concatenate(targets), np.concatenate(synthetic))
+        synthetic_labels = pool.labels[draws[(setting.ratio, seed)]] if setting.kind != "real" else np.zeros(0, int)
+        counts = {
+            name: {
+                "real": int(real_counts[c]) if setting.uses_real else 0,
+                "synthetic": int((synthetic_labels == c).sum()),
+            }
+            for c, name in enumerate(classes)
+        }
+        return data, counts
+
+    def save(final: bool) -> None:
+        provenance = record["provenance"]
+        provenance["seconds_total"] = round(time.perf_counter() - started_clock, 3)
+        provenance["seconds_encoding"] = round(encoding_seconds, 3)
+        provenance["seconds_loading"] = round(seconds_loading, 3)
+        provenance["images_encoded"] = int(encoded)
+        provenance["finished"] = _now() if final else None
+        finalise(record)
+        write_result(path, record)
+
+    last_save = time.perf_counter()
+    iterator = todo
+    if progress and len(todo) > 1:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(todo, desc=f"{submission.id} {backbone_name} {protocol}", unit="run")
+    for name, setting, seed in iterator:
+        run_start = time.perf_counter()
+        train, counts = train_data(setting, seed)
+        predictions, params = runner.fit_predict(train, test, seed=seed, context=context)
+        predictions = np.asarray(predictions, dtype=np.int64)
+        if predictions.shape != (len(test),):
+            raise HarnessError(f"protocol {protocol!r} returned {predictions.shape} predictions for {len(test)} test images")
+        if protocol == "checkpoint":
+            import hashlib
+            import json
+
+            record["backbone"]["revision"] = params.get("checkpoint_sha256")
+            recipe = params.get("preprocessing")
+            record["backbone"]["preprocessing"] = (
+                hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16] if recipe else None
+            )
+        real_per_class = [v["real"] for v in counts.values()]
+        synthetic_per_class = [v["synthetic"] for v in counts.values()]
+        record["runs"].append(
+            {
+                "setting": name,
+                "ratio": setting.ratio if setting is not None else 0,
+                "seed": seed,
+                "n_train": len(train) if train is not None else 0,
+                "n_real_per_class": max(real_per_class, default=0),
+                "n_synthetic_per_class": max(synthetic_per_class, default=0),
+                "train_counts": counts,
+                "predictions": predictions.tolist(),
+                "metrics": run_metrics(test.labels, predictions, classes),
+                "delta_vs_real": None,
+                "params": params,
+                "seconds": round(time.perf_counter() - run_start, 3),
+            }
+        )
+        record["provenance"]["runs_computed"] += 1
+        if time.perf_counter() - last_save >= CHECKPOINT_EVERY_S:
+            save(final=False)
+            last_save = time.perf_counter()
+    save(final=True)
+    log.info("wrote %s (%d runs computed, %d reused)", path, len(todo), reused)
+    return record
+
+
+# ----------------------------------------------------------------------------------------------
+# `synthbench run`
+# ----------------------------------------------------------------------------------------------
+
+
+def summary_table(record: dict):
+    """A pandas DataFrame with one row per setting: mean +- std over seeds and the CIs."""
+    import pandas as pd
+
+    def pct(x):
+        return f"{100 * x:.1f}"
+
+    rows = []
+    for setting, s in record["summary"].items():
+        row = {
+            "setting": setting,
+            "seeds": s["n_seeds"],
+            "accuracy": f"{pct(s['accuracy_mean'])} ± {pct(s['accuracy_std'])}",
+            "accuracy 95% CI": f"[{pct(s['accuracy_ci'][0])}, {pct(s['accuracy_ci'][1])}]",
+            "macro-F1": f"{pct(s['macro_f1_mean'])} ± {pct(s['macro_f1_std'])}",
+            "macro-F1 95% CI": f"[{pct(s['macro_f1_ci'][0])}, {pct(s['macro_f1_ci'][1])}]",
+        }
+        if s.get("delta_macro_f1_mean") is not None:
+            lo, hi = s["delta_macro_f1_ci"]
+            row["Δ macro-F1 vs real [95% CI]"] = f"{100 * s['delta_macro_f1_mean']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+        else:
+            row["Δ macro-F1 vs real [95% CI]"] = "—"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _parse_seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seed-list must be comma-separated integers, got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"--seed-list needs non-negative integers, got {text!r}")
+    return seeds
+
+
+def _parse_settings(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown setting(s) {', '.join(unknown) or '(none given)'}; use any of: {', '.join(SETTINGS)}"
+        )
+    return names
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def register(subparsers) -> None:
+    """Add `synthbench run` to the CLI."""
+    from .backbones import BACKBONES
+    from .device import DEVICE_CHOICES
+
+    parser = subparsers.add_parser(
+        "run",
+        help="score a submission: train and evaluate every setting x ratio x seed",
+        description="Train classifiers on real, synthetic and mixed training sets built from the "
+        "submission and score them on the task's real test split (accuracy, macro-F1, bootstrap CIs, "
+        "paired differences to real-only). Writes submissions/<id>/results/<backbone>__<protocol>.json; "
+        "reruns resume and compute only missing runs.",
+    )
+    parser.add_argument("--task", required=True, help="task folder or Hub dataset repo id")
+    parser.add_argument("--revision", default=None, help="Hub revision of the task (repo ids only)")
+    parser.add_argument("--submission", required=True, help="submission folder")
+    parser.add_argument(
+        "--backbone", nargs="+", default=[DEFAULT_BACKBONE], choices=list(BACKBONES), metavar="NAME",
+        help=f"backbone(s) (default {DEFAULT_BACKBONE}); one of: {', '.join(BACKBONES)}",
+    )
+    parser.add_argument(
+        "--protocol", nargs="+", default=None, choices=list(PROTOCOLS), metavar="NAME",
+        help=f"protocol(s) (default {DEFAULT_PROTOCOL}; checkpoint submissions: checkpoint); one of: {', '.join(PROTOCOLS)}",
+    )
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=_positive_int, default=None, help=f"run seeds 0..N-1 (default {len(DEFAULT_SEEDS)})")
+    seeds.add_argument("--seed-list", type=_parse_seed_list, default=None, help="explicit seeds, e.g. 0,1")
+    parser.add_argument(
+        "--settings", type=_parse_settings, default=None,
+        help=f"comma-separated settings (default all): {', '.join(SETTINGS)}",
+    )
+    parser.add_argument(
+        "--cache-dir", default=None,
+        help=f"feature cache (default ${CACHE_ENV} or ~/.cache/synthbench/features)",
+    )
+    parser.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES), help="torch device (default auto)")
+    parser.add_argument("--weights", default=None, help="local backbone weights file or folder (offline use)")
+    parser.add_argument("--image-size", type=_positive_int, default=None, help="backbone input resolution")
+    parser.add_argument("--out", default=None, help="write the record here instead of the submission's results/")
+    parser.add_argument("--official", action="store_true", help="mark the record as the maintainers' official run")
+    parser.add_argument("--num-workers", type=int, default=0, help="data-loader workers for encoding")
+    parser.add_argument("--batch-size", type=_positive_int, default=64, help="encoding batch size")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=_run_command)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .submissions import load_submission, validate_submission
+    from .tasks import load_task
+
+    task = load_task(args.task, revision=args.revision)
+    submission = load_submission(args.submission)
+    protocols = args.protocol or [None]
+    combos = [(b, p) for b in args.backbone for p in protocols]
+    if submission.kind == "checkpoint":
+        combos = [(None, p) for p in dict.fromkeys(protocols)]
+    if args.out and len(combos) > 1:
+        raise HarnessError("--out needs a single backbone and protocol")
+    seeds = args.seed_list if args.seed_list is not None else (
+        list(range(args.seeds)) if args.seeds is not None else list(DEFAULT_SEEDS)
+    )
+    cache_dir = args.cache_dir or default_cache_dir()
+    # once, before any compute (its leakage gate fills the feature cache the grid then reuses)
+    validate_submission(submission.path, task, cache=cache_dir, device=args.device).raise_if_failed()
+    for backbone, protocol in combos:
+        record = run_grid(
+            task,
+            submission,
+            backbone=backbone or DEFAULT_BACKBONE,
+            protocol=protocol,
+            seeds=seeds,
+            settings=args.settings,
+            cache_dir=cache_dir,
+            device=args.device,
+            weights=args.weights,
+            image_size=args.image_size,
+            out_path=args.out,
+            progress=not args.no_progress,
+            official=args.official,
+            validated=True,
+            num_workers=args.num_workers,
+            batch_size=args.batch_size,
+        )
+        title = f"{record['submission']['id']} | {record['backbone']['name']} | {record['protocol']['name']}"
+        print(title)
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(summary_table(record).to_string(index=False))
+        for entry in record["skipped"]:
+            print(f"skipped {entry['setting']}: {entry['reason']}")
+        provenance = record["provenance"]
+        print(
+            f"{provenance['runs_computed']} run(s) computed, {provenance['runs_reused']} reused; "
+            f"{provenance['images_encoded']} image(s) encoded in {provenance['seconds_encoding']:.1f}s; "
+            f"total {provenance['seconds_total']:.1f}s"
+        )
+        written = Path(args.out) if args.out else result_path(
+            submission.path, record["backbone"]["name"], record["protocol"]["name"]
+        )
+        print(f"wrote {written}")
+    return 0
+
+
+__all__ = [
+    "CACHE_ENV",
+    "default_cache_dir",
+    "finalise",
+    "needed_per_class",
+    "register",
+    "run_grid",
+    "run_metrics",
+    "skip_reason",
+    "summary_table",
+    "synthetic_draw",
+]

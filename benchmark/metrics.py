@@ -1,0 +1,269 @@
+"""Classification metrics and bootstrap confidence intervals over test images.
+
+Point metrics come from scikit-learn (accuracy, macro-F1 with `zero_division=0`, per-class
+precision/recall/F1/support, confusion matrix with rows = true class), always over every task
+class (`labels=range(C)`), so a class the classifier never predicts counts as F1 = 0 instead of
+silently dropping out of the macro average.
+
+Bootstrap CIs (95% percentile intervals, `BOOTSTRAP_RESAMPLES` draws, fixed `BOOTSTRAP_SEED`, all
+from `benchmark.protocol`) resample *test images* with replacement. The same draws are used for
+every call with the same test size, so every CI of a record (any setting, seed or backbone) is
+computed on identical resamples: a difference between two settings is a paired difference.
+
+Speed: the grid computes a few hundred CIs per record and the leaderboard more, so the resampling
+is vectorised. The draws are stored as a count matrix `counts[r, i]` (how often test image i is in
+draw r); the confusion matrices of all draws are then one matrix product
+`counts @ one_hot(true * C + pred)`, and accuracy / macro-F1 follow per draw with the same
+arithmetic as scikit-learn (tests check equality with `f1_score` on each resample).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from .errors import SynthbenchError
+from .protocol import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL
+
+#: Metrics `bootstrap_ci` knows, computed from a (draws, C, C) stack of confusion matrices.
+BOOTSTRAP_METRICS = ("accuracy", "macro_f1")
+
+#: Largest number of float32 cells of the (draws x test images) count matrix built at once.
+_CHUNK_CELLS = 1 << 24
+
+
+def _as_labels(values, n_classes: int, what: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise SynthbenchError(f"{what}: expected a 1-D array of class indices, got shape {array.shape}")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        if not np.all(np.equal(np.mod(array, 1), 0)):
+            raise SynthbenchError(f"{what}: class indices must be integers")
+    array = array.astype(np.int64, copy=False)
+    if array.size and (array.min() < 0 or array.max() >= n_classes):
+        raise SynthbenchError(
+            f"{what}: class indices must lie in [0, {n_classes - 1}], found {array.min()}..{array.max()}"
+        )
+    return array
+
+
+def classification_metrics(y_true, y_pred, class_names: Sequence[str]) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
+
+    All over every class in `class_names` (index = class id). The confusion matrix has rows = true
+    class and columns = predicted class. Values are plain Python numbers (JSON-ready).
+    """
+    n_classes = len(class_names)
+    y_true = _as_labels(y_true, n_classes, "y_true")
+    y_pred = _as_labels(y_pred, n_classes, "y_pred")
+    if y_true.shape != y_pred.shape:
+        raise SynthbenchError(f"y_true has {y_true.size} labels but y_pred has {y_pred.size}")
+    if y_true.size == 0:
+        raise SynthbenchError("cannot score an empty test set")
+    labels = list(range(n_classes))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average=None, zero_division=0
+    )
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "per_class": {
+            name: {
+                "precision": float(precision[k]),
+                "recall": float(recall[k]),
+                "f1": float(f1[k]),
+                "support": int(support[k]),
+            }
+            for k, name in enumerate(class_names)
+        },
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+@functools.lru_cache(maxsize=8)
+def bootstrap_indices(n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """The (resamples, n) test-image indices of every bootstrap draw (read-only, cached).
+
+    Fixed by (n, resamples, seed) alone, so every CI over a test set of size n uses the same draws.
+    """
+    rng = np.random.default_rng(seed)
+    indices = rng.integers(0, n, size=(resamples, n))
+    indices.setflags(write=False)
+    return indices
+
+
+@functools.lru_cache(maxsize=8)
+def _bootstrap_counts(n: int, resamples: int, seed: int) -> np.ndarray:
+    """counts[r, i] = how many times test image i appears in draw r (float32; exact integers)."""
+    indices = bootstrap_indices(n, resamples, seed)
+    offsets = (np.arange(resamples, dtype=np.int64) * n)[:, None]
+    counts = np.bincount((indices + offsets).ravel(), minlength=resamples * n)
+    counts = counts.reshape(resamples, n).astype(np.float32)
+    counts.setflags(write=False)
+    return counts
+
+
+def _resampled_confusions(y_true: np.ndarray, preds: list[np.ndarray], n_classes: int, counts: np.ndarray):
+    """Confusion matrices (rows true) of every prediction vector, observed and in every draw.
+
+    Returns (observed (V, C, C), resampled (draws, V, C, C)), float64 holding exact integers. All V
+    vectors share one matrix product, which is what makes many CIs cheap.
+    """
+    cells = n_classes * n_classes
+    n = y_true.size
+    one_hot = np.zeros((n, len(preds) * cells), dtype=np.float32)
+    rows = np.arange(n)
+    for v, pred in enumerate(preds):
+        one_hot[rows, v * cells + y_true * n_classes + pred] = 1.0
+    observed = one_hot.sum(axis=0, dtype=np.float64).reshape(len(preds), n_classes, n_classes)
+    # float32 sums of small integers are exact (below 2**24), whatever the summation order.
+    resampled = np.empty((counts.shape[0], len(preds) * cells), dtype=np.float64)
+    step = max(1, _CHUNK_CELLS // max(1, n))
+    for start in range(0, counts.shape[0], step):
+        resampled[start : start + step] = counts[start : start + step] @ one_hot
+    return observed, resampled.reshape(-1, len(preds), n_classes, n_classes)
+
+
+def _metric_from_confusions(confusions: np.ndarray, metric: str) -> np.ndarray:
+    """Metric of each (..., C, C) confusion matrix (rows true), with scikit-learn's arithmetic."""
+    true_positives = np.diagonal(confusions, axis1=-2, axis2=-1)
+    if metric == "accuracy":
+        return true_positives.sum(axis=-1) / confusions.sum(axis=(-2, -1))
+    if metric == "macro_f1":
+        # sklearn: F1 = 2 tp / (support + predicted), 0 where the denominator is 0, then the mean.
+        denominator = confusions.sum(axis=-1) + confusions.sum(axis=-2)
+        numerator = 2.0 * true_positives
+        f1 = np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+        return f1.mean(axis=-1)
+    raise SynthbenchError(f"unknown bootstrap metric {metric!r}; use one of: {', '.join(BOOTSTRAP_METRICS)}")
+
+
+def _check_preds(preds, n: int, n_classes: int, what: str) -> list[np.ndarray]:
+    if isinstance(preds, np.ndarray) and preds.ndim == 1:
+        preds = [preds]
+    preds = [_as_labels(p, n_classes, f"{what}[{i}]") for i, p in enumerate(preds)]
+    if not preds:
+        raise SynthbenchError(f"{what}: at least one prediction vector is needed")
+    for i, p in enumerate(preds):
+        if p.size != n:
+            raise SynthbenchError(f"{what}[{i}] has {p.size} predictions for {n} test labels")
+    return preds
+
+
+def _check_inputs(y_true, preds, baseline_preds, n_classes: int, metrics: Sequence[str]):
+    y_true = _as_labels(y_true, n_classes, "y_true")
+    n = y_true.size
+    if n == 0:
+        raise SynthbenchError("cannot bootstrap an empty test set")
+    preds = _check_preds(preds, n, n_classes, "preds")
+    if baseline_preds is not None:
+        baseline_preds = _check_preds(baseline_preds, n, n_classes, "baseline_preds")
+        if len(baseline_preds) != len(preds):
+            raise SynthbenchError(
+                f"paired bootstrap needs one baseline per prediction vector: "
+                f"{len(preds)} predictions, {len(baseline_preds)} baselines"
+            )
+    for metric in metrics:
+        if metric not in BOOTSTRAP_METRICS:
+            raise SynthbenchError(
+                f"unknown bootstrap metric {metric!r}; use one of: {', '.join(BOOTSTRAP_METRICS)}"
+            )
+    return y_true, preds, baseline_preds
+
+
+def bootstrap_distributions(
+    y_true,
+    preds,
+    n_classes: int,
+    *,
+    metrics: Sequence[str] = BOOTSTRAP_METRICS,
+    baseline_preds=None,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, tuple[float, np.ndarray]]:
+    """{metric: (point estimate, per-draw values)}, each averaged over the prediction vectors.
+
+    Each draw resamples test images once and averages the metric over all of `preds` (one 1-D
+    array, or a list of them: seeds, or seeds x backbones). With `baseline_preds` (same length and
+    order as `preds`: baseline i is paired with prediction i) the value is the mean paired
+    difference metric(pred_i) - metric(baseline_i), computed on the same resampled images.
+    """
+    y_true, preds, baseline_preds = _check_inputs(y_true, preds, baseline_preds, n_classes, metrics)
+    vectors = preds + (baseline_preds or [])
+    observed, resampled = _resampled_confusions(
+        y_true, vectors, n_classes, _bootstrap_counts(y_true.size, resamples, seed)
+    )
+    n_preds = len(preds)
+    out = {}
+    for metric in metrics:
+        point_values = _metric_from_confusions(observed, metric)  # (V,)
+        draw_values = _metric_from_confusions(resampled, metric)  # (draws, V)
+        point = float(point_values[:n_preds].mean())
+        draws = draw_values[:, :n_preds].mean(axis=1)
+        if baseline_preds is not None:
+            point -= float(point_values[n_preds:].mean())
+            draws = draws - draw_values[:, n_preds:].mean(axis=1)
+        out[metric] = (point, draws)
+    return out
+
+
+def percentile_interval(point: float, draws: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float, float]:
+    """(point, lo, hi): the central `level` of `draws` (numpy's linear percentile).
+
+    A percentile interval can, in rare skewed cases, miss the point estimate; it is then widened to
+    include it (conservative), so that lo <= point <= hi always holds in records.
+    """
+    if not 0.0 < level < 1.0:
+        raise SynthbenchError(f"CI level must lie in (0, 1), got {level}")
+    tail = 100.0 * (1.0 - level) / 2.0
+    lo, hi = np.percentile(draws, [tail, 100.0 - tail])
+    return float(point), float(min(lo, point)), float(max(hi, point))
+
+
+def bootstrap_cis(
+    y_true,
+    preds,
+    n_classes: int,
+    *,
+    metrics: Sequence[str] = BOOTSTRAP_METRICS,
+    baseline_preds=None,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+) -> dict[str, tuple[float, float, float]]:
+    """{metric: (point, lo, hi)} for several metrics from one set of resampled confusion matrices."""
+    distributions = bootstrap_distributions(
+        y_true, preds, n_classes, metrics=metrics, baseline_preds=baseline_preds, resamples=resamples, seed=seed
+    )
+    return {metric: percentile_interval(point, draws, level) for metric, (point, draws) in distributions.items()}
+
+
+def bootstrap_ci(
+    y_true,
+    preds,
+    n_classes: int,
+    *,
+    metric: str = "macro_f1",
+    baseline_preds=None,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+) -> tuple[float, float, float]:
+    """(point, lo, hi): `metric` (or its paired difference to `baseline_preds`) with its 95% CI.
+
+    See `bootstrap_distributions` for what is averaged and paired, and `percentile_interval` for
+    the interval.
+    """
+    return bootstrap_cis(
+        y_true,
+        preds,
+        n_classes,
+        metrics=(metric,),
+        baseline_preds=baseline_preds,
+        resamples=resamples,
+        seed=seed,
+        level=level,
+    )[metric]

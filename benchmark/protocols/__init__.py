@@ -1,0 +1,214 @@
+"""Protocols: how a classifier is obtained from one run's training set, behind one interface.
+
+`get_runner(name)` returns the runner of a protocol named in `benchmark.protocol.PROTOCOLS`. The
+grid only ever talks to this interface:
+
+    runner.name              the protocol name
+    runner.needs_backbone    the grid loads the backbone once (linear-probe, zero-shot)
+    runner.needs_features    the grid encodes every needed image once, up front, into the cache
+    runner.fixed_setting     None for protocols that train on each setting; otherwise the one
+                             setting name it is scored as ("zero-shot", "checkpoint"), once
+    runner.params()          the recipe, recorded in the result (and part of its identity)
+    runner.fit_predict(train, test, *, seed, context) -> (test predictions, run params)
+
+Runners of harness-A's protocols (fine-tune, zero-shot, checkpoint) import their module when first
+used, so a missing or broken piece fails with a message naming it, not at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import HarnessError, SynthbenchError
+from ..protocol import PROTOCOLS, lookup
+from .data import TestData, TrainData
+
+#: Recipe keys that describe a protocol but do not change its numbers (left out of params()).
+_DESCRIPTIVE_KEYS = ("description", "ranking")
+
+
+@dataclass
+class RunContext:
+    """What a runner may need beyond its training and test data (filled in by the grid)."""
+
+    classes: list[str]
+    device: Any = "cpu"
+    backbone_name: str | None = None
+    weights: str | None = None
+    image_size: int | None = None
+    random_init_config: dict | None = None
+    backbone: Any = None  # a loaded benchmark.backbones.Backbone when runner.needs_backbone
+    cache: Any = None  # the benchmark.features.FeatureCache
+    features: Callable[[Sequence[Any]], np.ndarray] | None = None  # ImageRefs -> (N, D) cached features
+    submission_path: Path | None = None
+    progress: bool = True
+    num_workers: int = 0
+
+
+def _import(module: str, attribute: str, protocol: str):
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise HarnessError(
+            f"protocol {protocol!r} needs {module}.{attribute}, which cannot be loaded: {exc}"
+        ) from exc
+
+
+class ProtocolRunner:
+    """Base of every runner: the recipe from PROTOCOLS, optionally overridden (tests, ablations)."""
+
+    name: str = ""
+    needs_backbone = False
+    needs_features = False
+    fixed_setting: str | None = None
+
+    def __init__(self, overrides: dict[str, Any] | None = None, *, device: Any = "cpu"):
+        recipe = dict(PROTOCOLS[self.name])
+        unknown = set(overrides or {}) - set(recipe)
+        if unknown:
+            raise HarnessError(
+                f"protocol {self.name!r} has no parameter(s) {', '.join(sorted(unknown))}; "
+                f"it has: {', '.join(k for k in recipe if k not in _DESCRIPTIVE_KEYS)}"
+            )
+        recipe.update(overrides or {})
+        self.recipe = recipe
+        self.device = device
+
+    def params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.recipe.items() if k not in _DESCRIPTIVE_KEYS}
+
+    def fit_predict(
+        self, train: TrainData | None, test: TestData, *, seed: int, context: RunContext
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        raise NotImplementedError
+
+
+class LinearProbeRunner(ProtocolRunner):
+    """Linear probe on cached features (benchmark.protocols.linear_probe)."""
+
+    name = "linear-probe"
+    needs_backbone = True
+    needs_features = True
+
+    def __init__(self, overrides: dict[str, Any] | None = None, *, device: Any = "cpu"):
+        super().__init__(overrides, device=device)
+        from . import linear_probe
+
+        self._module = linear_probe
+        self.probe = linear_probe.LinearProbe(self.recipe, device=device)
+
+    def params(self) -> dict[str, Any]:
+        params = super().params()
+        params.update(self.probe.solver_params())
+        return params
+
+    def fit_predict(self, train, test, *, seed, context):
+        if train is None:
+            raise HarnessError("linear-probe needs a training set")
+        if context.features is None:
+            raise HarnessError("linear-probe needs cached features (RunContext.features)")
+        return self.probe.fit_predict_features(
+            context.features(train.refs), train.targets, context.features(test.refs), seed=seed
+        )
+
+
+class FineTuneRunner(ProtocolRunner):
+    """End-to-end fine-tuning (benchmark.protocols.fine_tune, harness-A)."""
+
+    name = "fine-tune"
+
+    def fit_predict(self, train, test, *, seed, context):
+        if train is None:
+            raise HarnessError("fine-tune needs a training set")
+        fine_tune_predict = _import("benchmark.protocols.fine_tune", "fine_tune_predict", self.name)
+        return fine_tune_predict(
+            context.backbone_name,
+            train,
+            test,
+            n_classes=len(context.classes),
+            seed=seed,
+            recipe=self.params(),
+            device=context.device,
+            weights=context.weights,
+            image_size=context.image_size,
+            random_init_config=context.random_init_config,
+            progress=context.progress,
+            num_workers=context.num_workers,
+        )
+
+
+class ZeroShotRunner(ProtocolRunner):
+    """CLIP-family prompts, no training (benchmark.protocols.zero_shot, harness-A): one run."""
+
+    name = "zero-shot"
+    needs_backbone = True
+    needs_features = True
+    fixed_setting = "zero-shot"
+
+    def fit_predict(self, train, test, *, seed, context):
+        zero_shot_predict = _import("benchmark.protocols.zero_shot", "zero_shot_predict", self.name)
+        return zero_shot_predict(
+            context.backbone,
+            context.cache,
+            test,
+            context.classes,
+            self.recipe["templates"],
+            num_workers=context.num_workers,
+            progress=context.progress,
+        )
+
+
+class CheckpointRunner(ProtocolRunner):
+    """A submitted checkpoint scored directly (benchmark.protocols.checkpoint, harness-A): one run."""
+
+    name = "checkpoint"
+    fixed_setting = "checkpoint"
+
+    def fit_predict(self, train, test, *, seed, context):
+        if context.submission_path is None:
+            raise HarnessError("the checkpoint protocol needs the submission folder")
+        score_checkpoint = _import("benchmark.protocols.checkpoint", "score_checkpoint", self.name)
+        return score_checkpoint(
+            context.submission_path,
+            context.classes,
+            test,
+            context.device,
+            num_workers=context.num_workers,
+            progress=context.progress,
+        )
+
+
+#: Protocol name -> runner class (the keys are exactly those of PROTOCOLS).
+RUNNERS: dict[str, type[ProtocolRunner]] = {
+    runner.name: runner for runner in (LinearProbeRunner, FineTuneRunner, ZeroShotRunner, CheckpointRunner)
+}
+if set(RUNNERS) != set(PROTOCOLS):  # a protocol added to the registry without a runner is a bug
+    raise RuntimeError(f"protocol runners {sorted(RUNNERS)} do not match PROTOCOLS {sorted(PROTOCOLS)}")
+
+
+def get_runner(name: str, overrides: dict[str, Any] | None = None, *, device: Any = "cpu") -> ProtocolRunner:
+    """The runner of protocol `name`, or a HarnessError listing the valid names."""
+    try:
+        runner_class = lookup(RUNNERS, name, "protocol")
+    except SynthbenchError as exc:
+        raise HarnessError(str(exc)) from None
+    return runner_class(overrides, device=device)
+
+
+__all__ = [
+    "RUNNERS",
+    "CheckpointRunner",
+    "FineTuneRunner",
+    "LinearProbeRunner",
+    "ProtocolRunner",
+    "RunContext",
+    "TestData",
+    "TrainData",
+    "ZeroShotRunner",
+    "get_runner",
+]

@@ -1,0 +1,648 @@
+"""The linear probe (the ranking protocol): multinomial logistic regression on frozen features.
+
+Objective
+---------
+For features x_i (L2-normalised by the runner), soft targets t_i (rows summing to 1), sample
+weights s_i (class-balanced by default) and weights W (D x K) with an unpenalised intercept b, one
+fit minimises
+
+    f(W, b) = (1 / S) * sum_i s_i * CE_i  +  ||W||^2 / (2 * C * S),      S = sum_i s_i,
+    CE_i    = -sum_k t_ik * log softmax(W^T x_i + b)_k
+
+This is exactly scikit-learn's LogisticRegression (multinomial, lbfgs) objective: scikit-learn
+minimises 0.5 * ||W||^2 + C * sum_i s_i * CE_i and, since version 1.2, optimises it divided by
+C * S, which is f above. The same C therefore means the same solution; with hard labels and
+`class_weight="balanced"` (weights n / (K * n_k), which is what `class_balanced_weights` gives)
+the two fits are the same problem (tests check predictions and accuracy against it). The stopping
+rule matches too: the largest absolute gradient component of f below `tol` (scikit-learn's gtol,
+default 1e-4), or `max_iter` iterations.
+
+Regularisation is chosen per run: C from `PROTOCOLS["linear-probe"]["C_grid"]` by stratified
+k-fold cross-validation on the run's own training set (stratified by the arg-max label), scored by
+the class-balanced cross-entropy of the held-out fold against its targets (a proper score that
+handles soft labels, with no ties between Cs); then one fit on the whole training set at that C.
+
+Speed
+-----
+The grid runs ~45 of these (settings x seeds), each with folds x Cs + 1 fits. The solver is an
+L-BFGS written for a *batch* of independent problems that share one feature matrix: every fold is a
+problem with its own sample weights (zero outside its training rows), so all folds advance with one
+(folds * K, D) x (D, n) matrix product (and one for the gradient) per step. Each problem keeps its
+own history, step size and stopping test, so its solution does not depend on what it was batched
+with (up to float rounding); finished problems leave the batch. On the CPU the C path runs from the
+strongest regularisation (smallest C) up, each C warm started from the previous one; on a GPU all
+(C, fold) problems run as one batch. The final fit is warm started from the folds' mean solution at
+the chosen C. Everything runs in torch, on the CPU or a GPU, in float32 (dot products of the
+solver's bookkeeping in float64).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from sklearn.model_selection import StratifiedKFold
+
+from ..errors import HarnessError
+from ..protocol import PROTOCOLS
+
+log = logging.getLogger(__name__)
+
+RECIPE: dict[str, Any] = PROTOCOLS["linear-probe"]
+#: scikit-learn's default gradient tolerance for lbfgs.
+DEFAULT_TOL = 1e-4
+#: L-BFGS memory (scikit-learn / scipy use 10 too).
+HISTORY = 10
+#: Backtracking steps before a problem's line search is declared failed (scipy: maxls 20 to 50).
+MAX_LINE_SEARCH = 30
+_ARMIJO_C1 = 1e-4
+#: Intra-op threads for CPU fits run by `LinearProbe`. The solver's tensors are small (folds x
+#: features x classes, ~40k values): extra threads gain little on an idle machine, and on a shared
+#: one every small parallel op waits for descheduled threads (measured 3-7x slower with 2 threads
+#: than with 1 on a loaded 2-core machine). Results do not depend on the thread count.
+CPU_THREADS = 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------------
+
+
+def l2_normalise(features: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (all-zero rows stay zero), as float32."""
+    features = np.asarray(features, dtype=np.float32)
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.maximum(norms, np.finfo(np.float32).tiny)
+
+
+def as_targets(targets, n_classes: int | None = None) -> np.ndarray:
+    """(N, K) float32 soft targets from soft targets or from integer hard labels."""
+    targets = np.asarray(targets)
+    if targets.ndim == 1:
+        if n_classes is None:
+            n_classes = int(targets.max()) + 1
+        labels = targets.astype(np.int64)
+        if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+            raise HarnessError(f"labels must lie in 0..{n_classes - 1}")
+        return np.eye(n_classes, dtype=np.float32)[labels]
+    if targets.ndim != 2:
+        raise HarnessError(f"targets must be (N,) labels or (N, K) soft labels, got shape {targets.shape}")
+    targets = targets.astype(np.float32, copy=False)
+    if not np.isfinite(targets).all() or (targets < 0).any():
+        raise HarnessError("targets must be finite and non-negative")
+    if not np.allclose(targets.sum(axis=1), 1.0, atol=1e-4):
+        raise HarnessError("every soft-label row must sum to 1")
+    return targets
+
+
+def class_balanced_weights(targets: np.ndarray) -> np.ndarray:
+    """s_i = n / (K_present * n_k) for the arg-max class k of each row: every class weighs the same.
+
+    scikit-learn's `class_weight="balanced"` (over the classes present), so the weights sum to n.
+    """
+    labels = np.asarray(targets).argmax(axis=1)
+    counts = np.bincount(labels, minlength=np.asarray(targets).shape[1])
+    present = int((counts > 0).sum())
+    return (labels.size / (present * counts[labels])).astype(np.float64)
+
+
+# ----------------------------------------------------------------------------------------------
+# Batched objective and L-BFGS
+# ----------------------------------------------------------------------------------------------
+
+
+class _Design:
+    """Features with a column of ones (the intercept), in both layouts, and targets: built once per fit."""
+
+    def __init__(self, features: np.ndarray, targets: np.ndarray, device: torch.device, dtype: torch.dtype):
+        ones = np.ones((features.shape[0], 1), dtype=features.dtype)
+        self.features = torch.as_tensor(np.concatenate([features, ones], axis=1), dtype=dtype, device=device)
+        self.features_t = self.features.T.contiguous()
+        self.targets = torch.as_tensor(targets, dtype=dtype, device=device)  # (n, K)
+        self.targets_t = self.targets.T.contiguous()  # (K, n)
+
+
+class _BatchedObjective:
+    """f and its gradient for B problems sharing features X (rows) and targets T.
+
+    Parameters of problem b are x[b] of shape (K, D + 1): scikit-learn's `coef_` with the
+    intercept as a last column. Problem b weighs row i by weights[b, i] (normalised to sum to 1,
+    zero for rows it does not train on) and has penalty ||W_b||^2 / (2 * C_b * S_b) =
+    0.5 * l2[b] * ||W_b||^2. Everything is laid out class-major, (B * K, n): the two products per
+    evaluation, W X^T and R X, then run in the fast orientation of the BLAS (measured ~1.7x faster
+    than X W and X^T R for these skinny shapes).
+    """
+
+    def __init__(self, design: "_Design", weights: torch.Tensor, l2: torch.Tensor):
+        self.features = design.features  # (n, D + 1): the intercept as a last feature
+        self.features_t = design.features_t  # (D + 1, n)
+        self.targets = design.targets_t[None]  # (1, K, n)
+        self.weights = weights  # (B, n), float64 rows summing to 1
+        self.weights_low = weights.to(self.features.dtype)[:, None, :]  # (B, 1, n)
+        self.l2 = l2  # (B,), float64
+        self.n_features = self.features.shape[1] - 1
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, K, n) logits of every row for the B problems whose parameters are x (B, K, D + 1)."""
+        batch, k, cols = x.shape
+        return (x.reshape(batch * k, cols) @ self.features_t).view(batch, k, -1)
+
+    def __call__(self, x: torch.Tensor, problems: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f (B,) float64, gradient (B, K, D + 1)) at x for the problems `problems` (None: all)."""
+        batch, k, cols = x.shape
+        if problems is None:
+            weights, weights_low, l2 = self.weights, self.weights_low, self.l2
+        else:
+            weights, weights_low, l2 = self.weights[problems], self.weights_low[problems], self.l2[problems]
+        logits = self.logits(x)
+        log_probs = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+        cross_entropy = -(log_probs * self.targets).sum(dim=1)  # (B, n)
+        weight = x[:, :, : self.n_features]
+        value = (cross_entropy.double() * weights).sum(dim=1) + 0.5 * l2 * (weight * weight).sum(dim=(1, 2)).double()
+        # d CE / d logits = softmax - t (rows of t sum to 1)
+        residual = (log_probs.exp_() - self.targets).mul_(weights_low)
+        grad = (residual.view(batch * k, -1) @ self.features).view(batch, k, cols)
+        grad[:, :, : self.n_features].add_(weight * l2.to(x.dtype)[:, None, None])
+        return value, grad
+
+
+@dataclass
+class _SolveResult:
+    x: torch.Tensor
+    n_iter: np.ndarray
+    converged: np.ndarray
+
+
+def _flat_dots(stack: torch.Tensor, vectors: torch.Tensor) -> np.ndarray:
+    """(b, m) float64 inner products of stack (b, m, P) with vectors (b, ...), on the host."""
+    b = stack.shape[0]
+    # vecdot, not bmm: batched matrix-vector products are ~6x slower in MKL for these shapes
+    return torch.linalg.vecdot(stack, vectors.reshape(b, 1, -1)).double().cpu().numpy()
+
+
+def _two_loop_coefficients(
+    sg: np.ndarray, yg: np.ndarray, rho: np.ndarray, gram_sy: np.ndarray, gram_yy: np.ndarray, order: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """L-BFGS two-loop recursion in coefficient form (host numpy, per problem).
+
+    With q0 = -g, the direction is gamma * q0 + sum_i a_i s_i + sum_i c_i y_i; this returns
+    (gamma (b,), a (b, m), c (b, m)) from the inner products s_i . q0 (sg), y_i . q0 (yg) and the
+    Gram matrices, so the large vectors are touched only by the final two products.
+    """
+    b, m = sg.shape
+    alpha = np.zeros((b, m))
+    for i in reversed(order):  # newest first: s_i . q = s_i . q0 - sum_j alpha_j s_i . y_j
+        alpha[:, i] = rho[:, i] * (sg[:, i] - (alpha * gram_sy[:, i, :]).sum(axis=1))
+    gamma = np.zeros(b)
+    for i in reversed(order):  # initial scale from the newest pair with curvature: s.y / y.y
+        candidate = gram_sy[:, i, i] / np.maximum(gram_yy[:, i, i], 1e-300)
+        gamma = np.where((gamma == 0) & (rho[:, i] > 0), candidate, gamma)
+    gamma = np.where(gamma > 0, gamma, 1.0)
+    y_q = yg - (alpha[:, None, :] * gram_yy).sum(axis=2)  # y_i . q_final
+    coef_s = np.zeros((b, m))
+    for i in order:  # oldest first: r = gamma q_final + sum_j (alpha_j - beta_j) s_j
+        y_r = gamma * y_q[:, i] + (coef_s * gram_sy[:, :, i]).sum(axis=1)
+        coef_s[:, i] = alpha[:, i] - rho[:, i] * y_r
+    return gamma, coef_s, -(gamma[:, None] * alpha)
+
+
+def _lbfgs(
+    objective: Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]],
+    x0: torch.Tensor,
+    *,
+    max_iter: int,
+    tol: float,
+) -> _SolveResult:
+    """Minimise B independent smooth strongly convex problems with L-BFGS and Armijo backtracking.
+
+    Each problem has its own curvature history, step and stopping test (the largest absolute
+    gradient component <= tol); a problem whose line search cannot decrease f any further (float
+    round-off near the optimum) stops there. Strong convexity (the L2 term) keeps s.y > 0, so
+    Armijo backtracking suffices. The two-loop recursion runs on small Gram matrices of the history
+    (S^T Y, Y^T Y, S^T g, Y^T g) on the host: each step touches the large tensors with a handful
+    of batched products only. Finished problems are dropped from the working state.
+    """
+    total = x0.shape[0]
+    device, dtype = x0.device, x0.dtype
+    out_x = x0.clone()
+    out_iter = np.zeros(total, dtype=np.int64)
+    out_converged = np.zeros(total, dtype=bool)
+
+    ids = np.arange(total)  # original index of each working problem
+    x = x0.clone()
+    value, grad = objective(x, None)
+    m = HISTORY
+    # (b, m, P) with P = K * (D + 1): the layout batched products read without copies
+    hist_s = torch.zeros((total, m, x[0].numel()), dtype=dtype, device=device)
+    hist_y = torch.zeros_like(hist_s)
+    rho = np.zeros((total, m))  # 0: empty or skipped slot
+    gram_sy = np.zeros((total, m, m))  # [i, j] = s_i . y_j
+    gram_yy = np.zeros((total, m, m))  # [i, j] = y_i . y_j
+    order: list[int] = []  # slots from oldest to newest
+    n_iter = np.zeros(total, dtype=np.int64)
+
+    def finish(keep: np.ndarray, converged: np.ndarray) -> None:
+        """Write the problems not in `keep` to the output and drop them from the working state."""
+        nonlocal ids, x, value, grad, hist_s, hist_y, rho, gram_sy, gram_yy, n_iter
+        if keep.all():
+            return
+        done = ~keep
+        out_x[torch.as_tensor(ids[done], device=device)] = x[torch.as_tensor(done, device=device)]
+        out_iter[ids[done]] = n_iter[done]
+        out_converged[ids[done]] = converged[done]
+        keep_t = torch.as_tensor(keep, device=device)
+        ids, n_iter, rho, gram_sy, gram_yy = ids[keep], n_iter[keep], rho[keep], gram_sy[keep], gram_yy[keep]
+        x, value, grad = x[keep_t], value[keep_t], grad[keep_t]
+        hist_s, hist_y = hist_s[keep_t], hist_y[keep_t]
+
+    def max_abs(g: torch.Tensor) -> np.ndarray:
+        return g.flatten(1).abs().amax(dim=1).double().cpu().numpy()
+
+    small = max_abs(grad) <= tol
+    finish(~small, small)
+    for _ in range(max_iter):
+        b = ids.size
+        if b == 0:
+            break
+        subset = None if b == total else torch.as_tensor(ids, device=device)
+        # --- direction ---
+        neg_g = -grad
+        if order:
+            gamma, coef_s, coef_y = _two_loop_coefficients(
+                _flat_dots(hist_s, neg_g), _flat_dots(hist_y, neg_g), rho, gram_sy, gram_yy, order
+            )
+            direction = torch.as_tensor(gamma, dtype=dtype, device=device)[:, None, None] * neg_g
+            flat = direction.view(b, -1)
+            flat += torch.bmm(torch.as_tensor(coef_s, dtype=dtype, device=device)[:, None, :], hist_s)[:, 0]
+            flat += torch.bmm(torch.as_tensor(coef_y, dtype=dtype, device=device)[:, None, :], hist_y)[:, 0]
+            step = np.ones(b)
+        else:
+            # First step: steepest descent scaled by min(1, 1 / ||g||_1) (as torch's LBFGS).
+            direction = neg_g
+            step = np.minimum(1.0, 1.0 / np.maximum(grad.flatten(1).abs().sum(dim=1).double().cpu().numpy(), 1e-12))
+        slope = (grad * direction).flatten(1).sum(dim=1).double().cpu().numpy()
+        not_descent = slope >= 0  # round-off can break descent: fall back to steepest descent
+        if not_descent.any():
+            direction[torch.as_tensor(not_descent, device=device)] = neg_g[torch.as_tensor(not_descent, device=device)]
+            slope = np.where(not_descent, -(grad * grad).flatten(1).sum(dim=1).double().cpu().numpy(), slope)
+
+        # --- backtracking line search (Armijo, quadratic interpolation), all problems at once ---
+        f0 = value.cpu().numpy()
+        new_x = x + torch.as_tensor(step, dtype=dtype, device=device)[:, None, None] * direction
+        new_value_t, new_grad = objective(new_x, subset)
+        new_value = new_value_t.cpu().numpy()
+        accepted = new_value <= f0 + _ARMIJO_C1 * step * slope
+        for _ls in range(MAX_LINE_SEARCH):
+            if accepted.all():
+                break
+            bad = np.flatnonzero(~accepted)
+            t = step[bad]
+            curvature = new_value[bad] - f0[bad] - slope[bad] * t
+            t_quad = -slope[bad] * t * t / (2.0 * np.maximum(curvature, 1e-300))
+            step[bad] = np.minimum(np.maximum(t_quad, 0.1 * t), 0.5 * t)
+            bad_t = torch.as_tensor(bad, device=device)
+            retry = x[bad_t] + torch.as_tensor(step[bad], dtype=dtype, device=device)[:, None, None] * direction[bad_t]
+            f_retry, g_retry = objective(retry, torch.as_tensor(ids[bad], device=device))
+            new_x[bad_t], new_grad[bad_t] = retry, g_retry
+            new_value[bad] = f_retry.cpu().numpy()
+            accepted[bad] = new_value[bad] <= f0[bad] + _ARMIJO_C1 * step[bad] * slope[bad]
+        failed = ~accepted
+
+        # --- history update for the problems that moved ---
+        moved = torch.as_tensor(accepted, device=device)[:, None, None]
+        zero = torch.zeros((), dtype=dtype, device=device)
+        s_new = torch.where(moved, new_x - x, zero)
+        y_new = torch.where(moved, new_grad - grad, zero)
+        slot = order.pop(0) if len(order) == m else len(order)
+        order.append(slot)
+        hist_s[:, slot] = s_new.view(b, -1)
+        hist_y[:, slot] = y_new.view(b, -1)
+        gram_sy[:, slot, :] = _flat_dots(hist_y, s_new)  # s_new . y_j
+        gram_sy[:, :, slot] = _flat_dots(hist_s, y_new)  # s_j . y_new
+        y_dot_y = _flat_dots(hist_y, y_new)
+        gram_yy[:, slot, :] = y_dot_y
+        gram_yy[:, :, slot] = y_dot_y
+        sy = gram_sy[:, slot, slot]
+        s_norm = np.sqrt((s_new * s_new).flatten(1).sum(dim=1).double().cpu().numpy())
+        curvature_ok = accepted & (sy > 1e-10 * s_norm * np.sqrt(y_dot_y[:, slot]))
+        rho[:, slot] = np.where(curvature_ok, 1.0 / np.maximum(sy, 1e-300), 0.0)
+        x = torch.where(moved, new_x, x)
+        grad = torch.where(moved, new_grad, grad)
+        value = torch.as_tensor(np.where(accepted, new_value, f0), device=device)
+        n_iter += accepted
+
+        small = max_abs(grad) <= tol
+        # A failed line search means no representable decrease is left: stop that problem there.
+        finish(~(small | failed), small)
+    finish(np.zeros(ids.size, dtype=bool), np.zeros(ids.size, dtype=bool))
+    return _SolveResult(x=out_x, n_iter=out_iter, converged=out_converged)
+
+
+# ----------------------------------------------------------------------------------------------
+# Public fitting API
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ProbeModel:
+    """A fitted probe: logits = features @ coef.T + intercept (scikit-learn's layout)."""
+
+    coef: np.ndarray  # (K, D), float64
+    intercept: np.ndarray  # (K,), float64
+    C: float
+    n_iter: int
+    converged: bool
+
+    def decision_function(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(features, dtype=np.float64) @ self.coef.T + self.intercept
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return self.decision_function(features).argmax(axis=1).astype(np.int64)
+
+
+@dataclass
+class ProbeSelection:
+    """The result of `select_C_and_fit`: the final model and how its C was chosen."""
+
+    model: ProbeModel
+    C: float
+    C_grid: list[float]
+    cv_loss: list[float]  # mean held-out class-balanced cross-entropy per C, in C_grid order
+    cv_folds: int
+    cv_iterations: int  # L-BFGS iterations summed over all fold fits
+    fold_warnings: list[str] = field(default_factory=list)
+
+    def params(self) -> dict[str, Any]:
+        """What the record stores about this run's protocol choices (JSON-ready)."""
+        return {
+            "C": self.C,
+            "cv_loss": [round(v, 6) for v in self.cv_loss],
+            "cv_folds": self.cv_folds,
+            "n_iter": int(self.model.n_iter),
+            "cv_iterations": int(self.cv_iterations),
+            "converged": bool(self.model.converged),
+        }
+
+
+def _device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
+    return torch.device(device), dtype or torch.float32
+
+
+def _to_model(x: torch.Tensor, C: float, n_iter: int, converged: bool) -> ProbeModel:
+    params = x.detach().double().cpu().numpy()  # (K, D + 1)
+    return ProbeModel(
+        coef=params[:, :-1].copy(),
+        intercept=params[:, -1].copy(),
+        C=float(C),
+        n_iter=int(n_iter),
+        converged=bool(converged),
+    )
+
+
+def _from_model(model: ProbeModel, device, dtype) -> torch.Tensor:
+    stacked = np.concatenate([model.coef, model.intercept[:, None]], axis=1)
+    return torch.as_tensor(stacked, dtype=dtype, device=device)
+
+
+def _check_features(features: np.ndarray, targets: np.ndarray) -> None:
+    if features.ndim != 2:
+        raise HarnessError(f"features must be (N, D), got shape {features.shape}")
+    if features.shape[0] != targets.shape[0]:
+        raise HarnessError(f"{features.shape[0]} feature rows but {targets.shape[0]} targets")
+    if features.shape[0] == 0:
+        raise HarnessError("cannot fit a probe on an empty training set")
+    if not np.isfinite(features).all():
+        raise HarnessError("features contain NaN or infinite values")
+
+
+def fit_linear_probe(
+    features,
+    targets,
+    *,
+    C: float,
+    sample_weight=None,
+    warm_start: ProbeModel | None = None,
+    n_classes: int | None = None,
+    max_iter: int = RECIPE["max_iter"],
+    tol: float = DEFAULT_TOL,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> ProbeModel:
+    """One probe at a fixed C (the objective in the module docstring).
+
+    `targets` are (N, K) soft labels or (N,) integer labels; `sample_weight` defaults to 1 per row
+    (pass `class_balanced_weights(targets)` for the protocol's weighting); `warm_start` is a
+    previous ProbeModel to start from.
+    """
+    targets = as_targets(targets, n_classes)
+    features = np.asarray(features, dtype=np.float32)
+    _check_features(features, targets)
+    if not C > 0:
+        raise HarnessError(f"C must be positive, got {C}")
+    device, dtype = _device_dtype(device, dtype)
+    weights = np.ones(features.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if weights.shape != (features.shape[0],) or (weights < 0).any() or weights.sum() <= 0:
+        raise HarnessError("sample_weight must be one non-negative weight per row, not all zero")
+    total = float(weights.sum())
+    objective = _BatchedObjective(
+        _Design(features, targets, device, dtype),
+        torch.as_tensor(weights / total, device=device)[None, :],
+        torch.tensor([1.0 / (C * total)], dtype=torch.float64, device=device),
+    )
+    d, k = features.shape[1], targets.shape[1]
+    x0 = (
+        _from_model(warm_start, device, dtype)[None]
+        if warm_start is not None
+        else torch.zeros(1, k, d + 1, dtype=dtype, device=device)
+    )
+    result = _lbfgs(objective, x0, max_iter=max_iter, tol=tol)
+    return _to_model(result.x[0], C, result.n_iter[0], result.converged[0])
+
+
+def _heldout_loss(objective: _BatchedObjective, x: torch.Tensor, heldout: torch.Tensor) -> torch.Tensor:
+    """(B,) class-balanced held-out cross-entropy of each problem (heldout: (B, n) weights summing to 1)."""
+    log_probs = torch.log_softmax(objective.logits(x), dim=1)  # (B, K, n)
+    cross_entropy = -(log_probs * objective.targets).sum(dim=1).double()  # (B, n)
+    return (cross_entropy * heldout).sum(dim=1)
+
+
+def _fold_count(labels: np.ndarray, requested: int) -> int:
+    smallest = int(np.bincount(labels)[np.unique(labels)].min())
+    folds = min(requested, smallest)
+    if folds < 2:
+        raise HarnessError(
+            f"cannot cross-validate C: a class has {smallest} training image(s); stratified folds need at least 2"
+        )
+    return folds
+
+
+def select_C_and_fit(
+    features,
+    targets,
+    *,
+    seed: int,
+    C_grid: Sequence[float] | None = None,
+    cv_folds: int | None = None,
+    class_balance: bool | None = None,
+    n_classes: int | None = None,
+    max_iter: int | None = None,
+    tol: float = DEFAULT_TOL,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    strategy: str = "auto",
+) -> ProbeSelection:
+    """Choose C by stratified k-fold CV on (features, targets), then fit on all of them at that C.
+
+    Folds come from scikit-learn's StratifiedKFold(shuffle=True, random_state=seed) over the
+    arg-max labels (fewer folds when a class has fewer images than `cv_folds`). Each fold's
+    training part gets its own class-balanced weights; the held-out part is scored by its
+    class-balanced cross-entropy against its targets, averaged over folds; the smallest mean wins
+    (ties: the smaller C). Defaults come from PROTOCOLS["linear-probe"]. Deterministic for a seed.
+
+    `strategy`: "path" solves one C at a time (folds batched), warm starting each C from the
+    previous one: fewest operations, the CPU default. "batched" solves every (C, fold) problem in
+    one batch from zero: fewest sequential steps, the GPU default. Both reach the same optima
+    within the solver tolerance.
+    """
+    C_grid = sorted(float(c) for c in (C_grid if C_grid is not None else RECIPE["C_grid"]))
+    if not C_grid or C_grid[0] <= 0:
+        raise HarnessError(f"C_grid must hold positive values, got {C_grid}")
+    requested_folds = int(cv_folds if cv_folds is not None else RECIPE["cv_folds"])
+    class_balance = RECIPE["class_balance"] if class_balance is None else class_balance
+    max_iter = int(max_iter if max_iter is not None else RECIPE["max_iter"])
+    targets = as_targets(targets, n_classes)
+    features = np.asarray(features, dtype=np.float32)
+    _check_features(features, targets)
+    device, dtype = _device_dtype(device, dtype)
+    n, d = features.shape
+    k = targets.shape[1]
+    labels = targets.argmax(axis=1)
+    folds = _fold_count(labels, requested_folds)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+
+    train_weights = np.zeros((folds, n))
+    heldout_weights = np.zeros((folds, n))
+    for f, (train_idx, heldout_idx) in enumerate(splitter.split(np.zeros(n), labels)):
+        part = targets[train_idx]
+        w = class_balanced_weights(part) if class_balance else np.ones(len(train_idx))
+        train_weights[f, train_idx] = w
+        h = class_balanced_weights(targets[heldout_idx]) if class_balance else np.ones(len(heldout_idx))
+        heldout_weights[f, heldout_idx] = h / h.sum()
+    fold_totals = train_weights.sum(axis=1)
+
+    design = _Design(features, targets, device, dtype)  # shared by every fit of this run
+    fold_weights = torch.as_tensor(train_weights / fold_totals[:, None], device=device)
+    heldout = torch.as_tensor(heldout_weights, device=device)
+    if strategy == "auto":
+        strategy = "batched" if device.type == "cuda" else "path"
+    if strategy == "batched":
+        # Every (C, fold) problem in one batch: the fewest sequential steps (what a GPU wants).
+        n_c = len(C_grid)
+        l2 = torch.as_tensor(np.concatenate([1.0 / (C * fold_totals) for C in C_grid]), device=device)
+        objective = _BatchedObjective(design, fold_weights.repeat(n_c, 1), l2)
+        x0 = torch.zeros(n_c * folds, k, d + 1, dtype=dtype, device=device)
+        result = _lbfgs(objective, x0, max_iter=max_iter, tol=tol)
+        iterations = int(result.n_iter.sum())
+        heldout_loss = _heldout_loss(objective, result.x, heldout.repeat(n_c, 1)).view(n_c, folds)
+        cv_loss = heldout_loss.mean(dim=1).tolist()
+        solutions = list(result.x.view(n_c, folds, k, d + 1).mean(dim=1))
+    elif strategy == "path":
+        # One C at a time, strongest regularisation first, each warm started from the previous
+        # solution: the fewest operations (what a CPU wants).
+        x = torch.zeros(folds, k, d + 1, dtype=dtype, device=device)
+        cv_loss, solutions, iterations = [], [], 0
+        for C in C_grid:
+            l2 = torch.as_tensor(1.0 / (C * fold_totals), device=device)
+            objective = _BatchedObjective(design, fold_weights, l2)
+            result = _lbfgs(objective, x, max_iter=max_iter, tol=tol)
+            x = result.x
+            iterations += int(result.n_iter.sum())
+            cv_loss.append(float(_heldout_loss(objective, x, heldout).mean()))
+            solutions.append(x.mean(dim=0))
+    else:
+        raise HarnessError(f"unknown C-selection strategy {strategy!r}; use one of: auto, path, batched")
+    best = int(np.argmin(cv_loss))  # first minimum = the smaller C on ties
+    C = C_grid[best]
+
+    weights = class_balanced_weights(targets) if class_balance else np.ones(n)
+    total = float(weights.sum())
+    objective = _BatchedObjective(
+        design,
+        torch.as_tensor(weights / total, device=device)[None, :],
+        torch.tensor([1.0 / (C * total)], dtype=torch.float64, device=device),
+    )
+    result = _lbfgs(objective, solutions[best][None].clone(), max_iter=max_iter, tol=tol)
+    model = _to_model(result.x[0], C, result.n_iter[0], result.converged[0])
+    if not model.converged:
+        log.debug("linear probe at C=%s stopped after %d iterations before reaching tol=%s", C, model.n_iter, tol)
+    return ProbeSelection(
+        model=model, C=C, C_grid=C_grid, cv_loss=cv_loss, cv_folds=folds, cv_iterations=iterations
+    )
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Temporarily run torch's CPU ops on `n` intra-op threads (None: leave the setting alone)."""
+    if n is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class LinearProbe:
+    """Runner of the linear-probe protocol on cached features (used by the grid).
+
+    `fit_predict_features(train_features, train_targets, test_features, seed=...)` L2-normalises
+    both sides (when the recipe says so), selects C by CV, refits and predicts the test classes.
+    """
+
+    name = "linear-probe"
+
+    def __init__(self, recipe: dict[str, Any] | None = None, *, device: str | torch.device = "cpu"):
+        self.recipe = dict(recipe if recipe is not None else RECIPE)
+        self.device = torch.device(device)
+        self.strategy = "batched" if self.device.type == "cuda" else "path"
+
+    def solver_params(self) -> dict[str, Any]:
+        """How the solver runs (recorded with the recipe: it is part of a result's identity)."""
+        return {
+            "solver": "lbfgs-torch",
+            "tol": DEFAULT_TOL,
+            "cv_score": "class-balanced held-out cross-entropy",
+            "strategy": self.strategy,
+        }
+
+    def fit_predict_features(
+        self,
+        train_features: np.ndarray,
+        train_targets: np.ndarray,
+        test_features: np.ndarray,
+        *,
+        seed: int,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        if self.recipe.get("normalise_features", True):
+            train_features = l2_normalise(train_features)
+            test_features = l2_normalise(test_features)
+        threads = CPU_THREADS if self.device.type == "cpu" else None
+        with torch_threads(threads):
+            selection = select_C_and_fit(
+                train_features,
+                train_targets,
+                seed=seed,
+                C_grid=self.recipe["C_grid"],
+                cv_folds=self.recipe["cv_folds"],
+                class_balance=self.recipe["class_balance"],
+                max_iter=self.recipe["max_iter"],
+                device=self.device,
+                strategy=self.strategy,
+            )
+        return selection.model.predict(test_features), selection.params()

@@ -1,0 +1,587 @@
+"""The leakage gate: no submitted image may be a near-copy of a test image (or, in the generated
+track, of a real train image passed off as generated).
+
+A near-copy survives flips, 90-degree rotations, crops down to 70 % of the side, resizing, JPEG
+re-encoding, colour jitter and light noise, so no single signature is enough. The gate combines
+three, in two stages:
+
+1. **Retrieval** (cheap, over every reference image):
+   * a perceptual hash (`imagehash.phash`, 64 bits) of each reference in its 8 dihedral
+     orientations (flips x 90-degree rotations); distance = min Hamming distance over them;
+   * backbone embeddings (EfficientNet-Lite0 through `benchmark.features.FeatureCache`, cosine
+     similarity) with test-time augmentation of the references: the 8 dihedral orientations.
+   The `CANDIDATES` nearest references by each signature become candidates.
+2. **Verification** (exact geometry, on candidates only): the query's grayscale thumbnail in all 8
+   orientations is slid, by normalised cross-correlation, over each candidate rescaled so that the
+   thumbnail covers 100 % down to `MIN_CROP` of its side. Crops, flips, rotations and resizing
+   are searched explicitly; NCC is invariant to brightness/contrast changes; the low resolution
+   averages noise and JPEG artefacts away.
+
+A query is a near-copy when its pHash distance is at most `PHASH_MAX_DISTANCE`, or its best
+verified NCC reaches `NCC_MIN`. How the thresholds were calibrated is written beside each one;
+`benchmarks/test_leakage_bench.py` and `tests/test_validate_leakage.py` re-measure recall and false
+rejections on real aerial images (`../shared/data/aid6`).
+
+The reference side (hashes, thumbnails, embeddings) is computed once per task and backbone and
+stored under `<feature cache>/leakage/`, keyed by the reference images' SHA-256s.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import imagehash
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..images import ImageRef, encode_png
+from ..io import atomic_write_bytes, sha256_bytes, sha256_json
+
+log = logging.getLogger(__name__)
+
+#: Bumped whenever signatures or thresholds change (part of the reference-index cache key).
+GATE_VERSION = 1
+
+# -- signatures ---------------------------------------------------------------------------------
+#: pHash size: 8 -> 64-bit hashes (imagehash's default).
+PHASH_SIZE = 8
+#: Side of the grayscale thumbnail slid over candidates in the coarse search.
+THUMB_SIZE = 32
+#: Side of the query thumbnail compared in the fine stage; a smaller query is compared at its own
+#: short side (no less than MIN_FINE_SIZE): upsampling adds no detail to compare.
+FINE_SIZE = 64
+MIN_FINE_SIZE = 24
+#: Sides of the stored reference thumbnails (coarse search source, fine stage source).
+REFERENCE_THUMB_SIZE = 64
+REFERENCE_FINE_SIZE = 96
+#: The fine stage compares detail through a band-pass (difference of Gaussians, sigmas in pixels
+#: at FINE_SIZE): the wide blur removes large smooth structures (water, haze, fields) that make
+#: distinct images agree at low resolution; the narrow one removes pixel-level noise, JPEG blocks
+#: and resampling aliasing. Edges and texture a copy shares with its source remain.
+BANDPASS_SIGMAS = (0.7, 2.0)
+#: Largest side a reference is shrunk to before its dihedral variants are embedded (the backbone
+#: resizes to its own input size anyway; this bounds memory on 1024-px tiles).
+EMBED_MAX_SIDE = 256
+#: Crop scales searched (fraction of the reference's side the query covers): 100 % down to 66 %,
+#: steps of about 7 %; the fine stage refines the scale by +/- FINE_ZOOM around the best one.
+CROP_SCALES: tuple[float, ...] = (1.0, 0.93, 0.86, 0.79, 0.72, 0.66)
+MIN_CROP = min(CROP_SCALES)
+FINE_ZOOM = 0.035
+
+# -- decision (calibrated on ../shared/data/aid6; see benchmarks/test_leakage_bench.py) ------------
+#: Candidates per query from each retrieval signature (embedding and pHash).
+CANDIDATES = 20
+#: pHash Hamming distance at or below which an image is a near-copy by itself.
+PHASH_MAX_DISTANCE = 4
+#: Fine-stage NCC at or above which an image is a near-copy.
+NCC_MIN = 0.6
+#: Same-pair exemption (generated track): an image made from a train tile's pre-disaster twin is
+#: aligned with that tile's post image by construction, so against that one image only an exact
+#: copy counts: pHash distance 0 and full-frame fine NCC at least this.
+SAME_PAIR_NCC_MIN = 0.98
+
+_DIHEDRAL = tuple(range(8))
+
+
+def dihedral(image: Image.Image, k: int) -> Image.Image:
+    """The k-th of the 8 dihedral transforms: k % 4 quarter turns, mirrored first when k >= 4."""
+    if k >= 4:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    turns = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270)[k % 4]
+    return image.transpose(turns) if turns is not None else image
+
+
+def _dihedral_array(array: np.ndarray, k: int) -> np.ndarray:
+    """`dihedral` on an (H, W) array (np.rot90 turns counter-clockwise, as PIL's ROTATE_90)."""
+    if k >= 4:
+        array = array[:, ::-1]
+    return np.rot90(array, k % 4)
+
+
+def phash_bits(image: Image.Image) -> np.uint64:
+    """64-bit pHash packed into an unsigned integer."""
+    bits = imagehash.phash(image, hash_size=PHASH_SIZE).hash.flatten()
+    return np.uint64(int("".join("1" if b else "0" for b in bits), 2))
+
+
+def gray_thumb(image: Image.Image, width: int, height: int | None = None) -> np.ndarray:
+    """Grayscale thumbnail (box-filtered: averages noise and JPEG blocks) as float32."""
+    return np.asarray(image.convert("L").resize((width, height or width), Image.Resampling.BOX), dtype=np.float32)
+
+
+def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise Hamming distances between uint64 hash arrays, broadcasting."""
+    return np.bitwise_count(np.bitwise_xor(a, b)).astype(np.int16)
+
+
+@dataclass
+class QuerySignature:
+    """What the gate needs of one submitted image (computed while validation decodes it)."""
+
+    phash: np.uint64
+    thumb: np.ndarray  # (THUMB_SIZE, THUMB_SIZE) float32
+    fine: np.ndarray  # (FINE_SIZE, FINE_SIZE) float32
+    aspect: float  # width / height
+
+
+def query_signature(image: Image.Image) -> QuerySignature:
+    fine = int(np.clip(min(image.size), MIN_FINE_SIZE, FINE_SIZE))
+    return QuerySignature(
+        phash_bits(image), gray_thumb(image, THUMB_SIZE), gray_thumb(image, fine), image.width / image.height
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# embeddings
+# ----------------------------------------------------------------------------------------------
+
+#: (refs, progress) -> (N, D) float32 features; L2 normalisation happens here.
+EmbedFn = Callable[[Sequence[ImageRef], bool], np.ndarray]
+
+
+class BackboneEmbedder:
+    """Backbone features through the shared feature cache (so the grid reuses them)."""
+
+    def __init__(self, cache, backbone):
+        self.cache = cache
+        self.backbone = backbone
+
+    @property
+    def id(self) -> str:
+        b = self.backbone
+        return f"{b.name}/{b.weights_id}/{b.preprocessing_id}"
+
+    def __call__(self, refs: Sequence[ImageRef], progress: bool = False) -> np.ndarray:
+        if not refs:
+            return np.zeros((0, self.backbone.feature_dim), dtype=np.float32)
+        features = self.cache.features(self.backbone, list(refs), progress=progress)
+        return _normalise(features)
+
+
+def default_embedder(cache_root: str | Path, *, device: str = "cpu", image_size: int | None = None) -> BackboneEmbedder:
+    """EfficientNet-Lite0 (the offline default backbone) over a FeatureCache at `cache_root`."""
+    from ..backbones import DEFAULT_BACKBONE, load_backbone
+    from ..features import FeatureCache
+
+    backbone = load_backbone(DEFAULT_BACKBONE, device=device, image_size=image_size)
+    return BackboneEmbedder(FeatureCache(cache_root), backbone)
+
+
+def _normalise(features: np.ndarray) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float32)
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.maximum(norms, 1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# the reference index
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReferenceIndex:
+    """Signatures of the reference images (test split, and train_real for the generated track)."""
+
+    ids: list[str]
+    splits: list[str]
+    pair_ids: list[str]
+    hashes: np.ndarray  # (R, 8) uint64, one per dihedral orientation
+    thumbs: np.ndarray  # (R, REFERENCE_THUMB_SIZE, REFERENCE_THUMB_SIZE) float32, upright
+    fines: np.ndarray  # (R, REFERENCE_FINE_SIZE, REFERENCE_FINE_SIZE) float32, upright
+    aspects: np.ndarray  # (R,) width / height
+    embeddings: np.ndarray  # (R, 8, D) float32, L2-normalised, one per orientation
+    key: str = ""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            ids=np.array(self.ids, dtype=str), splits=np.array(self.splits, dtype=str),
+            pair_ids=np.array(self.pair_ids, dtype=str), hashes=self.hashes, thumbs=self.thumbs.astype(np.float16),
+            fines=self.fines.astype(np.float16),
+            aspects=self.aspects, embeddings=self.embeddings.astype(np.float16), key=np.array(self.key),
+        )
+        atomic_write_bytes(path, buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: Path) -> "ReferenceIndex":
+        with np.load(path, allow_pickle=False) as data:
+            return cls(
+                ids=data["ids"].tolist(), splits=data["splits"].tolist(), pair_ids=data["pair_ids"].tolist(),
+                hashes=data["hashes"], thumbs=data["thumbs"].astype(np.float32),
+                fines=data["fines"].astype(np.float32), aspects=data["aspects"],
+                embeddings=data["embeddings"].astype(np.float32), key=str(data["key"]),
+            )
+
+    # -- building ----------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        refs: Sequence[ImageRef],
+        splits: Sequence[str],
+        pair_ids: Sequence[str],
+        embed: EmbedFn,
+        *,
+        progress: bool = False,
+        chunk: int = 256,
+    ) -> "ReferenceIndex":
+        """Signatures of `refs`: hashes and thumbnails from the pixels, embeddings of 8 orientations."""
+        hashes = np.zeros((len(refs), 8), dtype=np.uint64)
+        thumbs = np.zeros((len(refs), REFERENCE_THUMB_SIZE, REFERENCE_THUMB_SIZE), dtype=np.float32)
+        fines = np.zeros((len(refs), REFERENCE_FINE_SIZE, REFERENCE_FINE_SIZE), dtype=np.float32)
+        aspects = np.zeros(len(refs), dtype=np.float64)
+        embeddings: list[np.ndarray] = []
+        for start in range(0, len(refs), chunk):
+            part = refs[start : start + chunk]
+            variant_refs: list[ImageRef] = []
+            for offset, ref in enumerate(part):
+                image = ref.open()
+                row = start + offset
+                aspects[row] = image.width / image.height
+                thumbs[row] = gray_thumb(image, REFERENCE_THUMB_SIZE)
+                fines[row] = gray_thumb(image, REFERENCE_FINE_SIZE)
+                small = image
+                if max(image.size) > EMBED_MAX_SIDE:
+                    small = image.copy()
+                    small.thumbnail((EMBED_MAX_SIDE, EMBED_MAX_SIDE), Image.Resampling.BICUBIC)
+                for k in _DIHEDRAL:
+                    variant = dihedral(image, k)
+                    hashes[row, k] = phash_bits(variant)
+                    if k == 0:
+                        variant_refs.append(ref)  # the original bytes: shared with the grid's cache
+                    else:
+                        data = encode_png(dihedral(small, k))
+                        variant_refs.append(ImageRef(sha256_bytes(data), data, name=f"{ref.name}#d{k}"))
+            features = embed(variant_refs, progress)
+            embeddings.append(features.reshape(len(part), 8, -1))
+        dim = embeddings[0].shape[-1] if embeddings else 0
+        return cls(
+            ids=[r.name for r in refs], splits=list(splits), pair_ids=[p or "" for p in pair_ids],
+            hashes=hashes, thumbs=thumbs, fines=fines, aspects=aspects,
+            embeddings=np.concatenate(embeddings) if embeddings else np.zeros((0, 8, dim), np.float32),
+        )
+
+
+def reference_index(
+    refs: Sequence[ImageRef],
+    splits: Sequence[str],
+    pair_ids: Sequence[str],
+    embed: EmbedFn,
+    *,
+    embedder_id: str,
+    cache_dir: Path | None,
+    progress: bool = False,
+) -> ReferenceIndex:
+    """The ReferenceIndex of `refs`, from `cache_dir/leakage/` when it was built before."""
+    key = sha256_json({
+        "gate_version": GATE_VERSION,
+        "embedder": embedder_id,
+        "refs": [[r.sha256, s, p or ""] for r, s, p in zip(refs, splits, pair_ids)],
+    })
+    path = cache_dir / "leakage" / f"reference-{key[:32]}.npz" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        try:
+            index = ReferenceIndex.load(path)
+            if index.key == key:
+                return index
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("leakage index %s unreadable (%s); rebuilding it", path, exc)
+    index = ReferenceIndex.build(refs, splits, pair_ids, embed, progress=progress)
+    index.key = key
+    if path is not None:
+        index.save(path)
+    return index
+
+
+# ----------------------------------------------------------------------------------------------
+# matching
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LeakageMatch:
+    """A submitted image found to be a near-copy of a reference image."""
+
+    query: int  # row in the query list
+    reference_id: str
+    split: str
+    reason: str  # "phash" | "geometry"
+    phash_distance: int
+    cosine: float
+    ncc: float
+
+    def describe(self) -> str:
+        return (
+            f"near-copy of {self.split} image {self.reference_id} "
+            f"(pHash distance {self.phash_distance}/64, NCC {self.ncc:.3f}, embedding cosine {self.cosine:.3f})"
+        )
+
+
+@dataclass
+class _Templates:
+    """A query thumbnail in its 8 orientations, zero-mean and unit-norm (NCC kernels)."""
+
+    kernels: torch.Tensor  # (8, 1, T, T)
+    transposed: torch.Tensor  # (8,) bool: orientation swaps the axes (odd quarter turns)
+
+
+def _templates(thumb: np.ndarray) -> _Templates:
+    kernels = []
+    for k in _DIHEDRAL:
+        t = torch.from_numpy(np.ascontiguousarray(_dihedral_array(thumb, k)))
+        t = t - t.mean()
+        kernels.append(t / t.norm().clamp_min(1e-6))
+    return _Templates(torch.stack(kernels)[:, None], torch.tensor([k % 2 == 1 for k in _DIHEDRAL]))
+
+
+@dataclass
+class _Alignment:
+    """Where a query sits in a reference: orientation k and the box (x0, y0, x1, y1) in [0, 1]."""
+
+    score: float
+    k: int
+    box: tuple[float, float, float, float]
+
+
+def _coarse_align(templates: _Templates, refs: torch.Tensor, ref_aspect: float, query_aspect: float) -> list[_Alignment]:
+    """Best coarse alignment of the query in each reference, over orientation, crop scale, offset.
+
+    `refs` is (C, 1, S, S): candidate reference thumbnails of the same aspect. The query (aspect
+    `query_aspect`, width/height) covers a `fx` x `fy` fraction of a reference; the template is
+    slid over the reference resized so that such a region is THUMB_SIZE x THUMB_SIZE.
+    Orientations are applied to the template (the reference stays upright): kernel
+    dihedral(q, k) matches a region shaped like dihedral(q, k), so for odd quarter turns the
+    query's aspect is transposed.
+    """
+    T = THUMB_SIZE
+    n = refs.shape[0]
+    best_score = torch.full((n,), -2.0)
+    best_k = torch.zeros(n, dtype=torch.long)
+    best_box = torch.tensor([[0.0, 0.0, 1.0, 1.0]]).repeat(n, 1)
+    for transposed in (False, True):
+        ks = (templates.transposed == transposed).nonzero().flatten()
+        aspect = (1.0 / query_aspect if transposed else query_aspect) / ref_aspect
+        kernels = templates.kernels[ks]
+        for scale in CROP_SCALES:
+            fx, fy = (scale, scale / aspect) if aspect >= 1 else (scale * aspect, scale)
+            if min(fx, fy) < MIN_CROP - 1e-9:
+                continue
+            width, height = max(T, round(T / fx)), max(T, round(T / fy))
+            x = F.interpolate(refs, size=(height, width), mode="area")
+            numerator = F.conv2d(x, kernels)  # (C, K, h, w): sum(t * window), t zero-mean unit-norm
+            mean = F.avg_pool2d(x, T, stride=1)
+            mean_sq = F.avg_pool2d(x * x, T, stride=1)
+            spread = ((mean_sq - mean * mean).clamp_min(0) * (T * T)).sqrt()
+            # + 1e-3 keeps flat windows (variance ~0) from dividing by zero; they score ~0.
+            values, where = (numerator / (spread + 1e-3)).flatten(1).max(dim=1)
+            h_out, w_out = numerator.shape[-2:]
+            k_index, rest = where // (h_out * w_out), where % (h_out * w_out)
+            top, left = (rest // w_out).float(), (rest % w_out).float()
+            box = torch.stack([left / width, top / height, (left + T) / width, (top + T) / height], dim=1)
+            better = values > best_score
+            best_score = torch.where(better, values, best_score)
+            best_k = torch.where(better, ks[k_index], best_k)
+            best_box = torch.where(better[:, None], box, best_box)
+    return [
+        _Alignment(float(best_score[c]), int(best_k[c]), tuple(float(v) for v in best_box[c])) for c in range(n)
+    ]
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    radius = max(1, int(3 * sigma + 0.5))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-(x * x) / (2 * sigma * sigma))
+    return kernel / kernel.sum()
+
+
+@functools.lru_cache(maxsize=32)
+def _blur_matrix(size: int, sigma: float) -> torch.Tensor:
+    """(size, size) matrix of a 1-D Gaussian blur with replicated borders: blur(v) = M @ v."""
+    kernel = _gaussian_kernel(sigma)
+    radius = len(kernel) // 2
+    matrix = torch.zeros(size, size)
+    for i in range(size):
+        for offset in range(-radius, radius + 1):
+            matrix[i, min(max(i + offset, 0), size - 1)] += kernel[offset + radius]
+    return matrix
+
+
+def _bandpass(x: torch.Tensor) -> torch.Tensor:
+    """Difference of Gaussians on (N, 1, S, S): the detail a copy shares with its source.
+
+    The sigmas scale with the thumbnail (BANDPASS_SIGMAS at FINE_SIZE), so the same band of detail
+    is kept whatever the fine size. Each separable blur is two small matrix products (M X M^T),
+    much faster on CPU than a one-channel convolution.
+    """
+    size = x.shape[-1]
+    out = torch.zeros_like(x)
+    for sign, sigma in zip((1.0, -1.0), BANDPASS_SIGMAS):
+        matrix = _blur_matrix(size, round(sigma * size / FINE_SIZE, 4))
+        out += sign * (matrix @ x @ matrix.T)
+    return out
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    flat = x.flatten(1)
+    flat = flat - flat.mean(dim=1, keepdim=True)
+    return flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-6)
+
+
+def _query_bands(query_fine: np.ndarray) -> torch.Tensor:
+    """The query's band-passed fine thumbnail in its 8 orientations, unit vectors (8, size*size)."""
+    oriented = np.stack([np.ascontiguousarray(_dihedral_array(query_fine, k)) for k in _DIHEDRAL])
+    return _unit(_bandpass(torch.from_numpy(oriented)[:, None]))
+
+
+def _fine_ncc(bands: torch.Tensor, reference_fines: torch.Tensor, alignments: Sequence[_Alignment]) -> torch.Tensor:
+    """Band-passed NCC of the query and the region of each reference the coarse stage found, (C,).
+
+    Each region is resampled (bilinear `grid_sample`) at its coarse box and at small shifts and
+    scalings around it (half a coarse pixel, +/- FINE_ZOOM), since the coarse search is
+    quantised; the best score counts. `bands` comes from `_query_bands`.
+    """
+    size = int(round(bands.shape[1] ** 0.5))
+    thetas = []
+    for alignment in alignments:
+        x0, y0, x1, y1 = alignment.box
+        cx, cy, half_w, half_h = x0 + x1 - 1.0, y0 + y1 - 1.0, x1 - x0, y1 - y0  # in [-1, 1] units
+        step_x, step_y = half_w / THUMB_SIZE, half_h / THUMB_SIZE
+        for zoom in (1.0 - FINE_ZOOM, 1.0, 1.0 + FINE_ZOOM):
+            for dy in (-step_y, 0.0, step_y):
+                for dx in (-step_x, 0.0, step_x):
+                    thetas.append([[half_w * zoom, 0.0, cx + dx], [0.0, half_h * zoom, cy + dy]])
+    per = len(thetas) // len(alignments)
+    theta = torch.tensor(thetas, dtype=torch.float32)
+    grid = F.affine_grid(theta, (len(thetas), 1, size, size), align_corners=False)
+    source = reference_fines.repeat_interleave(per, dim=0)
+    warped = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    orientation = torch.tensor([a.k for a in alignments]).repeat_interleave(per)
+    scores = (_unit(_bandpass(warped)) * bands[orientation]).sum(dim=1)
+    return scores.view(len(alignments), per).max(dim=1).values
+
+
+@dataclass
+class GateResult:
+    matches: list[LeakageMatch] = field(default_factory=list)
+    n_checked: int = 0
+
+
+def find_near_copies(
+    index: ReferenceIndex,
+    signatures: Sequence[QuerySignature | None],
+    embeddings: np.ndarray,
+    *,
+    same_pair: Sequence[str | None] | None = None,
+    progress: bool = False,
+) -> GateResult:
+    """Near-copies among the queries (one signature + embedding row each; None rows are skipped).
+
+    `same_pair[i]` is the pair id of the generation input query i was made from: the reference
+    with that pair id (its own tile's post image) only counts as matched by an exact copy.
+    """
+    from tqdm.auto import tqdm
+
+    result = GateResult()
+    if len(index) == 0:
+        return result
+    embeddings = _normalise(embeddings) if len(embeddings) else embeddings
+    tensors = _ReferenceTensors(index)
+    pair_array = np.array(index.pair_ids, dtype=object)
+    rows = [i for i, s in enumerate(signatures) if s is not None]
+    for i in tqdm(rows, desc="leakage gate", unit="img", disable=not progress):
+        exempt = pair_array == same_pair[i] if same_pair is not None and same_pair[i] else None
+        match = _match_one(index, tensors, signatures[i], embeddings[i], exempt)
+        result.n_checked += 1
+        if match is not None:
+            match.query = i
+            result.matches.append(match)
+    return result
+
+
+def query_scores(index: ReferenceIndex, sig: QuerySignature, embedding: np.ndarray, tensors=None) -> dict[str, float]:
+    """The gate's scores for one query against its nearest references (for calibration).
+
+    Keys: phash_distance (min over references), cosine (max), coarse_ncc and ncc (fine stage,
+    best refined candidate): every stage is run, whatever the decision.
+    """
+    scores: dict[str, float] = {}
+    _match_one(index, tensors or _ReferenceTensors(index), sig, _normalise(embedding[None])[0], None, scores)
+    return scores
+
+
+class _ReferenceTensors:
+    """The index's thumbnails as torch tensors, built once per gate run."""
+
+    def __init__(self, index: ReferenceIndex):
+        self.thumbs = torch.from_numpy(index.thumbs)[:, None]  # (R, 1, S, S)
+        self.fines = torch.from_numpy(index.fines)[:, None]
+        self.aspect_keys = np.round(index.aspects, 2)
+
+
+def _match_one(
+    index: ReferenceIndex,
+    tensors: _ReferenceTensors,
+    sig: QuerySignature,
+    embedding: np.ndarray,
+    exempt: np.ndarray | None,
+    scores: dict | None = None,
+) -> LeakageMatch | None:
+    """The near-copy decision for one query (None: no near-copy). `scores` collects every score."""
+    cosine = (index.embeddings @ embedding).max(axis=1)  # (R,): best orientation
+    distance = hamming(index.hashes, sig.phash).min(axis=1)  # (R,): best orientation
+    if exempt is not None:
+        # The exempt same-pair image still counts when it is an exact copy.
+        for j in np.flatnonzero(exempt):
+            if distance[j] == 0:
+                k = int(np.argmin(hamming(index.hashes[j], sig.phash)))
+                full = _Alignment(1.0, k, (0.0, 0.0, 1.0, 1.0))
+                ncc = float(_fine_ncc(_query_bands(sig.fine), tensors.fines[j : j + 1], [full])[0])
+                if ncc >= SAME_PAIR_NCC_MIN:
+                    return LeakageMatch(-1, index.ids[j], index.splits[j], "exact", 0, float(cosine[j]), ncc)
+        distance = np.where(exempt, 99, distance)
+        cosine = np.where(exempt, -2.0, cosine)
+    else:
+        exempt = np.zeros(len(index), dtype=bool)
+    nearest = int(distance.argmin())
+    if scores is not None:
+        scores.update(phash_distance=float(distance[nearest]), cosine=float(cosine.max()))
+    elif distance[nearest] <= PHASH_MAX_DISTANCE:
+        return LeakageMatch(-1, index.ids[nearest], index.splits[nearest], "phash", int(distance[nearest]),
+                            float(cosine[nearest]), float("nan"))
+    by_embedding = np.argsort(-cosine, kind="stable")[:CANDIDATES]
+    by_hash = np.argsort(distance, kind="stable")[:CANDIDATES]
+    candidates = np.array(sorted(set(by_embedding.tolist()) | set(by_hash.tolist())))
+    candidates = candidates[~exempt[candidates]]
+    if len(candidates) == 0:
+        return None
+    templates = _templates(sig.thumb)
+    alignments: list[tuple[int, _Alignment]] = []
+    for key in np.unique(tensors.aspect_keys[candidates]):
+        group = candidates[tensors.aspect_keys[candidates] == key]
+        found = _coarse_align(templates, tensors.thumbs[group], float(key), sig.aspect)
+        alignments += list(zip(group.tolist(), found))
+    # Every candidate is refined: on aerial textures the coarse score alone ranks poorly.
+    order = [j for j, _ in alignments]
+    fine = _fine_ncc(_query_bands(sig.fine), tensors.fines[order], [a for _, a in alignments])
+    best = int(fine.argmax())
+    best_j, best_ncc = order[best], float(fine[best])
+    if scores is not None:
+        scores.update(coarse_ncc=max(a.score for _, a in alignments), ncc=best_ncc)
+        return None
+    if best_ncc >= NCC_MIN:
+        return LeakageMatch(-1, index.ids[best_j], index.splits[best_j], "geometry", int(distance[best_j]),
+                            float(cosine[best_j]), best_ncc)
+    return None

@@ -1,0 +1,387 @@
+"""`synthbench validate`: is a submission fit to be scored? Every problem, reported at once.
+
+Checks, in order (docs/SUBMITTING.md lists them for participants):
+
+1. submission.yaml: schema (required keys, types, allowed values), task name and revision;
+2. metadata.jsonl: rows well-formed, file names safe and present, labels well-formed, classes
+   known to the task, every `source_id` a generation_inputs image (or, in the open track, a
+   train_real image) and never a test image;
+3. counts per class and the ratios they support (fewer than RANKING_IMAGES_PER_CLASS is a
+   warning, fewer than TRAIN_PER_CLASS or none an error);
+4. every image decodes (PNG/JPEG/WebP, pixel and byte limits: no decompression bombs);
+5. no two listed files are byte-identical (except in the duplicate baseline);
+6. the leakage gate (benchmark.submissions.leakage): no near-copy of a test image, and in the
+   generated track no near-copy of a real train image;
+7. checkpoints: files present, safetensors header parses (never unpickled), model.yaml matches.
+
+Validation only reads the submission; it writes nothing into it (the feature cache and the
+leakage index live in the cache directory).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import SubmissionError
+from ..images import ImageDecodeError, open_rgb, read_image_bytes
+from ..io import sha256_bytes
+from ..protocol import RANKING_IMAGES_PER_CLASS, RATIOS, TRAIN_PER_CLASS
+from .format import (
+    CHECKPOINT_CONFIG_FILE,
+    IMAGE_EXTENSIONS,
+    METADATA_FILE,
+    SUBMISSION_FILE,
+    Submission,
+    parse_submission,
+)
+
+log = logging.getLogger(__name__)
+
+#: How many offending rows one message lists before "and N more".
+_MAX_LISTED = 5
+
+
+@dataclass
+class ValidationReport:
+    """The outcome of `validate_submission`: `ok` only when there is no problem."""
+
+    path: str
+    submission_id: str | None = None
+    kind: str | None = None
+    track: str | None = None
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    supported_ratios: list[int] = field(default_factory=list)
+    n_images: int = 0
+    content_hash: str | None = None
+    leakage: list[dict[str, Any]] = field(default_factory=list)
+    leakage_checked: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def rankable(self) -> bool:
+        """Fit for every ratio up to 1:4 (what the leaderboard ranks)."""
+        return self.ok and (self.kind == "checkpoint" or max(RATIOS) in self.supported_ratios)
+
+    def raise_if_failed(self) -> None:
+        if not self.ok:
+            raise SubmissionError(
+                f"{self.path}: submission failed validation ({len(self.problems)} problem(s)):\n  "
+                + "\n  ".join(self.problems)
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "ok": self.ok, "rankable": self.rankable, "submission_id": self.submission_id,
+            "kind": self.kind, "track": self.track, "n_images": self.n_images, "counts": self.counts,
+            "supported_ratios": self.supported_ratios, "content_hash": self.content_hash,
+            "leakage_checked": self.leakage_checked, "leakage": self.leakage,
+            "problems": self.problems, "warnings": self.warnings,
+        }
+
+    def format(self) -> str:
+        """Human-readable report (what `synthbench validate` prints)."""
+        lines = [f"submission {self.submission_id or '?'} ({self.path})"]
+        if self.kind:
+            lines.append(f"  kind {self.kind}, track {self.track}, {self.n_images} image rows")
+        if self.counts:
+            lines.append("  images per class: " + ", ".join(f"{c} {n}" for c, n in self.counts.items()))
+            ratios = ", ".join(f"1:{k}" for k in self.supported_ratios) or "none"
+            lines.append(f"  supported ratios: {ratios}")
+        if self.kind != "checkpoint" and self.kind is not None:
+            lines.append("  leakage gate: " + ("checked" if self.leakage_checked else "NOT checked"))
+        for warning in self.warnings:
+            lines.append(f"  warning: {warning}")
+        for problem in self.problems:
+            lines.append(f"  problem: {problem}")
+        verdict = "OK" if self.ok else f"FAILED ({len(self.problems)} problem(s))"
+        if self.ok and not self.rankable:
+            verdict += " (not rankable: fewer than 1:4 images per class)"
+        lines.append(f"  => {verdict}")
+        return "\n".join(lines)
+
+
+def _listing(lines: list[int]) -> str:
+    shown = ", ".join(str(n) for n in lines[:_MAX_LISTED])
+    return shown + (f" and {len(lines) - _MAX_LISTED} more" if len(lines) > _MAX_LISTED else "")
+
+
+def _check_task_fields(sub: Submission, task, report: ValidationReport) -> None:
+    declared = sub.meta.get("task")
+    if not isinstance(declared, dict):
+        return  # already reported by the schema check
+    if declared.get("name") != task.name:
+        report.problems.append(
+            f"{SUBMISSION_FILE}: task.name is {declared.get('name')!r} but it is validated against task {task.name!r}"
+        )
+    elif str(declared.get("revision")) != str(task.revision):
+        report.warnings.append(
+            f"{SUBMISSION_FILE}: made for task revision {declared.get('revision')!r}, validated against {task.revision!r}"
+        )
+
+
+def _check_rows(sub: Submission, task, report: ValidationReport, metadata_label: str) -> list[int]:
+    """Classes and source ids per row; returns the indices of rows whose classes are all known."""
+    classes = set(task.classes)
+    generation_ids = set(task.image_ids("generation_inputs"))
+    train_ids = set(task.image_ids("train_real"))
+    test_ids = set(task.image_ids("test"))
+    unknown: dict[str, list[int]] = defaultdict(list)
+    source_problems: dict[str, list[int]] = defaultdict(list)
+    good = []
+    for row, entry in enumerate(sub.entries):
+        bad = [name for name in entry.label if name not in classes]
+        for name in bad:
+            unknown[name].append(entry.line)
+        if not bad:
+            good.append(row)
+        source = entry.source_id
+        if source is None or source in generation_ids:
+            continue
+        if source in test_ids:
+            source_problems[f"source_id {source!r} is a test image: test images must never be used for generation"].append(entry.line)
+        elif source in train_ids:
+            if sub.track != "open":
+                source_problems[
+                    f"source_id {source!r} is a train_real image; the generated track starts from generation_inputs "
+                    "(augmentations of real images belong to the open track)"
+                ].append(entry.line)
+        else:
+            source_problems[f"source_id {source!r} is not a generation_inputs image_id of task {task.name}"].append(entry.line)
+    for name, lines in unknown.items():
+        report.problems.append(
+            f"{metadata_label}: unknown class {name!r} on line(s) {_listing(lines)} (task classes: {', '.join(task.classes)})"
+        )
+    for message, lines in source_problems.items():
+        report.problems.append(f"{metadata_label} line(s) {_listing(lines)}: {message}")
+    return good
+
+
+def _check_counts(sub: Submission, task, good_rows: list[int], report: ValidationReport) -> None:
+    counts = dict.fromkeys(task.classes, 0)
+    for row in good_rows:
+        counts[sub.entries[row].hard_label] += 1
+    report.counts = counts
+    report.supported_ratios = [k for k in RATIOS if all(n >= k * TRAIN_PER_CLASS for n in counts.values())]
+    for name, n in counts.items():
+        if n == 0:
+            report.problems.append(f"class {name!r} has no images")
+        elif n < TRAIN_PER_CLASS:
+            report.problems.append(
+                f"class {name!r} has {n} images; at least {TRAIN_PER_CLASS} are needed (ratio 1:1)"
+            )
+    short = {name: n for name, n in counts.items() if TRAIN_PER_CLASS <= n < RANKING_IMAGES_PER_CLASS}
+    if short and report.supported_ratios:
+        report.warnings.append(
+            f"{RANKING_IMAGES_PER_CLASS} images per class are needed to be ranked (ratio 1:{max(RATIOS)}); "
+            + ", ".join(f"{c} has {n}" for c, n in short.items())
+            + f"; supported ratios: {', '.join(f'1:{k}' for k in report.supported_ratios)}"
+        )
+
+
+def _unlisted_files(sub: Submission) -> list[str]:
+    listed = {e.file_name for e in sub.entries}
+    root = sub.image_root
+    found = []
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            rel = Path(dirpath, name).relative_to(root).as_posix()
+            if rel.lower().endswith(IMAGE_EXTENSIONS) and rel not in listed:
+                found.append(rel)
+    return sorted(found)
+
+
+def _decode_all(sub: Submission, report: ValidationReport, metadata_label: str, want_signatures: bool):
+    """Decode each listed file once; problems for undecodable ones. Returns {file_name: signature}."""
+    from .leakage import query_signature
+
+    signatures: dict[str, Any] = {}
+    seen: dict[str, str] = {}  # sha256 -> first file name
+    duplicates: list[str] = []
+    decoded: set[str] = set()
+    for entry in sub.entries:
+        if entry.file_name in decoded:
+            continue
+        decoded.add(entry.file_name)
+        try:
+            data = read_image_bytes(entry.path)
+            image = open_rgb(data, name=entry.file_name)
+        except ImageDecodeError as exc:
+            report.problems.append(str(exc))
+            continue
+        digest = sha256_bytes(data)
+        if digest != entry.sha256:
+            report.problems.append(f"{entry.file_name}: changed while it was being validated")
+            continue
+        if digest in seen and sub.baseline != "duplicate":
+            duplicates.append(f"{entry.file_name} = {seen[digest]}")
+        seen.setdefault(digest, entry.file_name)
+        if want_signatures:
+            signatures[entry.file_name] = query_signature(image)
+    if duplicates:
+        report.problems.append(
+            f"{len(duplicates)} image(s) are byte-identical copies of another listed image "
+            f"({'; '.join(duplicates[:_MAX_LISTED])}{' ...' if len(duplicates) > _MAX_LISTED else ''}); "
+            "every synthetic image must be distinct"
+        )
+    return signatures
+
+
+def _row_hash_problems(sub: Submission, report: ValidationReport) -> None:
+    # Generators written by this package record each file's sha256 in its row: a mismatch means
+    # the file was replaced after generation.
+    import json
+
+    path = sub.image_root / METADATA_FILE
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return
+    by_line = {e.line: e for e in sub.entries}
+    for number, line in enumerate(lines, start=1):
+        entry = by_line.get(number)
+        if entry is None:
+            continue
+        try:
+            recorded = json.loads(line).get("sha256")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(recorded, str) and recorded != entry.sha256:
+            report.problems.append(
+                f"{METADATA_FILE} line {number}: {entry.file_name} does not match the sha256 recorded in its row "
+                "(the file was changed after it was generated)"
+            )
+
+
+def _run_leakage_gate(sub: Submission, task, signatures: dict, report: ValidationReport, *, cache, progress, device) -> None:
+    from .leakage import find_near_copies, reference_index
+
+    splits = ["test"] + [s for s in task.splits if s.startswith("test") and s != "test"]
+    if sub.track != "open":  # generated (or an invalid track, already reported): the strict rule
+        splits.append("train_real")
+    refs, ref_splits, ref_pairs = [], [], []
+    for split in splits:
+        split_refs = task.image_refs(split)
+        refs += split_refs
+        ref_splits += [split] * len(split_refs)
+        ref_pairs += list(task.column(split, "pair_id"))
+
+    embedder = _embedder(cache, device)
+    index = reference_index(
+        refs, ref_splits, ref_pairs, embedder, embedder_id=embedder.id,
+        cache_dir=Path(embedder.cache.root), progress=progress,
+    )
+    rows = [e for e in sub.entries if e.file_name in signatures]
+    unique: dict[str, Any] = {}
+    for entry in rows:
+        unique.setdefault(entry.file_name, entry)
+    entries = list(unique.values())
+    from ..images import ImageRef
+
+    embeddings = embedder([ImageRef(e.sha256, e.path, name=e.file_name) for e in entries], progress)
+    pair_of_input = dict(zip(task.image_ids("generation_inputs"), task.column("generation_inputs", "pair_id")))
+    same_pair = [pair_of_input.get(e.source_id) or None if e.source_id else None for e in entries]
+    result = find_near_copies(
+        index, [signatures[e.file_name] for e in entries], embeddings, same_pair=same_pair, progress=progress
+    )
+    report.leakage_checked = True
+    by_split: dict[str, list[str]] = defaultdict(list)
+    for match in result.matches:
+        entry = entries[match.query]
+        report.leakage.append({
+            "file_name": entry.file_name, "reference_id": match.reference_id, "split": match.split,
+            "reason": match.reason, "phash_distance": match.phash_distance,
+            "cosine": round(match.cosine, 4), "ncc": None if np.isnan(match.ncc) else round(match.ncc, 4),
+        })
+        by_split[match.split].append(f"{entry.file_name}: {match.describe()}")
+    for split, items in by_split.items():
+        what = "test images (leakage)" if split.startswith("test") else "real train images passed off as generated"
+        for item in items:
+            report.problems.append(f"leakage gate: {item}")
+        log.info("%d near-copies of %s", len(items), what)
+
+
+def _embedder(cache, device):
+    from ..features import FeatureCache
+    from .leakage import BackboneEmbedder, default_embedder
+
+    if isinstance(cache, BackboneEmbedder):
+        return cache
+    if isinstance(cache, FeatureCache):
+        from ..backbones import DEFAULT_BACKBONE, load_backbone
+
+        return BackboneEmbedder(cache, load_backbone(DEFAULT_BACKBONE, device=device))
+    if cache is None:
+        from ..grid import default_cache_dir
+
+        cache = default_cache_dir()
+    return default_embedder(cache, device=device)
+
+
+def _check_checkpoint(sub: Submission, task, report: ValidationReport) -> None:
+    from ..errors import HarnessError
+    from ..protocols.checkpoint import _parse_config
+
+    try:
+        _parse_config(sub.path / CHECKPOINT_CONFIG_FILE, task.classes)
+    except HarnessError as exc:
+        report.problems.append(str(exc).replace(str(sub.path) + os.sep, ""))
+
+
+def validate_submission(
+    path: str | os.PathLike,
+    task,
+    *,
+    check_leakage: bool = True,
+    cache=None,
+    device: str = "cpu",
+    progress: bool = False,
+) -> ValidationReport:
+    """Validate the submission at `path` against a loaded `task`; never raises for bad input.
+
+    `cache` is where the leakage gate's embeddings go: a `FeatureCache`, a cache directory, a
+    `leakage.BackboneEmbedder`, or None for the default cache ($SYNTHBENCH_CACHE or
+    ~/.cache/synthbench/features).
+    """
+    report = ValidationReport(path=str(path))
+    sub, parsed = parse_submission(path)
+    report.problems.extend(parsed.errors)
+    report.warnings.extend(parsed.warnings)
+    if sub is None:
+        return report
+    report.submission_id, report.kind, report.track = sub.id, sub.kind, sub.track
+    report.content_hash = sub.content_hash
+    _check_task_fields(sub, task, report)
+    if sub.kind == "checkpoint":
+        if sub.checkpoint is not None:
+            _check_checkpoint(sub, task, report)
+        return report
+
+    metadata_label = METADATA_FILE if sub.image_root == sub.path else f"hub:{sub.meta['hub']['repo_id']}/{METADATA_FILE}"
+    report.n_images = len(sub.entries)
+    good_rows = _check_rows(sub, task, report, metadata_label)
+    _check_counts(sub, task, good_rows, report)
+    _row_hash_problems(sub, report)
+    unlisted = _unlisted_files(sub)
+    if unlisted:
+        report.warnings.append(
+            f"{len(unlisted)} image file(s) are not listed in {METADATA_FILE} and will be ignored "
+            f"({', '.join(unlisted[:_MAX_LISTED])}{' ...' if len(unlisted) > _MAX_LISTED else ''})"
+        )
+    signatures = _decode_all(sub, report, metadata_label, want_signatures=check_leakage)
+    if check_leakage and signatures:
+        _run_leakage_gate(sub, task, signatures, report, cache=cache, progress=progress, device=device)
+    elif not check_leakage:
+        report.warnings.append("leakage gate skipped (--no-leakage): this submission cannot be accepted as it is")
+    return report

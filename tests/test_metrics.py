@@ -1,0 +1,152 @@
+"""Point metrics match scikit-learn; the vectorised bootstrap matches scikit-learn on every resample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from benchmark.errors import SynthbenchError
+from benchmark.metrics import (
+    bootstrap_ci,
+    bootstrap_cis,
+    bootstrap_distributions,
+    bootstrap_indices,
+    classification_metrics,
+    percentile_interval,
+)
+from benchmark.protocol import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+
+CLASSES = ["earthquake", "wildfire", "volcano", "storm", "flooding", "tsunami"]
+C = len(CLASSES)
+
+
+def _noisy_predictions(n: int, accuracy: float, seed: int, *, never_predict: int | None = None):
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, C, n)
+    y_pred = np.where(rng.random(n) < accuracy, y_true, rng.integers(0, C, n))
+    if never_predict is not None:  # a class the classifier never outputs (F1 = 0 must count)
+        y_pred[y_pred == never_predict] = (never_predict + 1) % C
+    return y_true, y_pred
+
+
+def test_point_metrics_match_sklearn_over_every_class():
+    y_true, y_pred = _noisy_predictions(300, 0.6, seed=1, never_predict=5)
+    out = classification_metrics(y_true, y_pred, CLASSES)
+    labels = list(range(C))
+    assert out["accuracy"] == accuracy_score(y_true, y_pred)
+    assert out["macro_f1"] == f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+    # the never-predicted class is in the average with F1 = 0, unlike sklearn's default label set
+    assert out["per_class"]["tsunami"]["f1"] == 0.0
+    assert out["macro_f1"] < f1_score(y_true, y_pred, labels=labels[:5], average="macro", zero_division=0)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    for k, name in enumerate(CLASSES):
+        assert out["per_class"][name] == {
+            "precision": precision[k], "recall": recall[k], "f1": f1[k], "support": int(support[k])
+        }
+    matrix = np.array(out["confusion_matrix"])
+    assert (matrix == confusion_matrix(y_true, y_pred, labels=labels)).all()
+    assert (matrix.sum(axis=1) == np.bincount(y_true, minlength=C)).all()  # rows are the true class
+
+
+def test_point_metrics_refuse_bad_input():
+    with pytest.raises(SynthbenchError, match="class indices"):
+        classification_metrics([0, 1, 6], [0, 1, 2], CLASSES)
+    with pytest.raises(SynthbenchError, match="3 labels but y_pred has 2"):
+        classification_metrics([0, 1, 2], [0, 1], CLASSES)
+    with pytest.raises(SynthbenchError, match="empty"):
+        classification_metrics([], [], CLASSES)
+
+
+@pytest.mark.parametrize("never_predict", [None, 5])
+def test_bootstrap_draws_equal_sklearn_on_each_resample(never_predict):
+    y_true, y_pred = _noisy_predictions(240, 0.55, seed=2, never_predict=never_predict)
+    resamples = 300
+    draws = bootstrap_distributions(y_true, y_pred, C, resamples=resamples)
+    indices = bootstrap_indices(y_true.size, resamples, BOOTSTRAP_SEED)
+    expected_f1 = [
+        f1_score(y_true[i], y_pred[i], labels=list(range(C)), average="macro", zero_division=0) for i in indices
+    ]
+    expected_accuracy = [accuracy_score(y_true[i], y_pred[i]) for i in indices]
+    np.testing.assert_array_equal(draws["macro_f1"][1], expected_f1)
+    np.testing.assert_array_equal(draws["accuracy"][1], expected_accuracy)
+    assert draws["macro_f1"][0] == f1_score(y_true, y_pred, labels=list(range(C)), average="macro", zero_division=0)
+
+
+def test_bootstrap_ci_is_the_percentile_interval_and_reproducible():
+    y_true, y_pred = _noisy_predictions(400, 0.7, seed=3)
+    point, lo, hi = bootstrap_ci(y_true, y_pred, C, metric="accuracy")
+    _, draws = bootstrap_distributions(y_true, y_pred, C, metrics=("accuracy",))["accuracy"]
+    assert draws.size == BOOTSTRAP_RESAMPLES
+    assert (lo, hi) == tuple(np.percentile(draws, [2.5, 97.5]))
+    assert lo < point < hi
+    assert bootstrap_ci(y_true, y_pred, C, metric="accuracy") == (point, lo, hi)  # bit for bit
+    other_seed = bootstrap_ci(y_true, y_pred, C, metric="accuracy", seed=BOOTSTRAP_SEED + 1)
+    assert other_seed[0] == point and other_seed[1:] != (lo, hi)
+    narrower = bootstrap_ci(y_true, y_pred, C, metric="accuracy", level=0.8)
+    assert lo < narrower[1] < narrower[2] < hi
+    # the interval width is about what the binomial standard error predicts
+    se = np.sqrt(point * (1 - point) / y_true.size)
+    assert 0.8 * 3.92 * se < hi - lo < 1.2 * 3.92 * se
+
+
+def test_averaging_over_prediction_vectors_resamples_images_once_per_draw():
+    y_true, first = _noisy_predictions(200, 0.6, seed=4)
+    _, second = _noisy_predictions(200, 0.8, seed=5)
+    second = np.where(np.random.default_rng(6).random(200) < 0.8, y_true, second)
+    resamples = 200
+    both = bootstrap_distributions(y_true, [first, second], C, resamples=resamples)["macro_f1"]
+    one = bootstrap_distributions(y_true, first, C, resamples=resamples)["macro_f1"]
+    two = bootstrap_distributions(y_true, second, C, resamples=resamples)["macro_f1"]
+    assert both[0] == pytest.approx((one[0] + two[0]) / 2, abs=1e-15)
+    np.testing.assert_allclose(both[1], (one[1] + two[1]) / 2, rtol=0, atol=1e-15)
+
+
+def test_paired_difference_uses_the_same_resampled_images():
+    y_true, baseline = _noisy_predictions(300, 0.6, seed=7)
+    better = baseline.copy()
+    wrong = np.flatnonzero(baseline != y_true)[:30]
+    better[wrong] = y_true[wrong]  # fixes 30 mistakes, breaks nothing
+    resamples = 150
+    delta = bootstrap_distributions(y_true, better, C, metrics=("accuracy",), baseline_preds=[baseline],
+                                    resamples=resamples)["accuracy"]
+    indices = bootstrap_indices(y_true.size, resamples, BOOTSTRAP_SEED)
+    expected = [accuracy_score(y_true[i], better[i]) - accuracy_score(y_true[i], baseline[i]) for i in indices]
+    np.testing.assert_allclose(delta[1], expected, rtol=0, atol=1e-15)
+    assert delta[0] == pytest.approx(30 / 300)
+    # paired: the fixed images count in both vectors of every draw, so no draw can be negative
+    point, lo, hi = bootstrap_ci(y_true, better, C, metric="accuracy", baseline_preds=[baseline])
+    assert 0 < lo <= point <= hi
+    assert bootstrap_ci(y_true, baseline, C, baseline_preds=[baseline]) == (0.0, 0.0, 0.0)
+
+
+def test_bootstrap_cis_agree_with_single_metric_calls():
+    y_true, y_pred = _noisy_predictions(150, 0.5, seed=8)
+    both = bootstrap_cis(y_true, [y_pred, y_true], C)
+    assert both["accuracy"] == bootstrap_ci(y_true, [y_pred, y_true], C, metric="accuracy")
+    assert both["macro_f1"] == bootstrap_ci(y_true, [y_pred, y_true], C, metric="macro_f1")
+
+
+def test_percentile_interval_always_contains_the_point():
+    draws = np.linspace(0.5, 0.6, 101)
+    assert percentile_interval(0.55, draws) == (0.55, pytest.approx(0.5025), pytest.approx(0.5975))
+    point, lo, hi = percentile_interval(0.7, draws)  # a skewed case where the interval misses it
+    assert lo == pytest.approx(0.5025) and hi == 0.7
+    with pytest.raises(SynthbenchError, match="level"):
+        percentile_interval(0.5, draws, level=1.5)
+
+
+def test_bootstrap_refuses_mismatched_input():
+    y_true, y_pred = _noisy_predictions(50, 0.5, seed=9)
+    with pytest.raises(SynthbenchError, match="49 predictions for 50"):
+        bootstrap_ci(y_true, y_pred[:-1], C)
+    with pytest.raises(SynthbenchError, match="one baseline per prediction"):
+        bootstrap_ci(y_true, [y_pred, y_pred], C, baseline_preds=[y_pred])
+    with pytest.raises(SynthbenchError, match="unknown bootstrap metric"):
+        bootstrap_ci(y_true, y_pred, C, metric="auc")
+    with pytest.raises(SynthbenchError, match="at least one"):
+        bootstrap_ci(y_true, [], C)
+    with pytest.raises(SynthbenchError, match=r"\[0, 5\]"):
+        bootstrap_ci(y_true, np.full(50, 6), C)
