@@ -26,13 +26,11 @@ A submission is validated before any compute.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import logging
 import os
 import platform
 import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +40,8 @@ import numpy as np
 
 from . import __version__
 from .backbones import DEFAULT_BACKBONE
-from .errors import HarnessError, ResultsError, SynthbenchError
+from .errors import HarnessError, ResultsError
+from .io import sha256_json
 from .metrics import bootstrap_cis, classification_metrics
 from .protocol import DEFAULT_PROTOCOL, DEFAULT_SEEDS, PROTOCOLS, SETTINGS, Setting, lookup
 from .results import NO_TRAINING_SETTINGS, RESULT_SCHEMA_VERSION, load_result, result_path, write_result
@@ -343,23 +342,22 @@ def run_grid(
     from .device import resolve_device
 
     torch_device = resolve_device(device)
-    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if not validated:
-        from .submissions import validate_submission
-
-        validate_submission(
-            submission.path, task, check_leakage=check_leakage, cache=cache_root, device=str(torch_device)
-        ).raise_if_failed()
-
     runner = get_runner(protocol, protocol_overrides, device=torch_device)
-    classes = list(task.classes)
-    test = TestData(task.image_refs("test"), task.labels("test"))
     backbone_name = _checkpoint_backbone(submission) if protocol == "checkpoint" else backbone
     if protocol != "checkpoint":
         from .backbones import BACKBONES
 
         lookup(BACKBONES, backbone_name, "backbone")
     path = Path(out_path) if out_path is not None else result_path(submission.path, backbone_name, protocol)
+    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if not validated:  # before any compute (its leakage gate fills the feature cache the grid reuses)
+        from .submissions import validate_submission
+
+        validate_submission(
+            submission.path, task, check_leakage=check_leakage, cache=cache_root, device=str(torch_device)
+        ).raise_if_failed()
+    classes = list(task.classes)
+    test = TestData(task.image_refs("test"), task.labels("test"))
 
     # What to run: (setting name, Setting or None, seed) for each missing run; skipped settings.
     real_labels = task.labels("train_real")
@@ -377,7 +375,8 @@ def run_grid(
                 continue
             wanted += [(setting.name, setting, seed) for seed in seeds]
 
-    # Load the backbone only when something must run; its identity is part of the record's.
+    # The backbone's identity (weights, preprocessing) is part of the record's, so it is loaded even
+    # when every run is already done.
     loading_start = time.perf_counter()
     loaded_backbone = None
     if runner.needs_backbone:
@@ -433,16 +432,15 @@ def run_grid(
             record["runs"] = existing["runs"]
             if protocol == "checkpoint":
                 record["backbone"] = existing["backbone"]
-            now_skipped = {s["setting"] for s in skipped}
-            record["skipped"] = skipped + [
-                s for s in existing["skipped"] if s["setting"] not in now_skipped and s["setting"] not in {w[0] for w in wanted}
-            ]
+            # settings skipped earlier and not asked for now stay reported
+            current = {s["setting"] for s in skipped} | {name for name, _, _ in wanted}
+            record["skipped"] = skipped + [s for s in existing["skipped"] if s["setting"] not in current]
             reused = len(existing["runs"])
         elif existing is not None:
             if existing["official"] and not official:
                 raise HarnessError(
-                    f"{path} holds an official record for another configuration; a local run would replace it "
-                    f"(write elsewhere with --out)"
+                    f"{path} holds an official record that this run (not official, or configured differently) "
+                    f"would replace; write elsewhere with --out"
                 )
             log.info("%s was computed for another task, submission, backbone or protocol recipe: recomputing", path)
     done = {(r["setting"], r["seed"]) for r in record["runs"]}
@@ -549,15 +547,10 @@ def run_grid(
         predictions = np.asarray(predictions, dtype=np.int64)
         if predictions.shape != (len(test),):
             raise HarnessError(f"protocol {protocol!r} returned {predictions.shape} predictions for {len(test)} test images")
-        if protocol == "checkpoint":
-            import hashlib
-            import json
-
+        if protocol == "checkpoint":  # the submitted model is the backbone: identify it by its weights
             record["backbone"]["revision"] = params.get("checkpoint_sha256")
             recipe = params.get("preprocessing")
-            record["backbone"]["preprocessing"] = (
-                hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16] if recipe else None
-            )
+            record["backbone"]["preprocessing"] = f"pp-{sha256_json(recipe)[:12]}" if recipe else None
         real_per_class = [v["real"] for v in counts.values()]
         synthetic_per_class = [v["synthetic"] for v in counts.values()]
         record["runs"].append(
@@ -689,6 +682,9 @@ def register(subparsers) -> None:
     parser.add_argument("--num-workers", type=int, default=0, help="data-loader workers for encoding")
     parser.add_argument("--batch-size", type=_positive_int, default=64, help="encoding batch size")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from .executors import add_executor_arguments
+
+    add_executor_arguments(parser)
     parser.set_defaults(func=_run_command)
 
 
@@ -712,6 +708,8 @@ def _run_command(args: argparse.Namespace) -> int:
     cache_dir = args.cache_dir or default_cache_dir()
     # once, before any compute (its leakage gate fills the feature cache the grid then reuses)
     validate_submission(submission.path, task, cache=cache_dir, device=args.device).raise_if_failed()
+    if args.executor != "local":
+        return _run_on_executor(args, submission, combos, seeds, cache_dir)
     for backbone, protocol in combos:
         record = run_grid(
             task,
@@ -748,6 +746,37 @@ def _run_command(args: argparse.Namespace) -> int:
         )
         print(f"wrote {written}")
     return 0
+
+
+def _run_on_executor(args: argparse.Namespace, submission, combos, seeds, cache_dir) -> int:
+    """`synthbench run --executor slurm`: the same units, one job each, through benchmark.executors."""
+    from .executors import GridOptions, Unit, run_units
+
+    if args.out:
+        raise HarnessError("--out is for local runs; cluster jobs write into the submission's results/")
+    options = GridOptions(
+        seeds=tuple(seeds),
+        settings=tuple(args.settings) if args.settings else None,
+        cache_dir=str(Path(cache_dir).resolve()),
+        device=args.device,
+        image_size=args.image_size,
+        weights=str(Path(args.weights).resolve()) if args.weights else None,
+        task_revision=args.revision,
+        official=args.official,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers or None,
+    )
+    task_source = str(Path(args.task).resolve()) if Path(args.task).is_dir() else args.task
+    units = [
+        Unit(task_source, str(Path(submission.path).resolve()), backbone or DEFAULT_BACKBONE, protocol or DEFAULT_PROTOCOL, options)
+        for backbone, protocol in combos
+    ]
+    report = run_units(
+        units, executor=args.executor, slurm_config=args.slurm_config, wait=not args.no_wait,
+        progress=not args.no_progress, validation="none",  # validated just above
+    )
+    print(report.summary())
+    return 0 if report.ok else 1
 
 
 __all__ = [

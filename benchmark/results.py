@@ -16,7 +16,6 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 

@@ -55,7 +55,8 @@ def _objective(coef, intercept, x, targets, weights, C):
     logits -= logits.max(axis=1, keepdims=True)
     log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
     total = weights.sum()
-    return float((weights * -(targets * log_probs).sum(axis=1)).sum() / total + (coef.astype(np.float64) ** 2).sum() / (2 * C * total))
+    data_term = (weights * -(targets * log_probs).sum(axis=1)).sum() / total
+    return float(data_term + (coef.astype(np.float64) ** 2).sum() / (2 * C * total))
 
 
 @pytest.fixture(autouse=True)

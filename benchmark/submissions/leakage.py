@@ -81,7 +81,7 @@ CANDIDATES = 20
 #: pHash Hamming distance at or below which an image is a near-copy by itself.
 PHASH_MAX_DISTANCE = 4
 #: Fine-stage NCC at or above which an image is a near-copy.
-NCC_MIN = 0.6
+NCC_MIN = 0.55
 #: Same-pair exemption (generated track): an image made from a train tile's pre-disaster twin is
 #: aligned with that tile's post image by construction, so against that one image only an exact
 #: copy counts: pHash distance 0 and full-frame fine NCC at least this.
@@ -382,8 +382,8 @@ def _coarse_align(templates: _Templates, refs: torch.Tensor, ref_aspect: float, 
             width, height = max(T, round(T / fx)), max(T, round(T / fy))
             x = F.interpolate(refs, size=(height, width), mode="area")
             numerator = F.conv2d(x, kernels)  # (C, K, h, w): sum(t * window), t zero-mean unit-norm
-            mean = F.avg_pool2d(x, T, stride=1)
-            mean_sq = F.avg_pool2d(x * x, T, stride=1)
+            mean = _window_sums(x, T) / (T * T)
+            mean_sq = _window_sums(x * x, T) / (T * T)
             spread = ((mean_sq - mean * mean).clamp_min(0) * (T * T)).sqrt()
             # + 1e-3 keeps flat windows (variance ~0) from dividing by zero; they score ~0.
             values, where = (numerator / (spread + 1e-3)).flatten(1).max(dim=1)
@@ -398,6 +398,15 @@ def _coarse_align(templates: _Templates, refs: torch.Tensor, ref_aspect: float, 
     return [
         _Alignment(float(best_score[c]), int(best_k[c]), tuple(float(v) for v in best_box[c])) for c in range(n)
     ]
+
+
+def _window_sums(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Sums over every size x size window of (N, 1, H, W), stride 1, from an integral image."""
+    integral = F.pad(x.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+    return (
+        integral[..., size:, size:] - integral[..., :-size, size:]
+        - integral[..., size:, :-size] + integral[..., :-size, :-size]
+    )
 
 
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -454,18 +463,22 @@ def _fine_ncc(bands: torch.Tensor, reference_fines: torch.Tensor, alignments: Se
     quantised; the best score counts. `bands` comes from `_query_bands`.
     """
     size = int(round(bands.shape[1] ** 0.5))
-    thetas = []
+    warps = []  # (scale x, offset x, scale y, offset y) in grid_sample's [-1, 1] units
     for alignment in alignments:
         x0, y0, x1, y1 = alignment.box
-        cx, cy, half_w, half_h = x0 + x1 - 1.0, y0 + y1 - 1.0, x1 - x0, y1 - y0  # in [-1, 1] units
+        cx, cy, half_w, half_h = x0 + x1 - 1.0, y0 + y1 - 1.0, x1 - x0, y1 - y0
         step_x, step_y = half_w / THUMB_SIZE, half_h / THUMB_SIZE
         for zoom in (1.0 - FINE_ZOOM, 1.0, 1.0 + FINE_ZOOM):
             for dy in (-step_y, 0.0, step_y):
                 for dx in (-step_x, 0.0, step_x):
-                    thetas.append([[half_w * zoom, 0.0, cx + dx], [0.0, half_h * zoom, cy + dy]])
-    per = len(thetas) // len(alignments)
-    theta = torch.tensor(thetas, dtype=torch.float32)
-    grid = F.affine_grid(theta, (len(thetas), 1, size, size), align_corners=False)
+                    warps.append((half_w * zoom, cx + dx, half_h * zoom, cy + dy))
+    per = len(warps) // len(alignments)
+    warp = torch.tensor(warps, dtype=torch.float32)
+    # Axis-aligned warps: the sampling grid is separable (cheaper than affine_grid).
+    base = (torch.arange(size, dtype=torch.float32) * 2 + 1) / size - 1  # pixel centres
+    grid_x = (warp[:, 0:1] * base + warp[:, 1:2])[:, None, :].expand(-1, size, -1)
+    grid_y = (warp[:, 2:3] * base + warp[:, 3:4])[:, :, None].expand(-1, -1, size)
+    grid = torch.stack([grid_x, grid_y], dim=-1)
     source = reference_fines.repeat_interleave(per, dim=0)
     warped = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
     orientation = torch.tensor([a.k for a in alignments]).repeat_interleave(per)
