@@ -20,7 +20,6 @@ from PIL import Image, ImageOps
 from benchmark.cli import main
 from benchmark.generators.common import GeneratorError, RetryPolicy, exported_generation_inputs, task_generation_inputs
 from benchmark.generators.gemini_edit import GeminiImageEditor, generate_gemini
-from benchmark.generators.inputs import export_inputs
 from benchmark.generators.openai_edit import OpenAIImageEditor, generate_openai
 from benchmark.submissions import load_submission, validate_submission
 from benchmark.tasks import load_task

@@ -19,7 +19,7 @@ def _handle(args: argparse.Namespace) -> int:
     task = load_task(args.task, revision=args.revision)
     report = validate_submission(
         args.path, task, check_leakage=not args.no_leakage, cache=args.cache_dir,
-        device=args.device, progress=not args.json and sys.stderr.isatty(),
+        device=args.device, image_size=args.image_size, progress=not args.json and sys.stderr.isatty(),
     )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -52,4 +52,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--cache-dir", help="feature cache for the leakage gate (default: $SYNTHBENCH_CACHE or ~/.cache/synthbench/features)")
     parser.add_argument("--device", default="cpu", help="device for the leakage gate's embeddings (cpu, cuda, auto)")
+    parser.add_argument(
+        "--image-size", type=int,
+        help="input size of the gate's backbone (default: its native size); use the grid's to share features",
+    )
     parser.set_defaults(func=_handle)

@@ -31,7 +31,7 @@ import yaml
 
 from ..errors import SubmissionError
 from ..images import ImageRef
-from ..io import sha256_bytes, sha256_file, sha256_json
+from ..io import sha256_file, sha256_json
 
 SUBMISSION_SCHEMA_VERSION = 1
 
@@ -81,7 +81,7 @@ def _baseline_names() -> tuple[str, ...]:
 #: Top-level keys: name -> (required, what it is). Read by the validator and by docs/SUBMITTING.md.
 SUBMISSION_FIELDS: dict[str, tuple[bool, str]] = {
     "schema_version": (False, f"format version, {SUBMISSION_SCHEMA_VERSION} (default)"),
-    "id": (True, "<team>__<method>, letters, digits, '.', '_' or '-'; the folder's name"),
+    "id": (True, "`<team>__<method>` (letters, digits, ., _ or -), the folder's name"),
     "team": (True, "team name"),
     "method": (True, "method name"),
     "contact": (True, "e-mail address or URL of the maintainer of this entry"),
@@ -89,7 +89,7 @@ SUBMISSION_FIELDS: dict[str, tuple[bool, str]] = {
     "track": (True, "one of: " + ", ".join(TRACKS)),
     "kind": (True, "one of: " + ", ".join(KINDS)),
     "generator": (True, "{name, version, link}: the generative model (or baseline) used"),
-    "fine_tuned": (True, "{used: yes|no, data: on what data (required when used)}"),
+    "fine_tuned": (True, "{used: yes or no, data: on what data (required when used)}"),
     "task": (True, "{name, revision}: the task the images were made for"),
     "baseline": (False, "baselines only: the baseline generator's name"),
     "hub": (False, "kind hub only: {repo_id, revision}"),
@@ -684,7 +684,3 @@ def describe_fields() -> str:
     for name, (required, what) in SUBMISSION_FIELDS.items():
         lines.append(f"| `{name}` | {'yes' if required else 'no'} | {what} |")
     return "\n".join(lines)
-
-
-def sha256_text(text: str) -> str:
-    return sha256_bytes(text.encode("utf-8"))

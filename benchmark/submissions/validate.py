@@ -20,6 +20,7 @@ leakage index live in the cache directory).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import defaultdict
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SubmissionError
-from ..images import ImageDecodeError, open_rgb, read_image_bytes
+from ..images import ImageDecodeError, ImageRef, open_rgb, read_image_bytes
 from ..io import sha256_bytes
 from ..protocol import RANKING_IMAGES_PER_CLASS, RATIOS, TRAIN_PER_CLASS
 from .format import (
@@ -202,7 +203,7 @@ def _unlisted_files(sub: Submission) -> list[str]:
     return sorted(found)
 
 
-def _decode_all(sub: Submission, report: ValidationReport, metadata_label: str, want_signatures: bool):
+def _decode_all(sub: Submission, report: ValidationReport, want_signatures: bool):
     """Decode each listed file once; problems for undecodable ones. Returns {file_name: signature}."""
     from .leakage import query_signature
 
@@ -241,8 +242,6 @@ def _decode_all(sub: Submission, report: ValidationReport, metadata_label: str, 
 def _row_hash_problems(sub: Submission, report: ValidationReport) -> None:
     # Generators written by this package record each file's sha256 in its row: a mismatch means
     # the file was replaced after generation.
-    import json
-
     path = sub.image_root / METADATA_FILE
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -264,39 +263,32 @@ def _row_hash_problems(sub: Submission, report: ValidationReport) -> None:
             )
 
 
-def _run_leakage_gate(sub: Submission, task, signatures: dict, report: ValidationReport, *, cache, progress, device) -> None:
-    from .leakage import find_near_copies, reference_index
+def _run_leakage_gate(sub: Submission, task, signatures: dict, report: ValidationReport, *, cache, progress, device, image_size) -> None:
+    from .leakage import ReferenceGroup, find_near_copies, reference_index
 
+    # References: the test split (and any other test split a task may add, e.g. pre-disaster twins
+    # of test tiles), embedded in 8 orientations; in the generated track also train_real (upright
+    # embeddings: its rotated copies are still found by the dihedral pHash and the verification).
     splits = ["test"] + [s for s in task.splits if s.startswith("test") and s != "test"]
+    groups = [ReferenceGroup(s, task.image_refs(s), task.column(s, "pair_id"), tta=True) for s in splits]
     if sub.track != "open":  # generated (or an invalid track, already reported): the strict rule
-        splits.append("train_real")
-    refs, ref_splits, ref_pairs = [], [], []
-    for split in splits:
-        split_refs = task.image_refs(split)
-        refs += split_refs
-        ref_splits += [split] * len(split_refs)
-        ref_pairs += list(task.column(split, "pair_id"))
+        groups.append(ReferenceGroup("train_real", task.image_refs("train_real"), task.column("train_real", "pair_id"), tta=False))
 
-    embedder = _embedder(cache, device)
-    index = reference_index(
-        refs, ref_splits, ref_pairs, embedder, embedder_id=embedder.id,
-        cache_dir=Path(embedder.cache.root), progress=progress,
-    )
+    embedder = _embedder(cache, device, image_size)
+    index = reference_index(groups, embedder, embedder_id=embedder.id, cache_dir=Path(embedder.cache.root), progress=progress)
     rows = [e for e in sub.entries if e.file_name in signatures]
     unique: dict[str, Any] = {}
     for entry in rows:
         unique.setdefault(entry.file_name, entry)
     entries = list(unique.values())
-    from ..images import ImageRef
-
     embeddings = embedder([ImageRef(e.sha256, e.path, name=e.file_name) for e in entries], progress)
     pair_of_input = dict(zip(task.image_ids("generation_inputs"), task.column("generation_inputs", "pair_id")))
-    same_pair = [pair_of_input.get(e.source_id) or None if e.source_id else None for e in entries]
+    # An image made from a generation input may match that input's own train tile only by an exact copy.
+    same_pair = [(pair_of_input.get(e.source_id) or None) if e.source_id else None for e in entries]
     result = find_near_copies(
         index, [signatures[e.file_name] for e in entries], embeddings, same_pair=same_pair, progress=progress
     )
     report.leakage_checked = True
-    by_split: dict[str, list[str]] = defaultdict(list)
     for match in result.matches:
         entry = entries[match.query]
         report.leakage.append({
@@ -304,15 +296,12 @@ def _run_leakage_gate(sub: Submission, task, signatures: dict, report: Validatio
             "reason": match.reason, "phash_distance": match.phash_distance,
             "cosine": round(match.cosine, 4), "ncc": None if np.isnan(match.ncc) else round(match.ncc, 4),
         })
-        by_split[match.split].append(f"{entry.file_name}: {match.describe()}")
-    for split, items in by_split.items():
-        what = "test images (leakage)" if split.startswith("test") else "real train images passed off as generated"
-        for item in items:
-            report.problems.append(f"leakage gate: {item}")
-        log.info("%d near-copies of %s", len(items), what)
+        why = "" if match.split.startswith("test") else "; real images may not be submitted as generated"
+        report.problems.append(f"leakage gate: {entry.file_name}: {match.describe()}{why}")
+    log.info("leakage gate: %d of %d images are near-copies", len(result.matches), result.n_checked)
 
 
-def _embedder(cache, device):
+def _embedder(cache, device, image_size):
     from ..features import FeatureCache
     from .leakage import BackboneEmbedder, default_embedder
 
@@ -321,12 +310,12 @@ def _embedder(cache, device):
     if isinstance(cache, FeatureCache):
         from ..backbones import DEFAULT_BACKBONE, load_backbone
 
-        return BackboneEmbedder(cache, load_backbone(DEFAULT_BACKBONE, device=device))
+        return BackboneEmbedder(cache, load_backbone(DEFAULT_BACKBONE, device=device, image_size=image_size))
     if cache is None:
         from ..grid import default_cache_dir
 
         cache = default_cache_dir()
-    return default_embedder(cache, device=device)
+    return default_embedder(cache, device=device, image_size=image_size)
 
 
 def _check_checkpoint(sub: Submission, task, report: ValidationReport) -> None:
@@ -346,13 +335,15 @@ def validate_submission(
     check_leakage: bool = True,
     cache=None,
     device: str = "cpu",
+    image_size: int | None = None,
     progress: bool = False,
 ) -> ValidationReport:
     """Validate the submission at `path` against a loaded `task`; never raises for bad input.
 
     `cache` is where the leakage gate's embeddings go: a `FeatureCache`, a cache directory, a
     `leakage.BackboneEmbedder`, or None for the default cache ($SYNTHBENCH_CACHE or
-    ~/.cache/synthbench/features).
+    ~/.cache/synthbench/features). `image_size` is the gate backbone's input size (default: its
+    native 224); pass the grid's size to share the submission's features with the run that follows.
     """
     report = ValidationReport(path=str(path))
     sub, parsed = parse_submission(path)
@@ -379,9 +370,9 @@ def validate_submission(
             f"{len(unlisted)} image file(s) are not listed in {METADATA_FILE} and will be ignored "
             f"({', '.join(unlisted[:_MAX_LISTED])}{' ...' if len(unlisted) > _MAX_LISTED else ''})"
         )
-    signatures = _decode_all(sub, report, metadata_label, want_signatures=check_leakage)
+    signatures = _decode_all(sub, report, want_signatures=check_leakage)
     if check_leakage and signatures:
-        _run_leakage_gate(sub, task, signatures, report, cache=cache, progress=progress, device=device)
+        _run_leakage_gate(sub, task, signatures, report, cache=cache, progress=progress, device=device, image_size=image_size)
     elif not check_leakage:
         report.warnings.append("leakage gate skipped (--no-leakage): this submission cannot be accepted as it is")
     return report

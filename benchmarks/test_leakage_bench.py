@@ -1,0 +1,110 @@
+"""The leakage gate: how well it finds near-copies of test images, how rarely it rejects distinct
+images, and how fast it matches.
+
+    .venv/bin/python -m pytest benchmarks/test_leakage_bench.py -s
+
+* `test_gate_quality_on_aid6`: real aerial images (../shared/data/aid6; skipped when absent).
+  References play the test split; near-copies of each (8 kinds of transformation, see
+  benchmark.submissions.leakage_eval) must be found (recall, target >= 99 %), distinct images of
+  the same classes must pass (false rejections, target <= 1 %). Default backbone configuration.
+* `test_gate_matching_speed`: milliseconds per submitted image for the matching stage (pHash,
+  retrieval, geometric verification) against a fixed reference index, embeddings precomputed.
+
+Figures are printed and stored in extra_info (--benchmark-json FILE keeps them). Sizes are
+environment-tunable: SYNTHBENCH_BENCH_LEAK_REFS (references per class, 50),
+SYNTHBENCH_BENCH_LEAK_NEGS (distinct images per class, 100), SYNTHBENCH_BENCH_LEAK_QUERIES (200).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmark.images import ImageRef, encode_png
+from benchmark.io import sha256_bytes
+from benchmark.submissions.leakage import ReferenceGroup, find_near_copies, query_signature, reference_index
+
+REFS_PER_CLASS = int(os.environ.get("SYNTHBENCH_BENCH_LEAK_REFS", 50))
+NEGS_PER_CLASS = int(os.environ.get("SYNTHBENCH_BENCH_LEAK_NEGS", 100))
+N_QUERIES = int(os.environ.get("SYNTHBENCH_BENCH_LEAK_QUERIES", 200))
+#: ../shared/data beside the project (as in tests/conftest.py; SYNTHBENCH_SHARED_DATA overrides it).
+SHARED_DATA = Path(os.environ.get("SYNTHBENCH_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="module")
+def aid6_root() -> Path:
+    path = SHARED_DATA / "aid6"
+    if not path.is_dir():
+        pytest.skip(f"reference data {path} is absent (only present beside the project checkout)")
+    return path
+
+
+def test_gate_quality_on_aid6(benchmark, aid6_root, tmp_path):
+    from benchmark.submissions.leakage import default_embedder
+    from benchmark.submissions.leakage_eval import aid6_split, measure_gate
+
+    references, negatives = aid6_split(aid6_root, references_per_class=REFS_PER_CLASS, negatives_per_class=NEGS_PER_CLASS)
+    embedder = default_embedder(tmp_path / "cache")
+    result = benchmark.pedantic(
+        measure_gate, args=(references, negatives, embedder), kwargs={"cache_dir": tmp_path / "cache"},
+        rounds=1, iterations=1,
+    )
+    print("\n" + result.summary())
+    for line in result.false_rejections:
+        print("  false rejection:", line)
+    benchmark.extra_info.update({
+        "n_references": result.n_references,
+        "n_negatives": result.n_negatives,
+        "recall": result.recall,
+        "correct_reference": result.correct_reference,
+        "pooled_recall": result.pooled_recall,
+        "false_rejection_rate": result.false_rejection_rate,
+        "ms_per_query": result.seconds_per_query * 1000,
+    })
+
+
+def _textured(seed: int, size: int = 128) -> Image.Image:
+    """A procedural aerial-like texture: smooth fields, straight roads, noise (all distinct)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    base = sum(rng.uniform(0.2, 1) * np.sin(2 * np.pi * (rng.uniform(1, 6) * xx + rng.uniform(1, 6) * yy + rng.random()))
+               for _ in range(4))
+    rgb = np.stack([base * rng.uniform(20, 40) + rng.uniform(80, 160) for _ in range(3)], -1)
+    for _ in range(3):
+        at = rng.integers(0, size)
+        rgb[at : at + 3] = 90 if rng.random() < 0.5 else rgb[at : at + 3]
+        rgb[:, at : at + 3] = 90
+    rgb += rng.normal(0, 8, rgb.shape)
+    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+
+
+def _ref(image: Image.Image, name: str) -> ImageRef:
+    data = encode_png(image)
+    return ImageRef(sha256_bytes(data), data, name=name)
+
+
+def test_gate_matching_speed(benchmark):
+    n_refs = 6 * REFS_PER_CLASS
+    references = [_ref(_textured(i), f"ref-{i}") for i in range(n_refs)]
+    dim = 1280
+    rng = np.random.default_rng(0)
+
+    def embed(refs, progress=False):  # precomputed-like features: the stage timed here is matching
+        return rng.normal(size=(len(refs), dim)).astype(np.float32)
+
+    index = reference_index([ReferenceGroup("test", references, [""] * n_refs)], embed, embedder_id="random", cache_dir=None)
+    queries = [_textured(10_000 + i) for i in range(N_QUERIES)]
+    signatures = [query_signature(image) for image in queries]
+    embeddings = embed(queries)
+
+    start = time.perf_counter()
+    result = benchmark.pedantic(find_near_copies, args=(index, signatures, embeddings), rounds=1, iterations=1)
+    seconds = time.perf_counter() - start
+    ms = seconds / N_QUERIES * 1000
+    print(f"\nleakage matching: {ms:.1f} ms per query against {n_refs} references ({len(result.matches)} matches)")
+    benchmark.extra_info.update({"ms_per_query": ms, "n_references": n_refs, "n_queries": N_QUERIES})
