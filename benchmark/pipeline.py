@@ -98,7 +98,11 @@ def run_demo(
             )
             if not report.ok:
                 raise SynthbenchError(f"{folder}: demo submission failed validation:\n  " + "\n  ".join(report.problems))
-            gate_note = "leakage gate passed" if gate else "leakage gate skipped (harness-made baseline)"
+            gate_note = (
+                "leakage gate passed" if gate
+                else "leakage gate skipped: --leakage none" if leakage == "none"
+                else "leakage gate skipped: harness-made baseline"
+            )
             print(f"  {sub_id}: ok ({sum(report.counts.values())} images, {gate_note})", flush=True)
 
     with _Stage(f"run the grid ({DEFAULT_BACKBONE}, {DEFAULT_PROTOCOL}, {seeds} seeds)"):
