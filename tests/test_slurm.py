@@ -23,7 +23,7 @@ import yaml
 from benchmark.executors import TERMINAL_STATES, find_submissions, scheduler_states
 from benchmark.results import load_result
 
-from test_executors import (  # the same small demo grid as the local-executor tests
+from tests.test_executors import (  # the same small demo grid as the local-executor tests
     SMALL_IMAGE_SIZE,
     SMALL_SEEDS,
     SMALL_SETTINGS,
@@ -230,8 +230,11 @@ def test_killed_job_leaves_no_partial_record_and_is_resubmitted(slurm_cluster, g
         return state if state in TERMINAL_STATES else None
 
     final = _wait_for(ended, 120, f"job {job_id} to end")
+    if (Path(entry["stdout"]).parent / f"{job_id}_0_result.pkl").exists():
+        # A race, not a verdict: on an idle machine the small unit can end between its first log
+        # line and the scancel. Nothing about partial records can be learnt from that run.
+        pytest.skip(f"job {job_id} finished its unit before the kill landed")
     assert final in ("CANCELLED", "FAILED"), final
-    assert not (Path(entry["stdout"]).parent / f"{job_id}_0_result.pkl").exists()  # it never finished
 
     # No partial file: either no record at all or a complete, valid earlier write (run_grid
     # checkpoints every 30 s; this unit is shorter), and no temporary file left behind.
@@ -255,7 +258,7 @@ def test_killed_job_leaves_no_partial_record_and_is_resubmitted(slurm_cluster, g
 def test_failed_encode_job_cancels_its_grid_jobs_and_is_reported(slurm_cluster, grid, tmp_path):
     from benchmark.executors import plan_units, run_units
 
-    from test_executors import small_options
+    from tests.test_executors import small_options
 
     task_dir, submissions, _ = grid
     subs = tmp_path / "submissions"
