@@ -49,7 +49,7 @@ def run_demo(
     baselines: tuple[str, ...] = DEMO_BASELINES,
     cache_dir: Path | None = None,
     device: str = "auto",
-    leakage: str = "generated",
+    leakage: str = "none",
     progress: bool = True,
 ) -> dict[str, Path]:
     """Run the main job into `out`; return the paths of what it made."""
@@ -87,10 +87,10 @@ def run_demo(
                 generate_baseline(name, task, folder, multiplier=multiplier, seed=0)
             made[folder.name] = folder
 
-    with _Stage("validate every submission (schema, decoding, counts, leakage gate)"):
+    with _Stage("validate every submission"):
         for sub_id, folder in made.items():
             # The baselines are made here, by the harness, from train_real alone: they cannot hold a
-            # test image, so `--leakage generated` (the default) spares the demo their gate.
+            # test image, so `--leakage generated` spares them the gate.
             gate = leakage == "all" or (leakage == "generated" and sub_id == DEMO_GENERATOR_ID)
             report = validate_submission(
                 folder, task, check_leakage=gate, cache=cache_dir, device=device, image_size=image_size,
@@ -172,9 +172,10 @@ def register(subparsers) -> None:
     parser.add_argument("--cache-dir", help="feature cache (default: OUT/feature-cache)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument(
-        "--leakage", default="generated", choices=("all", "generated", "none"),
-        help="which submissions get the leakage gate: all, the generated-track one only (default; the "
-        "baselines are made here from train_real), or none",
+        "--leakage", default="none", choices=("all", "generated", "none"),
+        help="which submissions get the leakage gate: all, the generated-track one only (the baselines "
+        "are made here from train_real), or none (default: the gate costs minutes on 2 CPU cores and "
+        "its own tests cover it; every other check of validation still runs)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=_handle)
