@@ -94,14 +94,34 @@ class BackboneSpec:
         return asdict(self)
 
 
-def _spec(**kwargs: Any) -> BackboneSpec:
-    return BackboneSpec(**kwargs)
+def _open_clip(
+    name: str, architecture: str, description: str, *, hub_repo: str, revision: str, weights_file: str,
+    reference: str, licence: str,
+) -> BackboneSpec:
+    """An open_clip checkpoint with OpenAI CLIP's preprocessing (224 px, bicubic, centre crop)."""
+    return BackboneSpec(
+        name=name, family="open_clip", architecture=architecture, description=description, image_size=224,
+        mean=OPENAI_MEAN, std=OPENAI_STD, interpolation="bicubic", resize_mode="shortest", supports_text=True,
+        hub_repo=hub_repo, revision=revision, weights_file=weights_file, reference=reference, licence=licence,
+    )
+
+
+def _siglip(
+    name: str, description: str, *, image_size: int, hub_repo: str, revision: str, reference: str, licence: str,
+) -> BackboneSpec:
+    """A transformers checkpoint of model_type siglip, preprocessed as its processor does
+    (pixels to [-1, 1], both sides resized to the square)."""
+    return BackboneSpec(
+        name=name, family="transformers", architecture="siglip", description=description, image_size=image_size,
+        mean=HALF_MEAN, std=HALF_STD, interpolation="bilinear", resize_mode="squash", supports_text=True,
+        hub_repo=hub_repo, revision=revision, reference=reference, licence=licence,
+    )
 
 
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
-        _spec(
+        BackboneSpec(
             name="efficientnet-lite0",
             family="efficientnet-lite",
             architecture="efficientnet-lite0",
@@ -116,90 +136,50 @@ BACKBONES: dict[str, BackboneSpec] = {
             reference="https://github.com/ml-illustrated/EfficientNet-Lite-PyTorch",
             licence="Apache-2.0",
         ),
-        _spec(
-            name="clip-vit-b16",
-            family="open_clip",
-            # OpenAI's weights were trained with QuickGELU: the plain ViT-B-16 config would differ.
-            architecture="ViT-B-16-quickgelu",
-            description="OpenAI CLIP ViT-B/16 (open_clip, pretrained 'openai')",
-            image_size=224,
-            mean=OPENAI_MEAN,
-            std=OPENAI_STD,
-            interpolation="bicubic",
-            resize_mode="shortest",
-            supports_text=True,
+        # OpenAI's weights were trained with QuickGELU: the plain ViT-B-16/32 configs would differ.
+        _open_clip(
+            "clip-vit-b16", "ViT-B-16-quickgelu", "OpenAI CLIP ViT-B/16 (open_clip, pretrained 'openai')",
             hub_repo="timm/vit_base_patch16_clip_224.openai",
             revision="977e3dd0ec55ab8da155f2fbeb6b5f54948b6e3d",
             weights_file="open_clip_model.safetensors",
             reference="https://arxiv.org/abs/2103.00020",
             licence="MIT",
         ),
-        _spec(
-            name="clip-vit-b32",
-            family="open_clip",
-            architecture="ViT-B-32-quickgelu",
-            description="OpenAI CLIP ViT-B/32 (open_clip, pretrained 'openai')",
-            image_size=224,
-            mean=OPENAI_MEAN,
-            std=OPENAI_STD,
-            interpolation="bicubic",
-            resize_mode="shortest",
-            supports_text=True,
+        _open_clip(
+            "clip-vit-b32", "ViT-B-32-quickgelu", "OpenAI CLIP ViT-B/32 (open_clip, pretrained 'openai')",
             hub_repo="timm/vit_base_patch32_clip_224.openai",
             revision="a6f597a30f7b82c51704746581f9a4e41421e878",
             weights_file="open_clip_model.safetensors",
             reference="https://arxiv.org/abs/2103.00020",
             licence="MIT",
         ),
-        _spec(
-            name="siglip2-vit-b16",
-            family="transformers",
-            # The fixed-resolution SigLIP 2 checkpoints use the SigLIP architecture (model_type siglip).
-            architecture="siglip",
-            description="SigLIP 2 ViT-B/16 at 224 px (transformers)",
+        # The fixed-resolution SigLIP 2 checkpoints use the SigLIP architecture (model_type siglip).
+        _siglip(
+            "siglip2-vit-b16", "SigLIP 2 ViT-B/16 at 224 px (transformers)",
             image_size=224,
-            mean=HALF_MEAN,
-            std=HALF_STD,
-            interpolation="bilinear",
-            resize_mode="squash",
-            supports_text=True,
             hub_repo="google/siglip2-base-patch16-224",
             revision="75de2d55ec2d0b4efc50b3e9ad70dba96a7b2fa2",
             reference="https://arxiv.org/abs/2502.14786",
             licence="Apache-2.0",
         ),
-        _spec(
-            name="remoteclip-vit-b32",
-            family="open_clip",
-            # The RemoteCLIP authors load their checkpoint into open_clip's plain ViT-B-32 config.
-            architecture="ViT-B-32",
-            description="RemoteCLIP ViT-B/32: CLIP tuned on remote-sensing image-text pairs (open_clip)",
-            image_size=224,
-            mean=OPENAI_MEAN,
-            std=OPENAI_STD,
-            interpolation="bicubic",
-            resize_mode="shortest",
-            supports_text=True,
+        # The RemoteCLIP authors load their checkpoint into open_clip's plain ViT-B-32 config.
+        _open_clip(
+            "remoteclip-vit-b32", "ViT-B-32",
+            "RemoteCLIP ViT-B/32: CLIP tuned on remote-sensing image-text pairs (open_clip)",
             hub_repo="chendelong/RemoteCLIP",
             revision="bf1d8a3ccf2ddbf7c875705e46373bfe542bce38",
             weights_file="RemoteCLIP-ViT-B-32.pt",
             reference="https://arxiv.org/abs/2306.11029",
             licence="Apache-2.0",
         ),
-        _spec(
-            name="git-rsclip",
-            family="transformers",
-            architecture="siglip",
-            description="Git-RSCLIP: SigLIP ViT-L/16 at 256 px trained on Git-10M remote-sensing pairs (transformers)",
+        _siglip(
+            "git-rsclip",
+            "Git-RSCLIP: SigLIP ViT-L/16 at 256 px trained on Git-10M remote-sensing pairs (transformers)",
             image_size=256,
-            mean=HALF_MEAN,
-            std=HALF_STD,
-            interpolation="bilinear",
-            resize_mode="squash",
-            supports_text=True,
             hub_repo="lcybuaa/Git-RSCLIP",
-            # No full commit could be confirmed offline: the resolved snapshot commit is recorded
-            # as weights_id at load time. Pin it here once the maintainers have downloaded it.
+            # No full 40-hex commit could be found offline (huggingface.co/lcybuaa/Git-RSCLIP/tree/main
+            # shows only the short id 63dae33, which the Hub cache cannot key on). The resolved
+            # snapshot commit is recorded as weights_id at load time: pin it here once downloaded.
             revision="main",
             reference="https://arxiv.org/abs/2501.00895",
             licence="Apache-2.0",

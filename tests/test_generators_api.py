@@ -18,7 +18,14 @@ import pytest
 from PIL import Image, ImageOps
 
 from benchmark.cli import main
-from benchmark.generators.common import GeneratorError, RetryPolicy, exported_generation_inputs, task_generation_inputs
+from benchmark.generators.common import (
+    GenerationRefused,
+    GeneratorError,
+    RetryPolicy,
+    exported_generation_inputs,
+    generate_with_editor,
+    task_generation_inputs,
+)
 from benchmark.generators.gemini_edit import GeminiImageEditor, generate_gemini
 from benchmark.generators.openai_edit import OpenAIImageEditor, generate_openai
 from benchmark.submissions import load_submission, validate_submission
@@ -251,6 +258,32 @@ def test_gemini_wrong_key_is_a_clear_error(fake_api, task, tmp_path):
     editor = GeminiImageEditor(api_key="wrong", base_url=f"{fake_api.url}/v1beta", policy=FAST)
     with pytest.raises(GeneratorError, match=r"HTTP 403: API key not valid"):
         generate_gemini(task_generation_inputs(task)[:1], tmp_path / "x__y", _meta(task), editor=editor, progress=False)
+
+
+def test_generate_with_editor_runs_any_editor_callable(task, tmp_path):
+    """The shared loop with no HTTP: templated prompts, refusals skipped, a rerun retries only them."""
+    inputs = task_generation_inputs(task)[:6]
+    refused_id = inputs[2].image_id
+    calls = []
+
+    def editor(png, prompt, name):
+        calls.append((name, prompt))
+        if name == refused_id and len(calls) <= 12:  # refuse on the first run only
+            raise GenerationRefused("policy")
+        return edited_png(png, len(calls)), ".png"
+
+    out = tmp_path / "tester__fake-model"
+    counts = generate_with_editor(editor, inputs, out, _meta(task), multiplier=2, prompt_template="{class_name}: {prompt}",
+                                  progress=False)
+    assert counts == {"total": 12, "already_done": 0, "written": 10, "refused": 2}
+    assert calls[0] == (inputs[0].image_id, f"{inputs[0].class_name}: {inputs[0].prompt}")
+
+    counts = generate_with_editor(editor, inputs, out, _meta(task), multiplier=2, progress=False)
+    assert counts == {"total": 12, "already_done": 10, "written": 2, "refused": 0}
+    assert [name for name, _ in calls[12:]] == [refused_id, refused_id]
+    assert sorted(e.file_name for e in load_submission(out).entries) == sorted(
+        f"images/{item.class_name}/{item.image_id}__{j}.png" for item in inputs for j in range(2)
+    )
 
 
 def test_missing_key_names_the_variable(monkeypatch):

@@ -376,6 +376,32 @@ def one_at_a_time(generate_one):
     return generate_batch
 
 
+def generate_with_editor(
+    editor,
+    inputs,
+    out_dir: str | os.PathLike,
+    meta: dict,
+    *,
+    multiplier: int = 1,
+    prompt_template: str = "{prompt}",
+    progress: bool = True,
+    desc: str = "editing",
+) -> dict:
+    """Edit every generation input `multiplier` times into a resumable submission at `out_dir`.
+
+    `editor(png, prompt, name) -> (bytes, extension)` makes one edit (the API adapters), raising
+    GenerationRefused for an output to skip. `prompt_template` may use {prompt} and {class_name}.
+    Returns run_jobs's counts.
+    """
+    writer = SubmissionWriter(out_dir, meta, resume=True)
+
+    def edit(item, variant):
+        del variant  # the APIs are not seedable: each call is a fresh sample
+        return editor(item.png, prompt_template.format(prompt=item.prompt, class_name=item.class_name), item.image_id)
+
+    return run_jobs(writer, iter_jobs(inputs, multiplier), one_at_a_time(edit), progress=progress, desc=desc)
+
+
 # ----------------------------------------------------------------------------------------------
 # HTTP APIs
 # ----------------------------------------------------------------------------------------------
@@ -443,6 +469,37 @@ def post_with_retries(session, url: str, *, policy: RetryPolicy, what: str, slee
             continue
         return response  # the caller decides between a refused input and a fatal error
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class HTTPImageEditor:
+    """What the HTTP editing adapters share: API key and base URL (argument, else environment),
+    model, retry policy and HTTP session. Subclasses set the class attributes below and define
+    `__call__(png, prompt, name) -> (image bytes, extension)`, the API's own request and reply."""
+
+    label = ""  # the API's name in messages
+    key_envs: tuple[str, ...] = ()  # environment variables holding the key, first set wins
+    base_url_env = ""
+    default_base_url = ""
+    default_model = ""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        model: str | None = None,
+        policy: RetryPolicy = RetryPolicy(),
+        session=None,
+    ):
+        import requests
+
+        self.api_key = api_key or next((os.environ[k] for k in self.key_envs if os.environ.get(k)), None)
+        if not self.api_key:
+            raise GeneratorError(f"no {self.label} API key: set {' or '.join(self.key_envs)} (or pass api_key)")
+        self.base_url = (base_url or os.environ.get(self.base_url_env) or self.default_base_url).rstrip("/")
+        self.model = model or self.default_model
+        self.policy = policy
+        self.session = session or requests.Session()
 
 
 def generator_meta_from_args(args, generator: dict[str, str], task_record: dict, notes: str) -> dict:

@@ -16,20 +16,16 @@ retried with exponential back-off; an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 
 from .common import (
     GenerationRefused,
     GeneratorError,
-    RetryPolicy,
-    SubmissionWriter,
+    HTTPImageEditor,
     api_error_message,
     decode_generated,
-    iter_jobs,
-    one_at_a_time,
+    generate_with_editor,
     post_with_retries,
-    run_jobs,
 )
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
@@ -50,27 +46,14 @@ def _inline_image(part: dict) -> tuple[str, str] | None:
     return mime, data
 
 
-class GeminiImageEditor:
+class GeminiImageEditor(HTTPImageEditor):
     """`editor(png_bytes, prompt) -> (image bytes, extension)` for one edit."""
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        model: str = GEMINI_MODEL,
-        policy: RetryPolicy = RetryPolicy(),
-        session=None,
-    ):
-        import requests
-
-        self.api_key = api_key or next((os.environ[k] for k in GEMINI_KEY_ENVS if os.environ.get(k)), None)
-        if not self.api_key:
-            raise GeneratorError(f"no Gemini API key: set {' or '.join(GEMINI_KEY_ENVS)} (or pass api_key)")
-        self.base_url = (base_url or os.environ.get(GEMINI_BASE_URL_ENV) or GEMINI_BASE_URL).rstrip("/")
-        self.model = model
-        self.policy = policy
-        self.session = session or requests.Session()
+    label = "Gemini"
+    key_envs = GEMINI_KEY_ENVS
+    base_url_env = GEMINI_BASE_URL_ENV
+    default_base_url = GEMINI_BASE_URL
+    default_model = GEMINI_MODEL
 
     def __call__(self, png: bytes, prompt: str, name: str = "input") -> tuple[bytes, str]:
         body = {
@@ -121,22 +104,10 @@ class GeminiImageEditor:
         raise GenerationRefused(f"Gemini returned no image for {name} ({reason}){said}")
 
 
-def generate_gemini(
-    inputs,
-    out_dir: str | Path,
-    meta: dict,
-    *,
-    multiplier: int = 1,
-    editor: GeminiImageEditor | None = None,
-    prompt_template: str = "{prompt}",
-    progress: bool = True,
-) -> dict:
-    """Edit every generation input `multiplier` times into a resumable submission at `out_dir`."""
+def generate_gemini(inputs, out_dir: str | Path, meta: dict, *, editor: GeminiImageEditor | None = None, **options) -> dict:
+    """generate_with_editor with a GeminiImageEditor (built from the environment unless given).
+
+    `options`: multiplier, prompt_template, progress (see generate_with_editor).
+    """
     editor = editor or GeminiImageEditor()
-    writer = SubmissionWriter(out_dir, meta, resume=True)
-
-    def edit(item, variant):
-        del variant  # each call is a fresh sample
-        return editor(item.png, prompt_template.format(prompt=item.prompt, class_name=item.class_name), item.image_id)
-
-    return run_jobs(writer, iter_jobs(inputs, multiplier), one_at_a_time(edit), progress=progress, desc=f"Gemini {editor.model}")
+    return generate_with_editor(editor, inputs, out_dir, meta, desc=f"Gemini {editor.model}", **options)

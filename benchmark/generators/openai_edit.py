@@ -13,20 +13,16 @@ run. Outputs are written as they arrive, so an interrupted run resumes where it 
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 
 from .common import (
     GenerationRefused,
     GeneratorError,
-    RetryPolicy,
-    SubmissionWriter,
+    HTTPImageEditor,
     api_error_message,
     decode_generated,
-    iter_jobs,
-    one_at_a_time,
+    generate_with_editor,
     post_with_retries,
-    run_jobs,
 )
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -37,31 +33,27 @@ OPENAI_BASE_URL_ENV = "OPENAI_BASE_URL"
 _REFUSAL_CODES = ("moderation_blocked", "content_policy_violation", "image_generation_user_error")
 
 
-class OpenAIImageEditor:
+class OpenAIImageEditor(HTTPImageEditor):
     """`editor(png_bytes, prompt) -> (image bytes, extension)` for one edit."""
+
+    label = "OpenAI"
+    key_envs = (OPENAI_KEY_ENV,)
+    base_url_env = OPENAI_BASE_URL_ENV
+    default_base_url = OPENAI_BASE_URL
+    default_model = OPENAI_MODEL
 
     def __init__(
         self,
         *,
-        api_key: str | None = None,
-        base_url: str | None = None,
         model: str = OPENAI_MODEL,
         size: str = "1024x1024",
         quality: str = "auto",
         extra: dict[str, str] | None = None,
-        policy: RetryPolicy = RetryPolicy(),
-        session=None,
+        **connection,
     ):
-        import requests
-
-        self.api_key = api_key or os.environ.get(OPENAI_KEY_ENV)
-        if not self.api_key:
-            raise GeneratorError(f"no OpenAI API key: set {OPENAI_KEY_ENV} (or pass api_key)")
-        self.base_url = (base_url or os.environ.get(OPENAI_BASE_URL_ENV) or OPENAI_BASE_URL).rstrip("/")
-        self.model = model
-        self.fields = {"model": model, "n": "1", "size": size, "quality": quality, **(extra or {})}
-        self.policy = policy
-        self.session = session or requests.Session()
+        """`connection`: api_key, base_url, policy, session (see HTTPImageEditor)."""
+        super().__init__(model=model, **connection)
+        self.fields = {"model": self.model, "n": "1", "size": size, "quality": quality, **(extra or {})}
 
     def __call__(self, png: bytes, prompt: str, name: str = "input") -> tuple[bytes, str]:
         response = post_with_retries(
@@ -94,22 +86,10 @@ class OpenAIImageEditor:
         return decode_generated(data, name)
 
 
-def generate_openai(
-    inputs,
-    out_dir: str | Path,
-    meta: dict,
-    *,
-    multiplier: int = 1,
-    editor: OpenAIImageEditor | None = None,
-    prompt_template: str = "{prompt}",
-    progress: bool = True,
-) -> dict:
-    """Edit every generation input `multiplier` times into a resumable submission at `out_dir`."""
+def generate_openai(inputs, out_dir: str | Path, meta: dict, *, editor: OpenAIImageEditor | None = None, **options) -> dict:
+    """generate_with_editor with an OpenAIImageEditor (built from the environment unless given).
+
+    `options`: multiplier, prompt_template, progress (see generate_with_editor).
+    """
     editor = editor or OpenAIImageEditor()
-    writer = SubmissionWriter(out_dir, meta, resume=True)
-
-    def edit(item, variant):
-        del variant  # the API is not seedable: each call is a fresh sample
-        return editor(item.png, prompt_template.format(prompt=item.prompt, class_name=item.class_name), item.image_id)
-
-    return run_jobs(writer, iter_jobs(inputs, multiplier), one_at_a_time(edit), progress=progress, desc=f"OpenAI {editor.model}")
+    return generate_with_editor(editor, inputs, out_dir, meta, desc=f"OpenAI {editor.model}", **options)

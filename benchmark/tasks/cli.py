@@ -17,19 +17,23 @@ def _positive(text: str) -> int:
     return value
 
 
+def _common_build_kwargs(args) -> dict:
+    """The builder keywords from the flags of `_add_common_build_args` (`--out` goes by position)."""
+    kwargs = {
+        "seed": args.seed,
+        "train_per_class": args.train_per_class,
+        "test_per_class": args.test_per_class,
+        "overwrite": args.overwrite,
+    }
+    if hasattr(args, "resize"):
+        kwargs["resize"] = args.resize
+    return kwargs
+
+
 def _build_xbd(args) -> int:
     from .xbd import build_xbd_task
 
-    path = build_xbd_task(
-        args.xbd_root,
-        args.out,
-        seed=args.seed,
-        train_per_class=args.train_per_class,
-        test_per_class=args.test_per_class,
-        label_source=args.label_source,
-        resize=args.resize,
-        overwrite=args.overwrite,
-    )
+    path = build_xbd_task(args.xbd_root, args.out, label_source=args.label_source, **_common_build_kwargs(args))
     return _report_built(path)
 
 
@@ -39,14 +43,10 @@ def _build_imagefolder(args) -> int:
     path = build_imagefolder_task(
         args.root,
         args.out,
-        train_per_class=args.train_per_class,
-        test_per_class=args.test_per_class,
-        seed=args.seed,
-        resize=args.resize,
         name=args.name,
         prompt_template=args.prompt_template or DEFAULT_PROMPT_TEMPLATE,
         licence=args.licence or DEFAULT_LICENCE,
-        overwrite=args.overwrite,
+        **_common_build_kwargs(args),
     )
     return _report_built(path)
 
@@ -54,14 +54,7 @@ def _build_imagefolder(args) -> int:
 def _build_demo(args) -> int:
     from .demo import build_demo_task
 
-    path = build_demo_task(
-        args.out,
-        seed=args.seed,
-        train_per_class=args.train_per_class,
-        test_per_class=args.test_per_class,
-        image_size=args.image_size,
-        overwrite=args.overwrite,
-    )
+    path = build_demo_task(args.out, image_size=args.image_size, **_common_build_kwargs(args))
     return _report_built(path)
 
 
@@ -123,6 +116,23 @@ def _publish(args) -> int:
     return 0
 
 
+def _add_common_build_args(
+    parser: argparse.ArgumentParser,
+    *,
+    test_per_class: int | None,
+    test_help: str | None = None,
+    resize_help: str | None = None,
+) -> None:
+    """The flags every `task build` builder takes; `--resize` only where `resize_help` is given."""
+    parser.add_argument("--out", required=True, type=Path, help="task folder to create")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-per-class", type=_positive, default=100)
+    parser.add_argument("--test-per-class", type=_positive, default=test_per_class, help=test_help)
+    if resize_help:
+        parser.add_argument("--resize", type=_positive, default=None, help=resize_help)
+    parser.add_argument("--overwrite", action="store_true")
+
+
 def register(subparsers) -> None:
     """Add `task` and its subcommands to the synthbench parser."""
     task = subparsers.add_parser("task", help="build, verify, inspect and publish task datasets")
@@ -135,42 +145,31 @@ def register(subparsers) -> None:
 
     xbd = build_sub.add_parser("xbd", help="the flagship xbd-disaster6 task from the official xBD download")
     xbd.add_argument("--xbd-root", required=True, type=Path, help="folder with train/ tier3/ test/ hold/")
-    xbd.add_argument("--out", required=True, type=Path, help="task folder to create")
-    xbd.add_argument("--seed", type=int, default=0)
-    xbd.add_argument("--train-per-class", type=_positive, default=100)
-    xbd.add_argument("--test-per-class", type=_positive, default=100)
+    _add_common_build_args(xbd, test_per_class=100, resize_help="resize tiles to N x N pixels")
     xbd.add_argument(
         "--label-source",
         choices=("table", "metadata"),
         default="table",
         help="class of each tile: the event table (default) or the label JSON's disaster_type",
     )
-    xbd.add_argument("--resize", type=_positive, default=None, help="resize tiles to N x N pixels")
-    xbd.add_argument("--overwrite", action="store_true")
     xbd.set_defaults(func=_build_xbd)
 
     folder = build_sub.add_parser("imagefolder", help="a task from class sub-folders of images")
     folder.add_argument("root", type=Path, help="folder with one sub-folder of images per class")
-    folder.add_argument("--out", required=True, type=Path)
-    folder.add_argument("--train-per-class", type=_positive, default=100)
-    folder.add_argument(
-        "--test-per-class", type=_positive, default=None, help="default: as many as every class can give (balanced)"
+    _add_common_build_args(
+        folder,
+        test_per_class=None,
+        test_help="default: as many as every class can give (balanced)",
+        resize_help="resize images to N x N pixels",
     )
-    folder.add_argument("--seed", type=int, default=0)
-    folder.add_argument("--resize", type=_positive, default=None)
     folder.add_argument("--name", default=None, help="task name (default: the folder name)")
     folder.add_argument("--prompt-template", default=None, help="generation prompt with {name} (class)")
     folder.add_argument("--licence", default=None, help="Hub licence id of the images (default: other)")
-    folder.add_argument("--overwrite", action="store_true")
     folder.set_defaults(func=_build_imagefolder)
 
     demo = build_sub.add_parser("demo", help="the procedural demo-disaster6 task (pipeline demo, seconds, offline)")
-    demo.add_argument("--out", required=True, type=Path)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--train-per-class", type=_positive, default=100)
-    demo.add_argument("--test-per-class", type=_positive, default=50)
+    _add_common_build_args(demo, test_per_class=50)
     demo.add_argument("--image-size", type=int, default=96)
-    demo.add_argument("--overwrite", action="store_true")
     demo.set_defaults(func=_build_demo)
 
     verify = task_sub.add_parser("verify", help="check every file and image of a task against its manifest")
