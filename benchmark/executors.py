@@ -102,8 +102,10 @@ class GridOptions:
     protocol_overrides: dict[str, dict[str, Any]] | None = None
     task_revision: str | None = None
     official: bool = False
-    batch_size: int = 64
-    #: Data-loading workers (None: inside a Slurm job, its CPUs minus one; locally, none).
+    #: Encoding batch size (None: the device's default, 64 on the CPU and 256 on CUDA).
+    batch_size: int | None = None
+    #: Data-loading workers (None: inside a Slurm job, its CPUs minus one; locally, the device's
+    #: default: none on the CPU, up to 8 on CUDA).
     num_workers: int | None = None
 
     def setting_names(self) -> list[str]:
@@ -113,10 +115,17 @@ class GridOptions:
         return (self.protocol_overrides or {}).get(protocol)
 
     def workers(self) -> int:
-        if self.num_workers is not None:
-            return int(self.num_workers)
+        return self.encoding()[1]
+
+    def encoding(self) -> tuple[int, int]:
+        """(batch size, data-loading workers) in this process, for `device` as it resolves here."""
+        from .device import encoding_defaults
+
+        workers = self.num_workers
         cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
-        return max(0, int(cpus) - 1) if cpus.isdigit() else 0
+        if workers is None and cpus.isdigit():  # a Slurm job: every allocated CPU but this one decodes
+            workers = max(0, int(cpus) - 1)
+        return encoding_defaults(self.device, self.batch_size, workers)
 
 
 @dataclass(frozen=True)
@@ -296,6 +305,7 @@ def run_unit(unit: Unit, task: Any = None, *, validated: bool = False, progress:
 
     started = time.perf_counter()
     options = unit.options
+    batch_size, workers = options.encoding()
     record = run_grid(
         task if task is not None else unit.task,
         unit.submission,
@@ -313,8 +323,8 @@ def run_unit(unit: Unit, task: Any = None, *, validated: bool = False, progress:
         validated=validated,
         revision=options.task_revision,
         protocol_overrides=options.overrides_for(unit.protocol),
-        batch_size=options.batch_size,
-        num_workers=options.workers(),
+        batch_size=batch_size,
+        num_workers=workers,
     )
     provenance = record.get("provenance", {})
     return {
@@ -358,7 +368,8 @@ def encode_features(
         random_init_config=options.random_init_config,
     )
     cache = FeatureCache(options.cache_dir if options.cache_dir else default_cache_dir())
-    cache.features(model, unique, batch_size=options.batch_size, num_workers=options.workers(), progress=progress)
+    batch_size, workers = options.encoding()
+    cache.features(model, unique, batch_size=batch_size, num_workers=workers, progress=progress)
     return {
         "backbone": backbone,
         "images": len(unique),
@@ -1078,9 +1089,11 @@ def register(subparsers) -> None:
     parser.add_argument("--image-size", type=int, help="backbone input resolution (default: the backbone's)")
     parser.add_argument("--weights", help="local weights folder or cache for the backbone (offline runs)")
     parser.add_argument("--official", action="store_true", help="mark the records as the maintainers' official run")
-    parser.add_argument("--batch-size", type=int, default=64, help="encoding batch size (default 64)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="encoding batch size (default: 64 on CPU, 256 on CUDA)")
     parser.add_argument("--num-workers", type=int, default=None,
-                        help="data-loader workers (default: none locally, the job's CPUs minus one on Slurm)")
+                        help="data-loader workers (default: the job's CPUs minus one on Slurm; locally "
+                        "none on CPU, CPUs minus one up to 8 on CUDA)")
     parser.add_argument("--no-leakage", action="store_true",
                         help="validate without the leakage gate (quick checks; refused with --official)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -1,8 +1,8 @@
-"""The feature cache: each image is encoded once per (backbone, weights, preprocessing).
+"""The feature cache: each image is encoded once per (backbone, weights, preprocessing, precision).
 
 Layout (docs/RECORDS.md, section 3):
 
-    <root>/<backbone>/<weights_id>/<preprocessing_id>/
+    <root>/<backbone>/<weights_id>/<preprocessing_id>/<precision>/
         index.json                  the shards that are complete, with their SHA-256 and keys
         shard-<uuid>.safetensors    "features" (n, D) float16 and "keys" (n, 32) uint8 image SHA-256s
         .lock                       serialises index updates between processes
@@ -16,10 +16,20 @@ index is logged, dropped from the index and its images encoded again.
 
 Features are stored as float16 (half the disk) and always returned as the float16 values widened to
 float32, whether just computed or read back: a cold and a warm run give bit-identical features.
+
+`precision` is how the forward pass ran (`benchmark.device.compute_precision`): `fp32` on the CPU,
+`bf16-autocast` on CUDA. The two differ by more than the float16 storage rounding, so a GPU run
+never reads CPU features or the reverse.
+
+On CUDA the encode loop never waits for a batch's features before queueing the next batch: each
+batch's float16 features are copied into pinned host memory asynchronously and collected one batch
+later, so the GPU keeps computing while the host checks and stores the previous batch (and the
+data-loader workers decode the following ones). On the CPU the loop calls `Backbone.encode`.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import json
@@ -27,7 +37,7 @@ import logging
 import os
 import uuid
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -35,14 +45,15 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .backbones import Backbone, ImageTransform
-from .device import is_cuda
+from .device import compute_precision, encoding_defaults, is_cuda
 from .errors import HarnessError
 from .images import ImageRef, open_rgb
 from .io import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 
-CACHE_SCHEMA_VERSION = 1
+#: 2: the compute precision became part of the layout (a folder level) and of the index.
+CACHE_SCHEMA_VERSION = 2
 #: Images per shard file (the unit that becomes visible to other runs at once).
 DEFAULT_SHARD_SIZE = 2048
 _STORE_DTYPE = torch.float16
@@ -116,6 +127,44 @@ class _Shard:
         self.features = features
 
 
+class _HostCopies:
+    """Feature batches brought to the host in order, `lag` batches after they were queued.
+
+    On CUDA each batch is copied into pinned host memory without waiting (non_blocking) and an
+    event marks the copy's end; a batch is handed back only once `lag` newer batches are queued
+    behind it, so waiting for it never leaves the GPU idle. On the CPU (lag 0) batches come back
+    at once. `put` and `drain` return [(float16 array, tag)] in the order the batches were put.
+    """
+
+    def __init__(self, device: torch.device | str, lag: int | None = None):
+        self.cuda = is_cuda(device)
+        self.lag = (1 if self.cuda else 0) if lag is None else int(lag)
+        self._queue: collections.deque = collections.deque()
+
+    def put(self, features: torch.Tensor, tag: Any) -> list[tuple[np.ndarray, Any]]:
+        if self.cuda:
+            host = torch.empty(features.shape, dtype=features.dtype, pin_memory=True)
+            host.copy_(features, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record()
+        else:
+            host, copied = features, None
+        self._queue.append((host, copied, tag))
+        ready = []
+        while len(self._queue) > self.lag:
+            ready.append(self._pop())
+        return ready
+
+    def drain(self) -> list[tuple[np.ndarray, Any]]:
+        return [self._pop() for _ in range(len(self._queue))]
+
+    def _pop(self) -> tuple[np.ndarray, Any]:
+        host, copied, tag = self._queue.popleft()
+        if copied is not None:
+            copied.synchronize()  # this batch's copy only; the batches behind it keep running
+        return host.numpy(), tag
+
+
 class FeatureCache:
     """Encode images once per (backbone, weights, preprocessing); reuse them ever after.
 
@@ -141,6 +190,7 @@ class FeatureCache:
             / _safe_component(backbone.name, "backbone name")
             / _safe_component(backbone.weights_id, "weights id")
             / _safe_component(backbone.preprocessing_id, "preprocessing id")
+            / _safe_component(compute_precision(backbone.device), "precision")
         )
 
     @contextlib.contextmanager
@@ -161,6 +211,7 @@ class FeatureCache:
             "weights_id": backbone.weights_id,
             "preprocessing_id": backbone.preprocessing_id,
             "preprocessing": backbone.transform.recipe,
+            "precision": compute_precision(backbone.device),
             "feature_dim": backbone.feature_dim,
             "dtype": "float16",
             "shards": [],
@@ -174,6 +225,8 @@ class FeatureCache:
                 raise ValueError(f"schema_version {version!r}, this harness reads {CACHE_SCHEMA_VERSION}")
             if index.get("feature_dim") != backbone.feature_dim:
                 raise ValueError(f"feature_dim {index.get('feature_dim')} != model's {backbone.feature_dim}")
+            if index.get("precision") != empty["precision"]:
+                raise ValueError(f"precision {index.get('precision')!r}, this run computes {empty['precision']!r}")
             if not isinstance(index.get("shards"), list):
                 raise ValueError("no shard list")
         except (ValueError, AttributeError) as exc:
@@ -233,6 +286,7 @@ class FeatureCache:
                 "backbone": backbone.name,
                 "weights_id": backbone.weights_id,
                 "preprocessing_id": backbone.preprocessing_id,
+                "precision": compute_precision(backbone.device),
             },
         )
         atomic_write_bytes(directory / name, data)  # complete on disk before the index names it
@@ -277,11 +331,16 @@ class FeatureCache:
         backbone: Backbone,
         refs: Sequence[ImageRef],
         *,
-        batch_size: int = 64,
-        num_workers: int = 0,
+        batch_size: int | None = None,
+        num_workers: int | None = None,
         progress: bool = True,
     ) -> np.ndarray:
-        """(len(refs), D) float32 features in the order of `refs`, encoding only uncached images."""
+        """(len(refs), D) float32 features in the order of `refs`, encoding only uncached images.
+
+        `batch_size` / `num_workers` None: the defaults for the backbone's device
+        (`benchmark.device.encoding_defaults`: 64 and 0 on the CPU, 256 and up to 8 on CUDA).
+        """
+        batch_size, num_workers = encoding_defaults(backbone.device, batch_size, num_workers)
         directory = self.directory(backbone)
         order = [ref.sha256 for ref in refs]
         wanted = set(order)
@@ -314,27 +373,38 @@ class FeatureCache:
         loader = image_loader(
             refs, backbone.transform, batch_size=batch_size, num_workers=num_workers, device=backbone.device
         )
+        cuda = is_cuda(backbone.device)
+        copies = _HostCopies(backbone.device)
         found: dict[str, np.ndarray] = {}
         pending_keys: list[str] = []
         pending: list[np.ndarray] = []
         start = 0
         with tqdm(total=len(refs), desc=f"encoding {backbone.name}", unit="img", disable=not progress) as bar:
+
+            def collect(ready: list[tuple[np.ndarray, int]]) -> None:
+                nonlocal pending_keys, pending
+                for features, first in ready:
+                    batch_refs = refs[first : first + len(features)]
+                    if not np.isfinite(features).all():
+                        raise HarnessError(
+                            f"backbone {backbone.name!r}: non-finite features (or beyond float16 range) for "
+                            f"{', '.join(r.name for r in batch_refs[:3])}..."
+                        )
+                    keys = [r.sha256 for r in batch_refs]
+                    self.n_encoded += len(keys)
+                    pending_keys.extend(keys)
+                    pending.append(features)
+                    bar.update(len(keys))
+                    if len(pending_keys) >= self.shard_size:
+                        self._flush(directory, backbone, pending_keys, pending, found)
+                        pending_keys, pending = [], []
+
             for batch in loader:
-                features = backbone.encode(batch).to(_STORE_DTYPE).numpy()
-                if not np.isfinite(features).all():
-                    raise HarnessError(
-                        f"backbone {backbone.name!r}: non-finite features (or beyond float16 range) for "
-                        f"{', '.join(r.name for r in refs[start:start + len(batch)][:3])}..."
-                    )
-                keys = [r.sha256 for r in refs[start : start + len(batch)]]
+                # CUDA: no host copy here (encode's .cpu() would wait for this batch to finish).
+                features = device_features(backbone, batch) if cuda else backbone.encode(batch)
+                collect(copies.put(features.to(_STORE_DTYPE), start))
                 start += len(batch)
-                self.n_encoded += len(keys)
-                pending_keys.extend(keys)
-                pending.append(features)
-                bar.update(len(keys))
-                if len(pending_keys) >= self.shard_size:
-                    self._flush(directory, backbone, pending_keys, pending, found)
-                    pending_keys, pending = [], []
+            collect(copies.drain())
         if pending_keys:
             self._flush(directory, backbone, pending_keys, pending, found)
         return found
@@ -346,4 +416,21 @@ class FeatureCache:
             found[key] = features[row]
 
 
-__all__ = ["CACHE_SCHEMA_VERSION", "FeatureCache", "ImageDataset", "image_loader"]
+def device_features(backbone: Backbone, batch: torch.Tensor) -> torch.Tensor:
+    """`Backbone.encode` without its copy to the host: (B, D) float32 left on the backbone's device.
+
+    The same steps in the same order (copy, normalise uint8 on the device, memory layout, bf16
+    autocast on CUDA only, widen to float32), so the values equal `encode`'s. Without the host copy,
+    nothing here waits for the GPU: the caller decides when to synchronise.
+    """
+    with torch.no_grad():
+        batch = batch.to(backbone.device, non_blocking=True)
+        if batch.dtype == torch.uint8:
+            batch = backbone.transform.normalize(batch)
+        batch = backbone.prepare_input(batch)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=is_cuda(backbone.device)):
+            features = backbone._image_features(batch)
+        return features.float()
+
+
+__all__ = ["CACHE_SCHEMA_VERSION", "FeatureCache", "ImageDataset", "device_features", "image_loader"]

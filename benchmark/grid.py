@@ -203,7 +203,7 @@ def finalise(record: dict) -> dict:
 def _identity(record: dict) -> dict:
     """What must match for an existing record's runs to be reused."""
     backbone = dict(record["backbone"])
-    keys = ("name",) if record["protocol"]["name"] == "checkpoint" else ("name", "revision", "preprocessing")
+    keys = ("name",) if record["protocol"]["name"] == "checkpoint" else ("name", "revision", "preprocessing", "precision")
     return {
         "task": record["task"]["test_manifest_hash"],
         "task_name": record["task"]["name"],
@@ -314,8 +314,8 @@ def run_grid(
     check_leakage: bool = True,
     revision: str | None = None,
     protocol_overrides: dict[str, Any] | None = None,
-    batch_size: int = 64,
-    num_workers: int = 0,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
 ) -> dict:
     """Run (or resume) the grid of one submission for one backbone and protocol; return the record.
 
@@ -341,7 +341,10 @@ def run_grid(
 
     from .device import resolve_device
 
+    from .device import compute_precision, encoding_defaults
+
     torch_device = resolve_device(device)
+    batch_size, num_workers = encoding_defaults(torch_device, batch_size, num_workers)
     runner = get_runner(protocol, protocol_overrides, device=torch_device)
     backbone_name = _checkpoint_backbone(submission) if protocol == "checkpoint" else backbone
     if protocol != "checkpoint":
@@ -398,6 +401,8 @@ def run_grid(
         ).describe()
         backbone_block = {k: described[k] for k in ("name", "weights", "revision", "preprocessing")}
     seconds_loading = time.perf_counter() - loading_start
+    # bf16-autocast GPU features and fp32 CPU features differ: runs of the two never mix in a record
+    backbone_block["precision"] = compute_precision(torch_device)
 
     record: dict[str, Any] = {
         "schema_version": RESULT_SCHEMA_VERSION,
@@ -462,9 +467,8 @@ def run_grid(
         from .features import FeatureCache
 
         cache = FeatureCache(cache_root)
-        needed = list(test.refs)
-        if any(s is not None and s.uses_real for _, s, _ in todo):
-            needed += real_refs
+        # train_real is always encoded: it is the reference of the runner's feature transform
+        needed = list(test.refs) + list(real_refs)
         for indices in draws.values():
             needed += [pool.refs[i] for i in indices]
         unique: dict[str, Any] = {}
@@ -477,6 +481,7 @@ def run_grid(
         encoding_seconds = time.perf_counter() - encoding_start
         encoded = cache.n_encoded
         feature_rows = {sha: row for row, sha in enumerate(unique)}
+        feature_matrix = runner.prepare_features(feature_matrix, [feature_rows[ref.sha256] for ref in real_refs])
 
     def cached_features(refs) -> np.ndarray:
         try:
@@ -494,6 +499,7 @@ def run_grid(
         backbone=loaded_backbone,
         cache=cache,
         features=cached_features if feature_matrix is not None else None,
+        features_prepared=feature_matrix is not None,
         submission_path=Path(submission.path),
         progress=progress,
         num_workers=num_workers,
@@ -679,8 +685,13 @@ def register(subparsers) -> None:
     parser.add_argument("--image-size", type=_positive_int, default=None, help="backbone input resolution")
     parser.add_argument("--out", default=None, help="write the record here instead of the submission's results/")
     parser.add_argument("--official", action="store_true", help="mark the record as the maintainers' official run")
-    parser.add_argument("--num-workers", type=int, default=0, help="data-loader workers for encoding")
-    parser.add_argument("--batch-size", type=_positive_int, default=64, help="encoding batch size")
+    parser.add_argument(
+        "--num-workers", type=int, default=None,
+        help="data-loader workers for encoding (default: 0 on the CPU, CPUs - 1 up to 8 on a GPU)",
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=None, help="encoding batch size (default: 64 on the CPU, 256 on a GPU)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     from .executors import add_executor_arguments
 
@@ -764,7 +775,7 @@ def _run_on_executor(args: argparse.Namespace, submission, combos, seeds, cache_
         task_revision=args.revision,
         official=args.official,
         batch_size=args.batch_size,
-        num_workers=args.num_workers or None,
+        num_workers=args.num_workers,
     )
     task_source = str(Path(args.task).resolve()) if Path(args.task).is_dir() else args.task
     units = [

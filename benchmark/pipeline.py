@@ -1,7 +1,10 @@
 """The main job: the whole flow on the procedural demo task, end to end, offline.
 
-    build demo task -> demo-editor submission + baselines -> validate -> linear-probe grid
-    (EfficientNet-Lite0, every setting and ratio, 5 seeds) -> leaderboard site
+    build demo task -> encode its test and train_real images once
+    -> for the demo-editor submission and each baseline (two at a time on two cores, each in its
+       own process): make it -> validate it -> linear-probe grid (EfficientNet-Lite0, every
+       setting and ratio, 5 seeds)
+    -> leaderboard site
 
 It is a pipeline demo, not a scientific result: the task and its "generator" are procedural. Every
 stage is the same code a real run uses, so a green demo means the flow works on this machine.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -40,6 +44,99 @@ class _Stage:
             print(f"[demo] {self.name}: done in {time.perf_counter() - self.start:.1f} s", flush=True)
 
 
+def _gate_for(sub_id: str, leakage: str) -> bool:
+    # The baselines are made here, by the harness, from train_real alone: they cannot hold a test
+    # image, so `--leakage generated` spares them the gate.
+    return leakage == "all" or (leakage == "generated" and sub_id == DEMO_GENERATOR_ID)
+
+
+def _submission_job(
+    sub_id: str,
+    folder: str,
+    *,
+    task_dir: str,
+    multiplier: int,
+    seeds: int,
+    image_size: int,
+    cache_dir: str,
+    device: str,
+    leakage: str,
+    progress: bool,
+    threads: int | None,
+) -> dict:
+    """Make one submission (if missing), validate it, run its grid: one unit of the main job.
+
+    Runs in a worker process when the demo runs several at once (`threads` then pins torch to
+    one intra-op thread per worker, so two workers use two cores without oversubscribing).
+    """
+    from .backbones import DEFAULT_BACKBONE
+    from .generators.baselines import generate_baseline
+    from .generators.demo_editor import generate_demo_editor
+    from .grid import run_grid
+    from .protocol import DEFAULT_PROTOCOL
+    from .submissions import load_submission, validate_submission
+    from .tasks import load_task
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    task = load_task(task_dir, verify=False)  # verified by the parent before any job started
+    folder_path = Path(folder)
+    seconds: dict[str, float] = {}
+
+    start = time.perf_counter()
+    if not (folder_path / "submission.yaml").exists():
+        if sub_id == DEMO_GENERATOR_ID:
+            generate_demo_editor(task, folder_path, multiplier=multiplier, seed=0)
+        else:
+            generate_baseline(sub_id.split("__", 1)[1], task, folder_path, multiplier=multiplier, seed=0)
+    seconds["generate"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    gate = _gate_for(sub_id, leakage)
+    report = validate_submission(
+        folder_path, task, check_leakage=gate, cache=cache_dir, device=device, image_size=image_size,
+        progress=progress,
+    )
+    if not report.ok:
+        raise SynthbenchError(f"{folder_path}: demo submission failed validation:\n  " + "\n  ".join(report.problems))
+    seconds["validate"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    record = run_grid(
+        task,
+        load_submission(folder_path),
+        backbone=DEFAULT_BACKBONE,
+        protocol=DEFAULT_PROTOCOL,
+        seeds=tuple(range(seeds)),
+        cache_dir=cache_dir,
+        device=device,
+        image_size=image_size,
+        progress=progress,
+        validated=True,
+    )
+    seconds["grid"] = time.perf_counter() - start
+    gate_note = (
+        "leakage gate passed" if gate
+        else "leakage gate skipped: --leakage none" if leakage == "none"
+        else "leakage gate skipped: harness-made baseline"
+    )
+    return {
+        "id": sub_id,
+        "images": sum(report.counts.values()),
+        "gate_note": gate_note,
+        "runs": record["provenance"]["runs_computed"],
+        "encoded": record["provenance"]["images_encoded"],
+        "seconds": seconds,
+    }
+
+
+def default_workers() -> int:
+    """Submissions processed at once: one per core, at most 2 (the demo has 5 of unequal length)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def run_demo(
     out: Path,
     *,
@@ -50,21 +147,28 @@ def run_demo(
     cache_dir: Path | None = None,
     device: str = "auto",
     leakage: str = "none",
+    workers: int | None = None,
+    train_per_class: int = 100,
+    test_per_class: int = 50,
     progress: bool = True,
 ) -> dict[str, Path]:
-    """Run the main job into `out`; return the paths of what it made."""
-    from .backbones import DEFAULT_BACKBONE
-    from .generators.baselines import generate_baseline
-    from .generators.demo_editor import generate_demo_editor
-    from .grid import run_grid
+    """Run the main job into `out`; return the paths of what it made.
+
+    `train_per_class` / `test_per_class` size the demo task when it is built (smaller: smoke tests).
+    """
+    from .backbones import DEFAULT_BACKBONE, load_backbone
+    from .device import resolve_device
+    from .features import FeatureCache
     from .protocol import DEFAULT_PROTOCOL
-    from .submissions import load_submission, validate_submission
     from .tasks import load_task
     from .tasks.demo import build_demo_task
 
-    from .device import resolve_device
-
     device = str(resolve_device(device))
+    workers = default_workers() if workers is None else workers
+    if device.startswith("cuda"):
+        workers = 1  # one process owns the GPU; it is fast enough alone
+    if workers < 1:
+        raise SynthbenchError(f"--workers must be at least 1, got {workers}")
     out = Path(out)
     task_dir = out / "task"
     submissions_dir = out / "submissions"
@@ -74,51 +178,48 @@ def run_demo(
 
     with _Stage("build the demo task"):
         if not (task_dir / "manifest.json").exists():
-            build_demo_task(task_dir)
+            build_demo_task(task_dir, train_per_class=train_per_class, test_per_class=test_per_class)
         task = load_task(task_dir)
 
-    with _Stage("make the demo generator's submission and the baselines"):
-        made = {DEMO_GENERATOR_ID: submissions_dir / DEMO_GENERATOR_ID}
-        if not (made[DEMO_GENERATOR_ID] / "submission.yaml").exists():
-            generate_demo_editor(task, made[DEMO_GENERATOR_ID], multiplier=multiplier, seed=0)
-        for name in baselines:
-            folder = submissions_dir / f"baseline__{name}"
-            if not (folder / "submission.yaml").exists():
-                generate_baseline(name, task, folder, multiplier=multiplier, seed=0)
-            made[folder.name] = folder
+    with _Stage(f"encode the task's images ({DEFAULT_BACKBONE}, {image_size} px)"):
+        # Once, here, so that parallel jobs do not each encode the test and train_real images.
+        backbone = load_backbone(DEFAULT_BACKBONE, device=device, image_size=image_size)
+        FeatureCache(cache_dir).features(
+            backbone, task.image_refs("test") + task.image_refs("train_real"), progress=progress
+        )
+        del backbone
 
-    with _Stage("validate every submission"):
-        for sub_id, folder in made.items():
-            # The baselines are made here, by the harness, from train_real alone: they cannot hold a
-            # test image, so `--leakage generated` spares them the gate.
-            gate = leakage == "all" or (leakage == "generated" and sub_id == DEMO_GENERATOR_ID)
-            report = validate_submission(
-                folder, task, check_leakage=gate, cache=cache_dir, device=device, image_size=image_size,
-                progress=progress,
-            )
-            if not report.ok:
-                raise SynthbenchError(f"{folder}: demo submission failed validation:\n  " + "\n  ".join(report.problems))
-            gate_note = (
-                "leakage gate passed" if gate
-                else "leakage gate skipped: --leakage none" if leakage == "none"
-                else "leakage gate skipped: harness-made baseline"
-            )
-            print(f"  {sub_id}: ok ({sum(report.counts.values())} images, {gate_note})", flush=True)
+    jobs = {DEMO_GENERATOR_ID: submissions_dir / DEMO_GENERATOR_ID}
+    jobs.update({f"baseline__{name}": submissions_dir / f"baseline__{name}" for name in baselines})
+    options = dict(
+        task_dir=str(task_dir), multiplier=multiplier, seeds=seeds, image_size=image_size,
+        cache_dir=str(cache_dir), device=device, leakage=leakage,
+        progress=progress and workers == 1, threads=1 if workers > 1 else None,
+    )
+    title = (
+        f"make, validate and score {len(jobs)} submissions: demo generator + baselines "
+        f"({DEFAULT_BACKBONE}, {DEFAULT_PROTOCOL}, {seeds} seeds, {workers} at a time)"
+    )
+    with _Stage(title):
+        if workers == 1:
+            results = (_submission_job(sub_id, str(folder), **options) for sub_id, folder in jobs.items())
+            for result in results:
+                _print_job(result)
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    with _Stage(f"run the grid ({DEFAULT_BACKBONE}, {DEFAULT_PROTOCOL}, {seeds} seeds)"):
-        for sub_id, folder in made.items():
-            run_grid(
-                task,
-                load_submission(folder),
-                backbone=DEFAULT_BACKBONE,
-                protocol=DEFAULT_PROTOCOL,
-                seeds=tuple(range(seeds)),
-                cache_dir=cache_dir,
-                device=device,
-                image_size=image_size,
-                progress=progress,
-                validated=True,
-            )
+            # spawn: a fresh interpreter per worker (torch and fork do not mix)
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                futures = [pool.submit(_submission_job, sub_id, str(folder), **options) for sub_id, folder in jobs.items()]
+                try:
+                    for future in as_completed(futures):
+                        _print_job(future.result())
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
 
     with _Stage("build the leaderboard site"):
         from leaderboard.site import build_site
@@ -139,6 +240,16 @@ def run_demo(
     return paths
 
 
+def _print_job(result: dict) -> None:
+    t = result["seconds"]
+    print(
+        f"  {result['id']}: {result['images']} images, valid ({result['gate_note']}); "
+        f"{result['runs']} runs, {result['encoded']} images encoded; "
+        f"generate {t['generate']:.0f} s, validate {t['validate']:.0f} s, grid {t['grid']:.0f} s",
+        flush=True,
+    )
+
+
 def _handle(args: argparse.Namespace) -> int:
     run_demo(
         Path(args.out),
@@ -149,6 +260,9 @@ def _handle(args: argparse.Namespace) -> int:
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         device=args.device,
         leakage=args.leakage,
+        workers=args.workers,
+        train_per_class=args.train_per_class,
+        test_per_class=args.test_per_class,
         progress=not args.no_progress,
     )
     return 0
@@ -176,6 +290,18 @@ def register(subparsers) -> None:
         help="which submissions get the leakage gate: all, the generated-track one only (the baselines "
         "are made here from train_real), or none (default: the gate costs minutes on 2 CPU cores and "
         "its own tests cover it; every other check of validation still runs)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None,
+        help="submissions made, validated and scored at once, each in its own process on one core "
+        f"(default: one per core, at most 2; always 1 on a GPU)",
+    )
+    parser.add_argument(
+        "--train-per-class", type=int, default=100,
+        help="real train images per class of the demo task, when it is built (default: 100, as xBD's)",
+    )
+    parser.add_argument(
+        "--test-per-class", type=int, default=50, help="test images per class of the demo task (default: 50)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=_handle)

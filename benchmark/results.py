@@ -129,6 +129,8 @@ def validate_result_record(record: dict, path: str | os.PathLike | None = None) 
     c.get(backbone, "name", str, "backbone.name")
     for key in ("weights", "revision", "preprocessing"):
         c.get(backbone, key, str, f"backbone.{key}", nullable=True)
+    if "precision" in backbone:  # "fp32" (CPU) or "bf16-autocast" (CUDA); absent in older records
+        c.get(backbone, "precision", str, "backbone.precision")
 
     protocol = c.get(record, "protocol", dict, "protocol")
     protocol_name = c.get(protocol, "name", str, "protocol.name")

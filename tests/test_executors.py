@@ -105,6 +105,19 @@ def test_scheduler_states_of_unknown_jobs_is_empty():
     assert scheduler_states(["999999991", "999999992_3"]) == {}
 
 
+def test_grid_options_encoding_defaults_follow_device_and_slurm(monkeypatch):
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    assert GridOptions(device="cpu").encoding() == (64, 0)
+    assert GridOptions(device="cpu", batch_size=8, num_workers=3).encoding() == (8, 3)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(32)), raising=False)
+    assert GridOptions(device="auto").encoding() == (256, 8)  # a local GPU run: big batches, 8 workers
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "6")
+    assert GridOptions(device="auto").encoding() == (256, 5)  # a job: its CPUs but one
+    assert GridOptions(device="cpu").encoding() == (64, 5)
+    assert GridOptions(device="auto", num_workers=0).workers() == 0
+
+
 def test_expected_runs_follow_options():
     unit = Unit("task", "/tmp/sub", "efficientnet-lite0", "linear-probe",
                 GridOptions(seeds=(0, 1), settings=("real", "mixed@1")))

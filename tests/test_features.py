@@ -12,7 +12,8 @@ from PIL import Image
 
 from benchmark.backbones import TINY_CONFIGS, load_backbone
 from benchmark.errors import HarnessError
-from benchmark.features import FeatureCache
+from benchmark import features as features_module
+from benchmark.features import CACHE_SCHEMA_VERSION, FeatureCache, device_features
 from benchmark.images import ImageRef, encode_png
 from benchmark.io import sha256_bytes
 
@@ -60,7 +61,9 @@ def test_cold_run_encodes_each_image_once_and_matches_the_model(backbone, tmp_pa
     np.testing.assert_allclose(features, direct_features(backbone, refs), rtol=2e-3, atol=2e-3)
     assert np.array_equal(features, features.astype(np.float16).astype(np.float32))
     directory = cache.directory(backbone)
-    assert directory.parts[-3:] == (backbone.name, backbone.weights_id, backbone.preprocessing_id)
+    assert directory.parts[-4:] == (backbone.name, backbone.weights_id, backbone.preprocessing_id, "fp32")
+    index = json.loads((directory / "index.json").read_text())
+    assert index["precision"] == "fp32" and index["schema_version"] == CACHE_SCHEMA_VERSION
 
 
 def test_warm_rerun_encodes_nothing_and_returns_identical_features(backbone, tmp_path):
@@ -213,3 +216,67 @@ def test_image_bytes_that_do_not_match_their_sha256_are_refused(backbone, tmp_pa
     lying = ImageRef(good.sha256, other.source, name="swapped.png")
     with pytest.raises(HarnessError, match="swapped.png: SHA-256"):
         FeatureCache(tmp_path).features(backbone, [lying], progress=False)
+
+
+def test_gpu_features_are_cached_apart_from_cpu_features(backbone, tmp_path, monkeypatch, caplog):
+    # bf16-autocast features differ from fp32 ones beyond float16 rounding: they must never mix.
+    refs = make_refs(4)
+    cache = FeatureCache(tmp_path)
+    cpu = cache.features(backbone, refs, progress=False)
+    cpu_directory = cache.directory(backbone)
+    monkeypatch.setattr(features_module, "compute_precision", lambda device: "bf16-autocast")
+    gpu_directory = cache.directory(backbone)
+    assert gpu_directory.parent == cpu_directory.parent and gpu_directory.name == "bf16-autocast"
+    assert np.array_equal(cache.features(backbone, refs, progress=False), cpu)  # same model, here on CPU
+    assert cache.n_encoded == 8  # nothing was read from the fp32 folder
+    assert json.loads((gpu_directory / "index.json").read_text())["precision"] == "bf16-autocast"
+    # An index claiming another precision than its folder's is not trusted.
+    index_path = cpu_directory / "index.json"
+    index = json.loads(index_path.read_text())
+    index_path.write_text(json.dumps(dict(index, precision="bf16-autocast")))
+    monkeypatch.undo()
+    fresh = FeatureCache(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="benchmark.features"):
+        fresh.features(backbone, refs, progress=False)
+    assert fresh.n_encoded == 4
+    assert any("precision 'bf16-autocast', this run computes 'fp32'" in r.message for r in caplog.records)
+
+
+def test_device_features_equal_encode(backbone):
+    # The CUDA encode loop uses device_features (no host copy); on the CPU both must agree exactly.
+    refs = make_refs(5)
+    uint8 = torch.stack([backbone.transform.to_uint8(ref.open()) for ref in refs])
+    on_device = device_features(backbone, uint8)
+    assert on_device.dtype == torch.float32 and not on_device.requires_grad
+    assert torch.equal(on_device, backbone.encode(uint8))
+    lite0 = load_backbone("efficientnet-lite0", image_size=32)  # channels-last input path
+    small = torch.stack([lite0.transform.to_uint8(ref.open()) for ref in refs])
+    assert torch.equal(device_features(lite0, small), lite0.encode(small))
+
+
+def test_host_copies_come_back_in_order_after_the_lag():
+    copies = features_module._HostCopies("cpu", lag=2)
+    returned = [[tag for _, tag in copies.put(torch.full((2, 3), float(i)), i)] for i in range(5)]
+    assert returned == [[], [], [0], [1], [2]]
+    drained = copies.drain()
+    assert [tag for _, tag in drained] == [3, 4]
+    assert all(array.dtype == np.float32 and (array == tag).all() for array, tag in drained)
+    assert copies.drain() == []
+    assert features_module._HostCopies("cpu").lag == 0  # the CPU path hands each batch back at once
+
+
+def test_lagged_collection_stores_the_same_shards(backbone, tmp_path, monkeypatch):
+    # The CUDA loop collects each batch one or more batches late: rows must still land on their keys.
+    refs = make_refs(11)
+    at_once = FeatureCache(tmp_path / "a", shard_size=4).features(backbone, refs, batch_size=3, progress=False)
+    original = features_module._HostCopies
+    monkeypatch.setattr(features_module, "_HostCopies", lambda device: original(device, lag=2))
+    lagged_cache = FeatureCache(tmp_path / "b", shard_size=4)
+    lagged = lagged_cache.features(backbone, refs, batch_size=3, progress=False)
+    assert np.array_equal(lagged, at_once) and lagged_cache.n_encoded == 11
+    monkeypatch.undo()
+    reread = FeatureCache(tmp_path / "b")
+    assert np.array_equal(reread.features(backbone, refs[::-1], progress=False), at_once[::-1])
+    assert reread.n_encoded == 0
+    _, index = shard_files(reread, backbone)
+    assert [entry["n"] for entry in index["shards"]] == [6, 5]  # flushed after 2 batches, then the rest

@@ -136,3 +136,91 @@ def test_a_fine_tuned_model_can_be_exported_and_rescored_as_a_checkpoint(toy, tm
     rescored, params = score_checkpoint(tmp_path / "ckpt", ["red", "blue"], test, progress=False)
     assert np.array_equal(rescored, predictions)
     assert params["backbone"] == "clip-vit-b32"
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoding once per grid: the shared in-memory cache of decoded training images
+# ----------------------------------------------------------------------------------------------
+
+
+def test_runs_sharing_images_decode_them_once_with_identical_results(toy):
+    from benchmark.protocols.data import DecodedImages
+
+    train, test = toy
+    shared = DecodedImages(2**30)
+    first = run(toy, seed=1, image_cache=shared)
+    assert (shared.misses, shared.hits, len(shared)) == (len(train), 0, len(train))
+    # another setting of the same grid: half the images again, plus duplicates of them
+    subset = TrainData(train.refs[:12] + train.refs[:4], np.concatenate([train.targets[:12], train.targets[:4]]),
+                       np.zeros(16, dtype=bool))
+    fine_tune_predict("clip-vit-b32", subset, test, n_classes=2, seed=1, recipe=FAST, random_init_config=TINY,
+                      progress=False, image_cache=shared)
+    assert shared.misses == len(train) and shared.hits == 12  # nothing decoded, each unique image looked up once
+    # a later run from memory equals a run that decodes everything afresh
+    again = run(toy, seed=1, image_cache=shared)
+    fresh = run(toy, seed=1, image_cache=DecodedImages(0))
+    assert np.array_equal(again[0], first[0]) and np.array_equal(fresh[0], first[0])
+    assert again[1]["loss_last"] == fresh[1]["loss_last"] == first[1]["loss_last"]
+
+
+def test_decoded_images_are_keyed_by_preprocessing_and_bounded(toy):
+    from benchmark.protocols.data import DecodedImages
+    from benchmark.protocols.fine_tune import _decode_all
+
+    train, _ = toy
+    cache = DecodedImages(2**30)
+    small = load_backbone("clip-vit-b32", random_init_config=TINY)
+    large = load_backbone("clip-vit-b32", random_init_config=TINY, image_size=48)
+    a = _decode_all(small, train.refs[:3], 0, cache)
+    b = _decode_all(large, train.refs[:3], 0, cache)
+    assert a.shape[-1] == small.image_size and b.shape[-1] == 48 and len(cache) == 6 and cache.hits == 0
+    # the same values as a plain decode, and not aliasing the cache's own tensors
+    expected = torch.stack([small.transform.to_uint8(ref.open()) for ref in train.refs[:3]])
+    assert torch.equal(_decode_all(small, train.refs[:3], 0, cache), expected) and cache.hits == 3
+    per_image = expected[0].numel()
+    bounded = DecodedImages(2 * per_image)  # room for two images
+    _decode_all(small, train.refs[:3], 0, bounded)
+    assert len(bounded) == 2 and bounded.nbytes == 2 * per_image
+    assert bounded.get(small.transform.id, train.refs[0].sha256) is None  # the least recently used went
+    assert bounded.get(small.transform.id, train.refs[2].sha256) is not None
+    nothing = DecodedImages(per_image - 1)  # smaller than one image: keeps nothing, still decodes
+    assert torch.equal(_decode_all(small, train.refs[:3], 0, nothing), expected) and len(nothing) == 0
+
+
+def test_decoded_cache_budget_comes_from_the_environment(monkeypatch):
+    from benchmark.protocols.data import DEFAULT_DECODED_CACHE_MB, DecodedImages
+
+    monkeypatch.delenv("SYNTHBENCH_DECODED_CACHE_MB", raising=False)
+    assert DecodedImages.from_env().max_bytes == DEFAULT_DECODED_CACHE_MB * 2**20
+    monkeypatch.setenv("SYNTHBENCH_DECODED_CACHE_MB", "0.5")
+    assert DecodedImages.from_env().max_bytes == 2**19
+    monkeypatch.setenv("SYNTHBENCH_DECODED_CACHE_MB", "lots")
+    with pytest.raises(HarnessError, match="SYNTHBENCH_DECODED_CACHE_MB='lots' is not a number"):
+        DecodedImages.from_env()
+
+
+def test_a_non_finite_loss_names_its_step():
+    from benchmark.protocols.fine_tune import _check_losses
+
+    _check_losses(torch.tensor([0.5, 0.4]), 10, "tiny")
+    with pytest.raises(HarnessError, match=r"fine-tuning tiny: loss became nan at step 12"):
+        _check_losses(torch.tensor([0.5, 0.4, float("nan"), float("inf")]), 10, "tiny")
+
+
+def test_workers_default_to_none_on_cpu_and_none_means_auto(toy, monkeypatch):
+    from benchmark.protocols import fine_tune
+    from benchmark.protocols.data import DecodedImages
+
+    seen = []
+    original = fine_tune._decode_all
+
+    def recording(backbone, refs, workers, cache):
+        seen.append(workers)
+        return original(backbone, refs, workers, cache)
+
+    monkeypatch.setattr(fine_tune, "_decode_all", recording)
+    train, _ = toy
+    backbone = load_backbone("clip-vit-b32", random_init_config=TINY)
+    fine_tune.train_classifier(backbone, train, n_classes=2, seed=0, recipe=dict(FAST, images_seen=16),
+                               num_workers=None, progress=False, image_cache=DecodedImages(0))
+    assert seen == [0]  # CPU: decoding and augmentation stay in this process

@@ -13,6 +13,7 @@ from benchmark.errors import HarnessError
 from benchmark.metrics import bootstrap_ci
 from benchmark.protocol import PROTOCOLS
 from benchmark.protocols.linear_probe import (
+    FeatureBasis,
     LinearProbe,
     _BatchedObjective,
     _Design,
@@ -204,7 +205,71 @@ def test_runner_normalises_features_and_reports_its_choice():
     assert params["C"] in PROTOCOLS["linear-probe"]["C_grid"]
     assert len(params["cv_loss"]) == len(PROTOCOLS["linear-probe"]["C_grid"])
     assert (predictions == y_test).mean() > 0.5
-    assert probe.solver_params()["strategy"] == "path"
+    assert probe.solver_params()["strategy"] == "batched"
+
+
+def _correlated(seed: int = 11):
+    """Backbone-like features: L2-normalised, all-positive mean, correlated, decaying spectrum."""
+    x, y, x_test, y_test = _train_test(seed=seed)
+    rng = np.random.default_rng(seed)
+    mixing = rng.normal(size=(x.shape[1], 96)) * np.exp(-np.arange(96) / 12.0)
+    offset = np.abs(rng.normal(size=96)) * 2.0
+    to_backbone = lambda v: l2_normalise((v @ mixing + offset).astype(np.float32))  # noqa: E731
+    return to_backbone(x), y, to_backbone(x_test), y_test
+
+
+def test_preconditioning_is_an_exact_change_of_variables():
+    x, y, _, _ = _correlated()
+    weights = class_balanced_weights(as_targets(y, K))
+    tight = {"C": 10.0, "sample_weight": weights, "n_classes": K, "tol": 1e-9, "max_iter": 5000, "dtype": torch.float64}
+    plain = fit_linear_probe(x, y, **tight)
+    scaled = fit_linear_probe(x, y, precondition=True, **tight)
+    targets = as_targets(y, K).astype(np.float64)
+    f_plain = _objective(plain.coef, plain.intercept, x, targets, weights, 10.0)
+    f_scaled = _objective(scaled.coef, scaled.intercept, x, targets, weights, 10.0)
+    assert abs(f_plain - f_scaled) < 1e-9
+    np.testing.assert_allclose(scaled.coef, plain.coef, atol=1e-4 * np.abs(plain.coef).max())
+    # a warm start given in the caller's variables is the optimum in the scaled ones too
+    again = fit_linear_probe(x, y, precondition=True, warm_start=scaled, **tight)
+    assert again.n_iter <= 1
+
+
+def test_feature_basis_is_the_same_model_and_speeds_up_the_solver():
+    x, y, x_test, _ = _correlated()
+    weights = class_balanced_weights(as_targets(y, K))
+    tight = {"C": 10.0, "sample_weight": weights, "n_classes": K, "tol": 1e-9, "max_iter": 5000, "dtype": torch.float64}
+    basis = FeatureBasis.fit(x)
+    rotated = fit_linear_probe(basis.apply(x), y, precondition=True, **tight)
+    # back to the original coordinates: w = z R^T, b = b' - w . mean
+    coef = rotated.coef @ basis.rotation.T.astype(np.float64)
+    intercept = rotated.intercept - coef @ basis.mean.astype(np.float64)
+    direct = fit_linear_probe(x, y, **tight)
+    targets = as_targets(y, K).astype(np.float64)
+    f_rotated = _objective(coef, intercept, x, targets, weights, 10.0)
+    f_direct = _objective(direct.coef, direct.intercept, x, targets, weights, 10.0)
+    assert abs(f_rotated - f_direct) < 1e-6
+    assert (rotated.predict(basis.apply(x_test)) == direct.predict(x_test)).mean() >= 0.99
+    # the point of it: the protocol's CV needs several times fewer iterations in the basis
+    raw = select_C_and_fit(x, y, n_classes=K, seed=0)
+    fast = select_C_and_fit(basis.apply(x), y, n_classes=K, seed=0, precondition=True)
+    assert fast.C == raw.C
+    assert fast.cv_iterations * 2 < raw.cv_iterations
+
+
+def test_grid_preparation_uses_the_reference_rows_basis():
+    x, y, x_test, y_test = _correlated(seed=12)
+    probe = LinearProbe()
+    matrix = np.concatenate([x, x_test])
+    prepared = probe.prepare(matrix, np.arange(len(x)))
+    basis = FeatureBasis.fit(l2_normalise(x))
+    np.testing.assert_allclose(prepared, basis.apply(l2_normalise(matrix)), atol=1e-5)
+    predictions, params = probe.fit_predict_features(prepared[: len(x)], as_targets(y, K), prepared[len(x):], seed=0, prepared=True)
+    reference = LogisticRegression(C=params["C"], class_weight="balanced", tol=1e-8, max_iter=10_000).fit(
+        l2_normalise(x).astype(np.float64), y
+    )
+    assert (predictions == reference.predict(l2_normalise(x_test))).mean() >= 0.97
+    with pytest.raises(HarnessError, match="reference rows"):
+        FeatureBasis.fit(x[:1])
 
 
 def test_fewer_folds_for_small_classes_and_clear_errors():

@@ -206,7 +206,36 @@ def _wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def test_killed_job_leaves_no_partial_record_and_is_resubmitted(slurm_cluster, grid, local_reference, tmp_path, capsys):
+#: Imported by every Python the jobs start while its folder is on PYTHONPATH: the linear probe's
+#: runner then logs each run it starts and blocks in run HANG_AT_RUN, so that the test kills a job
+#: that is certainly half-way through its unit (a small unit can otherwise end before scancel lands).
+_HANG_HOOK = """
+import os
+import time
+from pathlib import Path
+
+if os.environ.get("SYNTHBENCH_TEST_HANG_AT_RUN"):
+    from benchmark.protocols import LinearProbeRunner
+
+    _log = Path(os.environ["SYNTHBENCH_TEST_RUN_LOG"])
+    _hang_at = int(os.environ["SYNTHBENCH_TEST_HANG_AT_RUN"])
+    _fit_predict = LinearProbeRunner.fit_predict
+
+    def fit_predict(self, *args, **kwargs):
+        with _log.open("a") as log:
+            log.write(f"job {os.environ.get('SLURM_JOB_ID')}: run started\\n")
+        if len(_log.read_text().splitlines()) == _hang_at:
+            time.sleep(900)  # until killed (the job's time limit is 15 min)
+        return _fit_predict(self, *args, **kwargs)
+
+    LinearProbeRunner.fit_predict = fit_predict
+"""
+HANG_AT_RUN = 3
+
+
+def test_killed_job_leaves_no_partial_record_and_is_resubmitted(
+    slurm_cluster, grid, local_reference, tmp_path, capsys, monkeypatch
+):
     task_dir, submissions, _ = grid
     subs = tmp_path / "submissions"
     shutil.copytree(submissions / "baseline__classic", subs / "baseline__classic",
@@ -214,27 +243,34 @@ def test_killed_job_leaves_no_partial_record_and_is_resubmitted(slurm_cluster, g
     config = _slurm_config(tmp_path / "slurm.yaml", tmp_path / "jobs")
     cache = tmp_path / "cache"
     record_path = subs / "baseline__classic" / "results" / "efficientnet-lite0__linear-probe.json"
+    hook = tmp_path / "hang-hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_HANG_HOOK)
+    run_log = tmp_path / "runs.log"
+    # The jobs inherit this environment (sbatch exports it); this process is unaffected.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("SYNTHBENCH_TEST_HANG_AT_RUN", str(HANG_AT_RUN))
+    monkeypatch.setenv("SYNTHBENCH_TEST_RUN_LOG", str(run_log))
 
     assert synthbench(_run_all(task_dir, subs, cache, "slurm", "--slurm-config", str(config), "--no-wait")) == 0
+    monkeypatch.undo()  # the resubmission below runs normally
     state = json.loads((tmp_path / "jobs" / "units.json").read_text())
     (entry,) = state["units"].values()
     job_id = entry["job_id"]
-    stderr = Path(entry["stderr"])
 
-    # Kill the job once it has started the unit (its first log line), well before the unit ends.
-    _wait_for(lambda: stderr.is_file() and "-> " + str(record_path) in stderr.read_text(), 300,
-              f"job {job_id} to start its unit")
+    # Kill the job once it is blocked in its third run: two runs computed, the unit half-way.
+    _wait_for(lambda: run_log.is_file() and len(run_log.read_text().splitlines()) >= HANG_AT_RUN, 300,
+              f"job {job_id} to reach run {HANG_AT_RUN} of its unit")
     subprocess.run(["scancel", "--signal=KILL", "--full", job_id], check=True)
+
     def ended() -> str | None:
         state = scheduler_states([job_id]).get(job_id)
         return state if state in TERMINAL_STATES else None
 
     final = _wait_for(ended, 120, f"job {job_id} to end")
-    if (Path(entry["stdout"]).parent / f"{job_id}_0_result.pkl").exists():
-        # A race, not a verdict: on an idle machine the small unit can end between its first log
-        # line and the scancel. Nothing about partial records can be learnt from that run.
-        pytest.skip(f"job {job_id} finished its unit before the kill landed")
     assert final in ("CANCELLED", "FAILED"), final
+    assert not (Path(entry["stdout"]).parent / f"{job_id}_0_result.pkl").exists()  # it never returned
+    assert len(run_log.read_text().splitlines()) == HANG_AT_RUN
 
     # No partial file: either no record at all or a complete, valid earlier write (run_grid
     # checkpoints every 30 s; this unit is shorter), and no temporary file left behind.

@@ -45,6 +45,7 @@ class RunContext:
     backbone: Any = None  # a loaded benchmark.backbones.Backbone when runner.needs_backbone
     cache: Any = None  # the benchmark.features.FeatureCache
     features: Callable[[Sequence[Any]], np.ndarray] | None = None  # ImageRefs -> (N, D) cached features
+    features_prepared: bool = False  # `features` went through the runner's prepare_features
     submission_path: Path | None = None
     progress: bool = True
     num_workers: int = 0
@@ -87,6 +88,14 @@ class ProtocolRunner:
     ) -> tuple[np.ndarray, dict[str, Any]]:
         raise NotImplementedError
 
+    def prepare_features(self, features: np.ndarray, reference_rows) -> np.ndarray:
+        """Transform the grid's whole feature matrix once, before any run (default: as it is).
+
+        `reference_rows` index the task's train_real images: a transform fitted on them is the
+        same for every run and every submission of the task.
+        """
+        return features
+
 
 class LinearProbeRunner(ProtocolRunner):
     """Linear probe on cached features (benchmark.protocols.linear_probe)."""
@@ -113,8 +122,12 @@ class LinearProbeRunner(ProtocolRunner):
         if context.features is None:
             raise HarnessError("linear-probe needs cached features (RunContext.features)")
         return self.probe.fit_predict_features(
-            context.features(train.refs), train.targets, context.features(test.refs), seed=seed
+            context.features(train.refs), train.targets, context.features(test.refs), seed=seed,
+            prepared=context.features_prepared,
         )
+
+    def prepare_features(self, features: np.ndarray, reference_rows) -> np.ndarray:
+        return self.probe.prepare(features, reference_rows)
 
 
 class FineTuneRunner(ProtocolRunner):

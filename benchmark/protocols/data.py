@@ -1,10 +1,14 @@
-"""What every protocol receives: one run's training set and the test split, as checked records."""
+"""What every protocol receives: one run's training set and the test split, as checked records;
+and `DecodedImages`, the in-memory cache of decoded training images that runs of a grid share."""
 
 from __future__ import annotations
 
+import collections
+import os
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..errors import HarnessError
 from ..images import ImageRef
@@ -84,3 +88,67 @@ class TestData:
 
     def __len__(self) -> int:
         return len(self.refs)
+
+
+#: Default memory budget of the shared decoded-image cache; SYNTHBENCH_DECODED_CACHE_MB overrides it
+#: (0 turns it off). 4 GiB holds ~28 000 images at 224 px (150 KB each) or ~9 700 at 384 px: a whole
+#: official grid's training images (600 real + the submission's draws).
+DEFAULT_DECODED_CACHE_MB = 4096
+
+
+class DecodedImages:
+    """uint8 images decoded at one preprocessing's input size, kept in memory by SHA-256.
+
+    Keys are (preprocessing id, image SHA-256): the same bytes resized for another backbone or
+    resolution are another entry. Bounded by `max_bytes`, least recently used first out; an image
+    bigger than the whole budget is not kept. `hits` and `misses` count lookups (tests, logs).
+    Tensors handed out are shared: callers must not modify them in place.
+    """
+
+    def __init__(self, max_bytes: int):
+        if max_bytes < 0:
+            raise ValueError("max_bytes must be >= 0")
+        self.max_bytes = int(max_bytes)
+        self.nbytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._images: collections.OrderedDict[tuple[str, str], torch.Tensor] = collections.OrderedDict()
+
+    @classmethod
+    def from_env(cls) -> "DecodedImages":
+        raw = os.environ.get("SYNTHBENCH_DECODED_CACHE_MB", str(DEFAULT_DECODED_CACHE_MB))
+        try:
+            megabytes = float(raw)
+        except ValueError:
+            raise HarnessError(f"SYNTHBENCH_DECODED_CACHE_MB={raw!r} is not a number of megabytes") from None
+        if megabytes < 0:
+            raise HarnessError(f"SYNTHBENCH_DECODED_CACHE_MB={raw!r} must be >= 0")
+        return cls(int(megabytes * 2**20))
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def get(self, preprocessing_id: str, sha256: str) -> torch.Tensor | None:
+        image = self._images.get((preprocessing_id, sha256))
+        if image is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._images.move_to_end((preprocessing_id, sha256))
+        return image
+
+    def put(self, preprocessing_id: str, sha256: str, image: torch.Tensor) -> None:
+        size = image.numel() * image.element_size()
+        key = (preprocessing_id, sha256)
+        if size > self.max_bytes or key in self._images:
+            return
+        # A copy of its own: a row of a decoded batch would keep the whole batch's storage alive.
+        self._images[key] = image.clone()
+        self.nbytes += size
+        while self.nbytes > self.max_bytes:
+            _, dropped = self._images.popitem(last=False)
+            self.nbytes -= dropped.numel() * dropped.element_size()
+
+    def clear(self) -> None:
+        self._images.clear()
+        self.nbytes = 0

@@ -14,8 +14,12 @@ Recipe (benchmark.protocol.PROTOCOLS["fine-tune"]; a `recipe` dict overrides sin
   "up"), brightness/contrast/saturation jitter; evaluation uses the backbone's deterministic preprocessing only;
 * on CUDA: bf16 autocast and fused AdamW; on CPU: float32 and deterministic for a given seed.
 
-Training images are decoded once, at the backbone's input size, and kept as uint8 tensors;
-augmentation then runs per sample on every step.
+Training images are decoded at the backbone's input size and kept as uint8 tensors; augmentation
+then runs per sample on every step (in DataLoader workers when `num_workers` > 0). Decoded images
+are kept in a process-wide, size-bounded cache (`DecodedImages`, keyed by preprocessing and image
+SHA-256): the runs of a grid (settings x ratios x seeds, and the next submission's real images)
+decode each image once. On CUDA the loop also never waits for the GPU within a step: losses
+stay on the device and are checked for finiteness every `_CUDA_CHECK_EVERY` steps.
 """
 
 from __future__ import annotations
@@ -37,11 +41,11 @@ from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from ..backbones import Backbone, load_backbone
-from ..device import is_cuda, resolve_device
+from ..device import encoding_defaults, is_cuda, resolve_device
 from ..errors import HarnessError
 from ..protocol import PROTOCOLS
 from .checkpoint import CheckpointModel, predict_images, save_checkpoint
-from .data import TestData, TrainData
+from .data import DecodedImages, TestData, TrainData
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,17 @@ log = logging.getLogger(__name__)
 #: The registry's augmentation recipe (benchmark.protocol.PROTOCOLS["fine-tune"]["augmentation"]).
 DEFAULT_AUGMENTATION: dict[str, Any] = PROTOCOLS["fine-tune"]["augmentation"]
 _REQUIRED_KEYS = ("images_seen", "batch_size", "lr_backbone", "lr_head", "weight_decay", "warmup_fraction")
+#: On CUDA, losses are read back (a synchronisation) once per this many steps, not every step.
+_CUDA_CHECK_EVERY = 25
+_shared_images: DecodedImages | None = None
+
+
+def shared_decoded_images() -> DecodedImages:
+    """The process-wide decoded-image cache (budget: SYNTHBENCH_DECODED_CACHE_MB, default 4096)."""
+    global _shared_images
+    if _shared_images is None:
+        _shared_images = DecodedImages.from_env()
+    return _shared_images
 
 
 def resolve_recipe(recipe: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -107,17 +122,47 @@ class _AugmentedSamples(Dataset):
         return self.augment(self.images[j]), self.targets[j]
 
 
-def _decode_all(backbone: Backbone, refs: Sequence, num_workers: int, batch_size: int = 64) -> torch.Tensor:
-    """Every ref decoded once at the backbone's input size: (N, 3, S, S) uint8 on the CPU."""
+def _decode_all(
+    backbone: Backbone, refs: Sequence, num_workers: int, cache: DecodedImages, batch_size: int = 64
+) -> torch.Tensor:
+    """Every ref at the backbone's input size: (N, 3, S, S) uint8 on the CPU, in the order of `refs`.
+
+    Images in `cache` are not decoded again; the others are decoded (and SHA-256-checked) once each,
+    duplicates included, and offered to the cache.
+    """
     from ..features import image_loader
 
-    first: dict[str, Any] = {}
+    key = backbone.transform.id
+    images: dict[str, torch.Tensor] = {}
+    missing: dict[str, Any] = {}
     for ref in refs:
-        first.setdefault(ref.sha256, ref)  # duplicates are decoded once
-    position = {sha: i for i, sha in enumerate(first)}
-    loader = image_loader(list(first.values()), backbone.transform, batch_size=batch_size, num_workers=num_workers)
-    decoded = torch.cat(list(loader), dim=0)
-    return decoded[[position[ref.sha256] for ref in refs]]
+        if ref.sha256 in images or ref.sha256 in missing:
+            continue
+        cached = cache.get(key, ref.sha256)
+        if cached is None:
+            missing[ref.sha256] = ref
+        else:
+            images[ref.sha256] = cached
+    if missing:
+        loader = image_loader(
+            list(missing.values()), backbone.transform, batch_size=batch_size, num_workers=num_workers
+        )
+        shas = iter(missing)
+        for batch in loader:
+            for image in batch:
+                sha = next(shas)
+                images[sha] = image
+                cache.put(key, sha, image)
+    log.info("fine-tune images: %d decoded, %d from memory", len(missing), len(images) - len(missing))
+    return torch.stack([images[ref.sha256] for ref in refs])
+
+
+def _check_losses(losses: torch.Tensor, first_step: int, name: str) -> None:
+    """Raise if any loss (steps first_step, first_step + 1, ...) is not finite (reads them back)."""
+    finite = torch.isfinite(losses)
+    if not bool(finite.all()):
+        bad = int((~finite).nonzero()[0, 0])
+        raise HarnessError(f"fine-tuning {name}: loss became {losses[bad].item()} at step {first_step + bad}")
 
 
 def _sample_order(n: int, total: int, rng: np.random.Generator) -> np.ndarray:
@@ -155,26 +200,33 @@ def train_classifier(
     n_classes: int,
     seed: int,
     recipe: dict[str, Any] | None = None,
-    num_workers: int = 0,
+    num_workers: int | None = 0,
     progress: bool = True,
+    image_cache: DecodedImages | None = None,
 ) -> tuple[nn.Module, nn.Linear, dict[str, Any]]:
     """Fine-tune `backbone`'s image encoder + a new linear head on `train`; returns both and params.
 
     The encoder is trained in place: afterwards `backbone.weights_id` is replaced by a unique
     `fine-tuned-...` id, so its features can never be cached as the pretrained model's.
     Deterministic on CPU for a given seed (and num_workers); the global RNG state is restored.
+    `num_workers` None: the device's default (`benchmark.device.encoding_defaults`: none on the
+    CPU, up to 8 on CUDA, where per-sample augmentation in the main process would starve the GPU).
+    `image_cache`: where decoded training images are kept between runs (default: the process-wide
+    `shared_decoded_images()`; `DecodedImages(0)` decodes every run afresh).
     """
     recipe = resolve_recipe(recipe)
     if train.n_classes != n_classes:
         raise HarnessError(f"training targets have {train.n_classes} classes, the task has {n_classes}")
     device = backbone.device
     cuda = is_cuda(device)
+    _, num_workers = encoding_defaults(device, None, num_workers)
     batch_size = int(recipe["batch_size"])
     steps = math.ceil(int(recipe["images_seen"]) / batch_size)
     warmup = max(1, round(float(recipe["warmup_fraction"]) * steps))
     start = time.perf_counter()
 
-    images = _decode_all(backbone, train.refs, num_workers)
+    decoded = image_cache if image_cache is not None else shared_decoded_images()
+    images = _decode_all(backbone, train.refs, num_workers, decoded)
     targets = torch.from_numpy(train.targets)
     rng_devices = [device] if cuda else []
     with torch.random.fork_rng(devices=rng_devices):
@@ -200,20 +252,27 @@ def train_classifier(
         )
         encoder.train()
         head.train()
-        losses: list[float] = []
-        for x, y in tqdm(loader, total=steps, desc=f"fine-tuning {backbone.name}", unit="step", disable=not progress):
+        # Losses stay on the device: reading one back every step would stall the GPU each time.
+        step_losses = torch.zeros(steps, dtype=torch.float32, device=device)
+        check_every = _CUDA_CHECK_EVERY if cuda else 1
+        checked = 0
+        batches = tqdm(loader, total=steps, desc=f"fine-tuning {backbone.name}", unit="step", disable=not progress)
+        for step, (x, y) in enumerate(batches):
             x = backbone.prepare_input(backbone.transform.normalize(x.to(device, non_blocking=True)))
             y = y.to(device, non_blocking=True)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                 logits = head(encoder(x).float())
             loss = F.cross_entropy(logits.float(), y)  # probabilities as targets: soft-label CE
-            if not torch.isfinite(loss):
-                raise HarnessError(f"fine-tuning {backbone.name}: loss became {loss.item()} at step {len(losses)}")
+            step_losses[step] = loss.detach()
+            if step + 1 - checked >= check_every:  # on the CPU: every step, before its update
+                _check_losses(step_losses[checked : step + 1], checked, backbone.name)
+                checked = step + 1
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            losses.append(float(loss.detach()))
+        _check_losses(step_losses[checked:], checked, backbone.name)
+        losses = step_losses.tolist()
     encoder.eval()
     head.eval()
     backbone.weights_id = f"fine-tuned-{uuid.uuid4().hex[:12]}"
@@ -253,16 +312,18 @@ def fine_tune_predict(
     image_size: int | None = None,
     random_init_config: dict | None = None,
     progress: bool = True,
-    num_workers: int = 0,
+    num_workers: int | None = 0,
     cache_dir: str | os.PathLike | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     classes: Sequence[str] | None = None,
+    image_cache: DecodedImages | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Fine-tune a fresh copy of `backbone_name` on `train`, predict `test`: (predictions, params).
 
     `recipe` overrides keys of PROTOCOLS["fine-tune"] (tests use a small `images_seen`).
     With `checkpoint_dir` (and `classes`), the trained model is also saved as a checkpoint
-    submission (model.safetensors + model.yaml).
+    submission (model.safetensors + model.yaml). `num_workers` and `image_cache`: see
+    `train_classifier`.
     """
     if checkpoint_dir is not None and classes is None:
         raise HarnessError("fine_tune_predict: saving a checkpoint needs the task's classes")
@@ -275,8 +336,10 @@ def fine_tune_predict(
         cache_dir=cache_dir,
     )
     pretrained_id = backbone.weights_id
+    _, num_workers = encoding_defaults(backbone.device, None, num_workers)
     encoder, head, params = train_classifier(
-        backbone, train, n_classes=n_classes, seed=seed, recipe=recipe, num_workers=num_workers, progress=progress
+        backbone, train, n_classes=n_classes, seed=seed, recipe=recipe, num_workers=num_workers, progress=progress,
+        image_cache=image_cache,
     )
     model = CheckpointModel(encoder, head)
     predictions = predict_images(model, backbone, backbone.transform, test.refs, num_workers=num_workers, progress=False)
@@ -292,5 +355,6 @@ __all__ = [
     "build_augmentation",
     "fine_tune_predict",
     "resolve_recipe",
+    "shared_decoded_images",
     "train_classifier",
 ]

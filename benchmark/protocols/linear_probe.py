@@ -26,14 +26,21 @@ Speed
 -----
 The grid runs ~45 of these (settings x seeds), each with folds x Cs + 1 fits. The solver is an
 L-BFGS written for a *batch* of independent problems that share one feature matrix: every fold is a
-problem with its own sample weights (zero outside its training rows), so all folds advance with one
-(folds * K, D) x (D, n) matrix product (and one for the gradient) per step. Each problem keeps its
-own history, step size and stopping test, so its solution does not depend on what it was batched
-with (up to float rounding); finished problems leave the batch. On the CPU the C path runs from the
-strongest regularisation (smallest C) up, each C warm started from the previous one; on a GPU all
-(C, fold) problems run as one batch. The final fit is warm started from the folds' mean solution at
-the chosen C. Everything runs in torch, on the CPU or a GPU, in float32 (dot products of the
-solver's bookkeeping in float64).
+problem with its own sample weights (zero outside its training rows), so all (C, fold) problems
+advance with one (problems * K, D) x (D, n) matrix product (and one for the gradient) per step.
+Each problem keeps its own history, step size and stopping test, so its solution does not depend
+on what it was batched with (up to float rounding); finished problems leave the batch. The final
+fit is warm started from the folds' mean solution at the chosen C. Everything runs in torch, on
+the CPU or a GPU, in float32 (dot products of the solver's bookkeeping in float64).
+
+Backbone features are strongly correlated and badly scaled, which costs L-BFGS hundreds of
+iterations at large C. `LinearProbe` therefore centres the features and rotates them into the
+eigenbasis of the task's train_real features (`FeatureBasis`: a shift absorbed by the intercept and
+an orthonormal rotation, so the same model and penalty), and the solver works in variables scaled
+per feature by 1 / sqrt(variance + damping * l2) (`_Design`: an exact change of variables whose
+stopping test reads the gradient in the unscaled variables). Together: 3-5x fewer iterations. The
+stopping rule is then scikit-learn's applied in the rotated coordinates, which is scikit-learn's
+LogisticRegression fitted on the rotated features: the same optimum.
 """
 
 from __future__ import annotations
@@ -65,6 +72,11 @@ _ARMIJO_C1 = 1e-4
 #: one every small parallel op waits for descheduled threads (measured 3-7x slower with 2 threads
 #: than with 1 on a loaded 2-core machine). Results do not depend on the thread count.
 CPU_THREADS = 1
+#: Damping of the diagonal preconditioner: feature j is scaled by 1 / sqrt(var_j + DAMPING * l2),
+#: with l2 = 1 / (C * S) the problem's penalty strength. Near the optimum the curvature along a
+#: feature is about a * var_j + l2 with a (the softmax variance) of order 0.1, so this equalises the
+#: curvature of the well-sampled directions without amplifying the noise of the empty ones.
+PRECONDITION_DAMPING = 10.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -116,14 +128,50 @@ def class_balanced_weights(targets: np.ndarray) -> np.ndarray:
 
 
 class _Design:
-    """Features with a column of ones (the intercept), in both layouts, and targets: built once per fit."""
+    """Features with a column of ones (the intercept), in both layouts, and targets: built once per fit.
 
-    def __init__(self, features: np.ndarray, targets: np.ndarray, device: torch.device, dtype: torch.dtype):
+    `column_scale` (D,) is the diagonal preconditioner: the solver works on z = w / scale, i.e. on
+    features multiplied column-wise by `scale`, with the penalty weighted by scale**2 and the
+    stopping test on the gradient with respect to w (= gradient in z divided by scale). That is an
+    exact change of variables: the objective, its optimum and the stopping rule are those of the
+    unscaled problem; only the path of the iterates (their conditioning) changes.
+    """
+
+    def __init__(
+        self,
+        features: np.ndarray,
+        targets: np.ndarray,
+        device: torch.device,
+        dtype: torch.dtype,
+        column_scale: np.ndarray | None = None,
+    ):
         ones = np.ones((features.shape[0], 1), dtype=features.dtype)
-        self.features = torch.as_tensor(np.concatenate([features, ones], axis=1), dtype=dtype, device=device)
+        scaled = features if column_scale is None else features * column_scale.astype(features.dtype)
+        self.features = torch.as_tensor(np.concatenate([scaled, ones], axis=1), dtype=dtype, device=device)
         self.features_t = self.features.T.contiguous()
         self.targets = torch.as_tensor(targets, dtype=dtype, device=device)  # (n, K)
         self.targets_t = self.targets.T.contiguous()  # (K, n)
+        scale = np.ones(features.shape[1]) if column_scale is None else np.asarray(column_scale, dtype=np.float64)
+        self.column_scale = scale  # (D,) float64, host
+        self.penalty_weight = torch.as_tensor(scale**2, dtype=dtype, device=device)  # (D,)
+        # d f / d w = (d f / d z) / scale; the intercept (last column) is never scaled
+        self.unscale = (
+            None if column_scale is None
+            else torch.as_tensor(np.append(1.0 / scale, 1.0), dtype=dtype, device=device)
+        )
+
+    def to_original(self, x: torch.Tensor) -> torch.Tensor:
+        """Parameters (..., K, D + 1) in the solver's variables -> the caller's (w, b)."""
+        if self.unscale is None:
+            return x
+        scale = torch.as_tensor(np.append(self.column_scale, 1.0), dtype=x.dtype, device=x.device)
+        return x * scale
+
+    def from_original(self, x: torch.Tensor) -> torch.Tensor:
+        """The caller's (w, b) (..., K, D + 1) -> parameters in the solver's variables."""
+        if self.unscale is None:
+            return x
+        return x * self.unscale
 
 
 class _BatchedObjective:
@@ -145,6 +193,12 @@ class _BatchedObjective:
         self.weights_low = weights.to(self.features.dtype)[:, None, :]  # (B, 1, n)
         self.l2 = l2  # (B,), float64
         self.n_features = self.features.shape[1] - 1
+        self.penalty_weight = design.penalty_weight  # (D,): scale**2 of the preconditioner (ones without)
+        self.unscale = design.unscale  # (D + 1,) or None: maps the gradient in z to the gradient in w
+
+    def stopping_gradient(self, grad: torch.Tensor) -> torch.Tensor:
+        """The gradient with respect to the caller's parameters (what the stopping test reads)."""
+        return grad if self.unscale is None else grad * self.unscale
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, K, n) logits of every row for the B problems whose parameters are x (B, K, D + 1)."""
@@ -162,11 +216,12 @@ class _BatchedObjective:
         log_probs = logits - torch.logsumexp(logits, dim=1, keepdim=True)
         cross_entropy = -(log_probs * self.targets).sum(dim=1)  # (B, n)
         weight = x[:, :, : self.n_features]
-        value = (cross_entropy.double() * weights).sum(dim=1) + 0.5 * l2 * (weight * weight).sum(dim=(1, 2)).double()
+        penalised = weight * self.penalty_weight
+        value = (cross_entropy.double() * weights).sum(dim=1) + 0.5 * l2 * (weight * penalised).sum(dim=(1, 2)).double()
         # d CE / d logits = softmax - t (rows of t sum to 1)
         residual = (log_probs.exp_() - self.targets).mul_(weights_low)
         grad = (residual.view(batch * k, -1) @ self.features).view(batch, k, cols)
-        grad[:, :, : self.n_features].add_(weight * l2.to(x.dtype)[:, None, None])
+        grad[:, :, : self.n_features].add_(penalised * l2.to(x.dtype)[:, None, None])
         return value, grad
 
 
@@ -259,8 +314,10 @@ def _lbfgs(
         x, value, grad = x[keep_t], value[keep_t], grad[keep_t]
         hist_s, hist_y = hist_s[keep_t], hist_y[keep_t]
 
+    stopping_gradient = getattr(objective, "stopping_gradient", lambda g: g)
+
     def max_abs(g: torch.Tensor) -> np.ndarray:
-        return g.flatten(1).abs().amax(dim=1).double().cpu().numpy()
+        return stopping_gradient(g).flatten(1).abs().amax(dim=1).double().cpu().numpy()
 
     small = max_abs(grad) <= tol
     finish(~small, small)
@@ -408,6 +465,13 @@ def _from_model(model: ProbeModel, device, dtype) -> torch.Tensor:
     return torch.as_tensor(stacked, dtype=dtype, device=device)
 
 
+def _column_scale(variances: np.ndarray | None, l2: float) -> np.ndarray | None:
+    """The diagonal preconditioner for penalty strength l2 (None: no preconditioning)."""
+    if variances is None:
+        return None
+    return 1.0 / np.sqrt(variances + PRECONDITION_DAMPING * l2)
+
+
 def _check_features(features: np.ndarray, targets: np.ndarray) -> None:
     if features.ndim != 2:
         raise HarnessError(f"features must be (N, D), got shape {features.shape}")
@@ -431,12 +495,13 @@ def fit_linear_probe(
     tol: float = DEFAULT_TOL,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
+    precondition: bool = False,
 ) -> ProbeModel:
     """One probe at a fixed C (the objective in the module docstring).
 
     `targets` are (N, K) soft labels or (N,) integer labels; `sample_weight` defaults to 1 per row
     (pass `class_balanced_weights(targets)` for the protocol's weighting); `warm_start` is a
-    previous ProbeModel to start from.
+    previous ProbeModel to start from. `precondition`: see `select_C_and_fit`.
     """
     targets = as_targets(targets, n_classes)
     features = np.asarray(features, dtype=np.float32)
@@ -448,19 +513,22 @@ def fit_linear_probe(
     if weights.shape != (features.shape[0],) or (weights < 0).any() or weights.sum() <= 0:
         raise HarnessError("sample_weight must be one non-negative weight per row, not all zero")
     total = float(weights.sum())
+    l2 = 1.0 / (C * total)
+    variances = features.var(axis=0, dtype=np.float64) if precondition else None
+    design = _Design(features, targets, device, dtype, _column_scale(variances, l2))
     objective = _BatchedObjective(
-        _Design(features, targets, device, dtype),
+        design,
         torch.as_tensor(weights / total, device=device)[None, :],
-        torch.tensor([1.0 / (C * total)], dtype=torch.float64, device=device),
+        torch.tensor([l2], dtype=torch.float64, device=device),
     )
     d, k = features.shape[1], targets.shape[1]
     x0 = (
-        _from_model(warm_start, device, dtype)[None]
+        design.from_original(_from_model(warm_start, device, dtype))[None]
         if warm_start is not None
         else torch.zeros(1, k, d + 1, dtype=dtype, device=device)
     )
     result = _lbfgs(objective, x0, max_iter=max_iter, tol=tol)
-    return _to_model(result.x[0], C, result.n_iter[0], result.converged[0])
+    return _to_model(design.to_original(result.x[0]), C, result.n_iter[0], result.converged[0])
 
 
 def _heldout_loss(objective: _BatchedObjective, x: torch.Tensor, heldout: torch.Tensor) -> torch.Tensor:
@@ -494,6 +562,7 @@ def select_C_and_fit(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     strategy: str = "auto",
+    precondition: bool = False,
 ) -> ProbeSelection:
     """Choose C by stratified k-fold CV on (features, targets), then fit on all of them at that C.
 
@@ -504,9 +573,15 @@ def select_C_and_fit(
     (ties: the smaller C). Defaults come from PROTOCOLS["linear-probe"]. Deterministic for a seed.
 
     `strategy`: "path" solves one C at a time (folds batched), warm starting each C from the
-    previous one: fewest operations, the CPU default. "batched" solves every (C, fold) problem in
-    one batch from zero: fewest sequential steps, the GPU default. Both reach the same optima
+    previous one: fewest operations on ill-conditioned problems (the CPU default without
+    preconditioning). "batched" solves every (C, fold) problem in one batch from zero: fewest
+    sequential steps (the default on a GPU or with `precondition`). Both reach the same optima
     within the solver tolerance.
+
+    `precondition` runs the solver on features scaled column-wise by 1 / sqrt(variance + damping *
+    l2) (`_Design`): an exact change of variables (same optimum, same stopping rule) that pays off
+    when the features' covariance is nearly diagonal, i.e. after `FeatureBasis` (3-5x fewer
+    iterations on backbone features); on raw, correlated features it does not help.
     """
     C_grid = sorted(float(c) for c in (C_grid if C_grid is not None else RECIPE["C_grid"]))
     if not C_grid or C_grid[0] <= 0:
@@ -534,13 +609,17 @@ def select_C_and_fit(
         heldout_weights[f, heldout_idx] = h / h.sum()
     fold_totals = train_weights.sum(axis=1)
 
-    design = _Design(features, targets, device, dtype)  # shared by every fit of this run
-    fold_weights = torch.as_tensor(train_weights / fold_totals[:, None], device=device)
+    variances = features.var(axis=0, dtype=np.float64) if precondition else None
+    mean_total = float(fold_totals.mean())
     heldout = torch.as_tensor(heldout_weights, device=device)
     if strategy == "auto":
-        strategy = "batched" if device.type == "cuda" else "path"
+        strategy = "batched" if device.type == "cuda" or precondition else "path"
     if strategy == "batched":
-        # Every (C, fold) problem in one batch: the fewest sequential steps (what a GPU wants).
+        # Every (C, fold) problem in one batch on one design: the fewest sequential steps (what a
+        # GPU wants). One preconditioner for the batch, damped for the middle of the C grid.
+        middle = float(np.exp(np.mean(np.log(C_grid))))
+        design = _Design(features, targets, device, dtype, _column_scale(variances, 1.0 / (middle * mean_total)))
+        fold_weights = torch.as_tensor(train_weights / fold_totals[:, None], device=device)
         n_c = len(C_grid)
         l2 = torch.as_tensor(np.concatenate([1.0 / (C * fold_totals) for C in C_grid]), device=device)
         objective = _BatchedObjective(design, fold_weights.repeat(n_c, 1), l2)
@@ -549,20 +628,22 @@ def select_C_and_fit(
         iterations = int(result.n_iter.sum())
         heldout_loss = _heldout_loss(objective, result.x, heldout.repeat(n_c, 1)).view(n_c, folds)
         cv_loss = heldout_loss.mean(dim=1).tolist()
-        solutions = list(result.x.view(n_c, folds, k, d + 1).mean(dim=1))
+        solutions = list(design.to_original(result.x).view(n_c, folds, k, d + 1).mean(dim=1))
     elif strategy == "path":
         # One C at a time, strongest regularisation first, each warm started from the previous
-        # solution: the fewest operations (what a CPU wants).
-        x = torch.zeros(folds, k, d + 1, dtype=dtype, device=device)
+        # solution (carried over in the caller's variables): the fewest operations (what a CPU wants).
+        fold_weights = torch.as_tensor(train_weights / fold_totals[:, None], device=device)
+        x_original = torch.zeros(folds, k, d + 1, dtype=dtype, device=device)
         cv_loss, solutions, iterations = [], [], 0
         for C in C_grid:
+            design = _Design(features, targets, device, dtype, _column_scale(variances, 1.0 / (C * mean_total)))
             l2 = torch.as_tensor(1.0 / (C * fold_totals), device=device)
             objective = _BatchedObjective(design, fold_weights, l2)
-            result = _lbfgs(objective, x, max_iter=max_iter, tol=tol)
-            x = result.x
+            result = _lbfgs(objective, design.from_original(x_original), max_iter=max_iter, tol=tol)
+            x_original = design.to_original(result.x)
             iterations += int(result.n_iter.sum())
-            cv_loss.append(float(_heldout_loss(objective, x, heldout).mean()))
-            solutions.append(x.mean(dim=0))
+            cv_loss.append(float(_heldout_loss(objective, result.x, heldout).mean()))
+            solutions.append(x_original.mean(dim=0))
     else:
         raise HarnessError(f"unknown C-selection strategy {strategy!r}; use one of: auto, path, batched")
     best = int(np.argmin(cv_loss))  # first minimum = the smaller C on ties
@@ -570,13 +651,14 @@ def select_C_and_fit(
 
     weights = class_balanced_weights(targets) if class_balance else np.ones(n)
     total = float(weights.sum())
+    design = _Design(features, targets, device, dtype, _column_scale(variances, 1.0 / (C * total)))
     objective = _BatchedObjective(
         design,
         torch.as_tensor(weights / total, device=device)[None, :],
         torch.tensor([1.0 / (C * total)], dtype=torch.float64, device=device),
     )
-    result = _lbfgs(objective, solutions[best][None].clone(), max_iter=max_iter, tol=tol)
-    model = _to_model(result.x[0], C, result.n_iter[0], result.converged[0])
+    result = _lbfgs(objective, design.from_original(solutions[best])[None].clone(), max_iter=max_iter, tol=tol)
+    model = _to_model(design.to_original(result.x[0]), C, result.n_iter[0], result.converged[0])
     if not model.converged:
         log.debug("linear probe at C=%s stopped after %d iterations before reaching tol=%s", C, model.n_iter, tol)
     return ProbeSelection(
@@ -598,11 +680,42 @@ def torch_threads(n: int | None):
         torch.set_num_threads(previous)
 
 
+@dataclass
+class FeatureBasis:
+    """Centre features on a reference set and rotate them into its covariance eigenbasis.
+
+    An orthonormal rotation and a shift absorbed by the unpenalised intercept: the probe on the
+    transformed features is the same model (same penalty, same predictions at the optimum). It
+    makes the features' covariance nearly diagonal, which lets the solver's diagonal
+    preconditioner equalise the curvature (3-5x fewer L-BFGS iterations on backbone features).
+    """
+
+    mean: np.ndarray  # (D,) float32
+    rotation: np.ndarray  # (D, D) float32, columns = eigenvectors of the reference covariance
+
+    @classmethod
+    def fit(cls, reference: np.ndarray) -> "FeatureBasis":
+        reference = np.asarray(reference, dtype=np.float64)
+        if reference.ndim != 2 or reference.shape[0] < 2:
+            raise HarnessError(f"a feature basis needs at least 2 reference rows, got shape {reference.shape}")
+        mean = reference.mean(axis=0)
+        centred = reference - mean
+        _, vectors = np.linalg.eigh(centred.T @ centred)
+        return cls(mean=mean.astype(np.float32), rotation=vectors.astype(np.float32))
+
+    def apply(self, features: np.ndarray) -> np.ndarray:
+        return (np.asarray(features, dtype=np.float32) - self.mean) @ self.rotation
+
+
 class LinearProbe:
     """Runner of the linear-probe protocol on cached features (used by the grid).
 
     `fit_predict_features(train_features, train_targets, test_features, seed=...)` L2-normalises
-    both sides (when the recipe says so), selects C by CV, refits and predicts the test classes.
+    both sides (when the recipe says so), centres and rotates them into the eigenbasis of the
+    training features (`FeatureBasis`), selects C by CV (preconditioned solver), refits and
+    predicts the test classes. The grid instead calls `prepare` once on every image it encoded,
+    with the task's train_real rows as the basis reference (the same basis for every run and
+    every submission of a task), and passes `prepared=True`.
     """
 
     name = "linear-probe"
@@ -610,7 +723,10 @@ class LinearProbe:
     def __init__(self, recipe: dict[str, Any] | None = None, *, device: str | torch.device = "cpu"):
         self.recipe = dict(recipe if recipe is not None else RECIPE)
         self.device = torch.device(device)
-        self.strategy = "batched" if self.device.type == "cuda" else "path"
+        # With the preconditioner every C converges in a few dozen iterations from zero, so one
+        # batch of all (C, fold) problems beats the warm-started C path on the CPU too (measured
+        # 1.5x on the demo grid) and is what a GPU wants.
+        self.strategy = "batched"
 
     def solver_params(self) -> dict[str, Any]:
         """How the solver runs (recorded with the recipe: it is part of a result's identity)."""
@@ -619,7 +735,18 @@ class LinearProbe:
             "tol": DEFAULT_TOL,
             "cv_score": "class-balanced held-out cross-entropy",
             "strategy": self.strategy,
+            "preconditioner": f"train_real eigenbasis + diagonal (damping {PRECONDITION_DAMPING:g})",
         }
+
+    def _normalise(self, features: np.ndarray) -> np.ndarray:
+        if self.recipe.get("normalise_features", True):
+            return l2_normalise(features)
+        return np.asarray(features, dtype=np.float32)
+
+    def prepare(self, features: np.ndarray, reference_rows) -> np.ndarray:
+        """Normalise every row, then centre and rotate on the basis of rows `reference_rows`."""
+        features = self._normalise(features)
+        return FeatureBasis.fit(features[reference_rows]).apply(features)
 
     def fit_predict_features(
         self,
@@ -628,10 +755,12 @@ class LinearProbe:
         test_features: np.ndarray,
         *,
         seed: int,
+        prepared: bool = False,
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        if self.recipe.get("normalise_features", True):
-            train_features = l2_normalise(train_features)
-            test_features = l2_normalise(test_features)
+        if not prepared:
+            train_features = self._normalise(train_features)
+            basis = FeatureBasis.fit(train_features)
+            train_features, test_features = basis.apply(train_features), basis.apply(self._normalise(test_features))
         threads = CPU_THREADS if self.device.type == "cpu" else None
         with torch_threads(threads):
             selection = select_C_and_fit(
@@ -644,5 +773,6 @@ class LinearProbe:
                 max_iter=self.recipe["max_iter"],
                 device=self.device,
                 strategy=self.strategy,
+                precondition=True,
             )
         return selection.model.predict(test_features), selection.params()
