@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import shutil
 from pathlib import Path
 
@@ -251,14 +253,20 @@ def test_local_executor_reports_an_invalid_submission_and_runs_the_rest(small_gr
     task_dir, submissions, _ = small_grid
     subs = _fresh_copy(submissions, tmp_path / "submissions")
     shutil.rmtree(subs / "baseline__classic")
-    # 10 images per class: below the 100 a submission needs, so validation fails.
-    generate_baseline("classic", load_task(task_dir), subs / "baseline__short", multiplier=1, seed=0)
+    # 10 images per class (1 x the task's real count), then one class cut to 4: validation fails.
+    task = load_task(task_dir)
+    short = generate_baseline("classic", task, subs / "baseline__short", multiplier=1, seed=0)
+    rows = [json.loads(line) for line in (short / "metadata.jsonl").read_text().splitlines()]
+    first = [r for r in rows if r["label"] == task.classes[0]]
+    for row in first[4:]:
+        (short / row["file_name"]).unlink()
+    (short / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if r not in first[4:]))
     units = plan_units(task_dir, find_submissions(subs), backbones=["efficientnet-lite0"],
                        options=small_options(tmp_path / "cache"))
     report = run_units(units, executor="local", validation="no-leakage", progress=False)
     assert not report.ok
     assert [f.what for f in report.failures] == ["baseline__short / efficientnet-lite0 / linear-probe"]
-    assert "failed validation" in report.failures[0].message and "at least 100" in report.failures[0].message
+    assert "failed validation" in report.failures[0].message and "at least 10 are needed" in report.failures[0].message
     assert report.succeeded == [u.key for u in units if "duplicate" in u.submission]
     assert not (subs / "baseline__short" / "results").exists()
     with pytest.raises(SynthbenchError, match="1 unit\\(s\\) failed"):

@@ -38,7 +38,8 @@ def test_baseline_is_a_valid_deterministic_open_track_submission(name, task, tmp
     out = generate_baseline(name, task, tmp_path / f"baseline__{name}", multiplier=4, seed=0)
     report = validate_submission(out, task, check_leakage=False)
     assert report.problems == [], report.problems
-    assert report.counts == dict.fromkeys(task.classes, 100) and report.supported_ratios == [1]
+    # 100 images per class on a task of 25 real per class: every ratio up to 1:4 (4 x 25)
+    assert report.counts == dict.fromkeys(task.classes, 100) and report.supported_ratios == [1, 2, 3, 4]
     sub = load_submission(out)
     assert (sub.track, sub.baseline, sub.id) == ("open", name, f"baseline__{name}")
     assert sub.meta["task"] == {"name": task.name, "revision": "local"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -19,7 +20,8 @@ from PIL import Image, ImageEnhance
 from benchmark.backbones import DEFAULT_BACKBONE, load_backbone
 from benchmark.features import FeatureCache
 from benchmark.generators.demo_editor import generate_demo_editor
-from benchmark.submissions import validate_submission
+from benchmark.images import ImageRef
+from benchmark.submissions import load_submission, validate_submission
 from benchmark.submissions.leakage import BackboneEmbedder, dihedral
 from benchmark.tasks import load_task
 from benchmark.tasks.demo import build_demo_task
@@ -78,7 +80,7 @@ NEAR_COPIES = {
 
 
 def _count_problem(problem: str) -> bool:
-    return " images; at least 100 are needed" in problem
+    return re.search(r" has \d+ images; at least 10 are needed", problem) is not None
 
 
 def test_near_copies_of_test_images_are_rejected(task, embedder, tmp_path):
@@ -155,6 +157,28 @@ def test_reference_index_and_features_are_cached(task, backbone, cache_root, tmp
     report = validate_submission(folder, task, cache=BackboneEmbedder(second, backbone))
     assert report.leakage_checked and report.leakage == []
     assert second.n_encoded == 0  # references (index file) and submission images all reused
+
+
+def test_gate_encodes_only_what_the_grid_encodes_anyway(task, tmp_path):
+    # The demo's call: a cache directory and the grid's image size. Every embedding the gate needs
+    # is then a grid feature (same backbone, preprocessing, precision and key), and the grid's own
+    # request (test + train_real + the submission) finds them all cached.
+    folder = tmp_path / "demo__procedural-editor"
+    generate_demo_editor(task, folder, multiplier=1, seed=0)
+    cache_dir = tmp_path / "cache"
+    report = validate_submission(folder, task, cache=cache_dir, image_size=64)
+    assert report.leakage_checked and report.leakage == []
+    grid_cache = FeatureCache(cache_dir)
+    grid_backbone = load_backbone(DEFAULT_BACKBONE, device="cpu", image_size=64)
+    sub_refs = [ImageRef(e.sha256, e.path) for e in load_submission(folder).entries]
+    needed = task.image_refs("test") + task.image_refs("train_real") + sub_refs
+    grid_cache.features(grid_backbone, needed, progress=False)
+    assert grid_cache.n_encoded == 0
+    # ... and nothing else was encoded: the feature cache holds exactly those images.
+    directory = grid_cache.directory(grid_backbone)
+    held = {key for shard in json.loads((directory / "index.json").read_text())["shards"] for key in shard["images"]}
+    assert held == {ref.sha256 for ref in needed}
+    assert sorted(p.name for p in cache_dir.iterdir()) == sorted([DEFAULT_BACKBONE, "leakage"])
 
 
 def test_cli_json_report_names_the_leak(task, backbone, cache_root, tmp_path, capsys, monkeypatch):

@@ -16,12 +16,13 @@ from benchmark.submissions import validate_submission
 from benchmark.tasks import load_task
 from benchmark.tasks.demo import build_demo_task
 
-from .malformed import MALFORMED, write_valid_submission
+from .malformed import MALFORMED, read_rows, write_rows, write_valid_submission
 
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory):
-    folder = build_demo_task(tmp_path_factory.mktemp("task") / "demo", train_per_class=4, test_per_class=2, image_size=32)
+    # 100 real images per class, as xBD: the corpus's count messages are about 100 and 400.
+    folder = build_demo_task(tmp_path_factory.mktemp("task") / "demo", train_per_class=100, test_per_class=2, image_size=32)
     return load_task(folder)
 
 
@@ -92,3 +93,25 @@ def test_human_readable_report_lists_every_problem(task, valid_base, tmp_path, c
     assert f"problem: class '{task.classes[0]}' has 99 images; at least 100 are needed" in out
     assert out.count("  problem: ") == 6
     assert "=> FAILED (6 problem(s))" in out
+
+
+def test_counts_follow_the_tasks_own_real_images_per_class(tmp_path_factory, tmp_path):
+    # The grid's rule: ratio 1:k draws k x the task's train_real count of each class.
+    small = load_task(build_demo_task(tmp_path_factory.mktemp("small") / "demo", train_per_class=4, test_per_class=1, image_size=32))
+    assert set(small.class_counts("train_real").values()) == {4}
+    folder = write_valid_submission(tmp_path / "tester__noise", small.classes, small.name, per_class=12)
+    report = validate_submission(folder, small, check_leakage=False)
+    assert report.problems == [] and report.supported_ratios == [1, 2, 3] and not report.rankable
+    assert any(w.startswith("16 images per class are needed to be ranked (ratio 1:4") for w in report.warnings), report.warnings
+
+    rows = read_rows(folder)
+    first = small.classes[0]
+    write_rows(folder, [r for r in rows if r["label"] != first] + [r for r in rows if r["label"] == first][:3])
+    report = validate_submission(folder, small, check_leakage=False)
+    assert report.supported_ratios == []
+    assert report.problems == [f"class '{first}' has 3 images; at least 4 are needed (ratio 1:1: as many as the task's train_real images of the class)"]
+
+    rankable = write_valid_submission(tmp_path / "tester__more", small.classes, small.name, per_class=16, seed=1)
+    report = validate_submission(rankable, small, check_leakage=False)
+    assert report.problems == [] and report.supported_ratios == [1, 2, 3, 4] and report.rankable
+    assert not any("ranked" in w for w in report.warnings)

@@ -249,8 +249,6 @@ def check_checkpoint_config(path: str | os.PathLike, task_classes: Sequence[str]
     }
 
 
-_parse_config = check_checkpoint_config  # the name submissions.validate imported first
-
 
 def load_checkpoint(
     directory: str | os.PathLike,

@@ -2,16 +2,22 @@
 track, of a real train image passed off as generated).
 
 A near-copy survives flips, 90-degree rotations, crops down to 70 % of the side, resizing, JPEG
-re-encoding, colour jitter and light noise, so no single signature is enough. The gate uses three
-together, in two stages:
+re-encoding, colour jitter and light noise, so no single signature is enough. The gate is a
+cascade, cheapest first; each stage keeps only the pairs (query, reference) that could still be
+near-copies:
 
-1. **Retrieval**, over every reference image:
-   * a perceptual hash (`imagehash.phash`, 64 bits) of each reference in its 8 dihedral
-     orientations (flips x 90-degree rotations); distance = min Hamming distance over them;
-   * backbone embeddings (EfficientNet-Lite0 through the shared `FeatureCache`, cosine similarity)
-     with test-time augmentation of the test references: their 8 dihedral orientations.
-   The `CANDIDATES` nearest references by each signature become candidates.
-2. **Geometric verification** of every candidate:
+1. **Retrieval**, every query against every reference, as matrix products over blocks of queries:
+   * a perceptual hash (pHash, 64 bits, as `imagehash.phash`) of each reference in its 8 dihedral
+     orientations (flips x 90-degree rotations, from one DCT); distance = min Hamming distance over
+     them. A distance of at most PHASH_MAX_DISTANCE decides alone;
+   * backbone embeddings (EfficientNet-Lite0 through the shared `FeatureCache`, cosine
+     similarity): the very features the grid computes for the same images, so the gate encodes
+     nothing the grid would not.
+   The EMBEDDING_CANDIDATES and PHASH_CANDIDATES nearest references become candidates.
+2. **Prefilter** (PREFILTER_STAGES): the verification's coarse search (every orientation, crop
+   scale and offset, NCC) on band-passed thumbnails, at 16 px and then at 32 px (in the orientation
+   the 16-px stage found); run for all queries at once, reference by reference.
+3. **Geometric verification** of the candidates left:
    * coarse: the query's 32-px grayscale thumbnail, in all 8 orientations, is slid by normalised
      cross-correlation over the candidate rescaled so that the query covers 100 % down to 66 % of
      its side (crops, flips, rotations and resizing are searched explicitly);
@@ -24,7 +30,8 @@ together, in two stages:
      one coastline or road.
 
 A query is a near-copy when its pHash distance is at most PHASH_MAX_DISTANCE or its fine score
-reaches NCC_MIN.
+reaches NCC_MIN. The prefilter only drops candidates: with it open every decision stays or becomes
+a rejection (tests/test_leakage_cascade.py).
 
 Calibration (real aerial images, ../shared/data/aid6, 150 px JPEGs; EfficientNet-Lite0 at 224 px):
 300 references (50 per class), 600 distinct images of the same classes, and 300 near-copies per
@@ -32,15 +39,22 @@ kind of transformation. Distinct images: pHash distance >= 8 (2 of 600 at 8, 3 a
 score <= 0.39 (and <= 0.47 for 200 sparse procedural scenes against 300 others, the hardest case
 seen: a coast and a road on bare terrain). Near-copies: fine score >= 0.60 for every single
 transformation at its limit (70 % crops, 0.5-2x resizing, JPEG q30, +/-30 % jitter, noise sigma 10,
-any dihedral) and for chains of moderate ones; a chain of all of them at their limits at once (a
-stress case beyond the promise) is found 98.3 % of the time, its misses being retrieval misses.
-At NCC_MIN = 0.52: recall 99.7-99.8 % pooled over the 8 kinds, false rejections 0 of 600; 30-60 ms
-per query on one CPU core. Images dominated by one periodic pattern (pure stripes) match each
-other at some shift: such an image carries no evidence of where it came from.
+any dihedral) and for chains of moderate ones. Prefilter, against their own source: every
+near-copy scores >= 0.62 at 16 px and >= 0.54 at 32 px (2400 of them; thresholds 0.50 and 0.45),
+while about 92 % of aid6's distinct candidate pairs stop at 16 px, and of the demo task's 164,980
+candidate pairs (demo-editor submission, 2400 images) 745 reach verification.
+A chain of all the transformations at their limits at once (a stress case beyond the promise) is
+found 98.7 % of the time: of its 4 misses in 300, 3 are verification misses (fine score < 0.52 at
+the right source) and 1 a retrieval miss (the upright-only embedding ranked its source 71st).
+At NCC_MIN = 0.52: recall 99.8 % pooled over the 8 kinds, false rejections 0 of 600; about 6 ms
+per query on 2 CPU cores, retrieval and cascade included.
+Images dominated by one periodic pattern (pure stripes) match each other at some shift: such an
+image carries no evidence of where it came from.
 `tests/test_validate_leakage.py` (slow) and `benchmarks/test_leakage_bench.py` re-measure this.
 
 The reference side (hashes, thumbnails, embeddings) is computed once per split and embedder and
-stored under `<feature cache>/leakage/`, keyed by the reference images' SHA-256s.
+stored under `<feature cache>/leakage/`, keyed by the reference images' SHA-256s; a fresh index is
+rounded as the stored one is, so a cold and a warm run decide alike.
 """
 
 from __future__ import annotations
@@ -49,23 +63,23 @@ import functools
 import io
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import imagehash
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..images import ImageRef, encode_png
-from ..io import atomic_write_bytes, sha256_bytes, sha256_json
+from ..images import ImageRef
+from ..io import atomic_write_bytes, sha256_json
 
 log = logging.getLogger(__name__)
 
 #: Bumped whenever signatures or thresholds change (part of the reference-index cache key).
-GATE_VERSION = 1
+GATE_VERSION = 2
 
 # -- signatures ---------------------------------------------------------------------------------
 #: pHash size: 8 -> 64-bit hashes (imagehash's default).
@@ -84,9 +98,6 @@ REFERENCE_FINE_SIZE = 96
 #: distinct images agree at low resolution; the narrow one removes pixel-level noise, JPEG blocks
 #: and resampling aliasing. Edges and texture a copy shares with its source remain.
 BANDPASS_SIGMAS = (0.7, 2.0)
-#: Largest side a reference is shrunk to before its dihedral variants are embedded (the backbone
-#: resizes to its own input size anyway; this bounds memory on 1024-px tiles).
-EMBED_MAX_SIDE = 256
 #: Crop scales searched (fraction of the reference's side the query covers): 100 % down to 66 %,
 #: steps of about 7 %; the fine stage refines the scale by +/- FINE_ZOOM around the best one.
 CROP_SCALES: tuple[float, ...] = (1.0, 0.93, 0.86, 0.79, 0.72, 0.66)
@@ -102,12 +113,22 @@ PATCH_GRID = 6
 FLAT_PATCH_FRACTION = 0.2
 
 # -- decision (calibration: module docstring) ---------------------------------------------------
-#: Candidates per query from each retrieval signature (embedding and pHash). With 20, the source of
-#: a near-copy was among the embedding candidates for 99 % of the hardest (chained) near-copies.
-CANDIDATES = 20
+#: Candidates per query from each retrieval signature. The embeddings are the grid's (upright
+#: images): a turned or mirrored near-copy can rank its source lower than an upright one would, so
+#: the embedding proposes more; the prefilter keeps the cost of the extra candidates small.
+EMBEDDING_CANDIDATES = 50
+PHASH_CANDIDATES = 20
 #: Candidates whose fine score is refined (shift and zoom search) after a first pass at their
 #: coarse alignment.
 FINE_REFINED = 3
+#: The cascade's prefilter, run on the retrieved candidates before verification: (thumbnail side,
+#: minimum score) per stage, cheapest first. The score is the verification's coarse search (crop
+#: scales and offsets; every orientation at the first stage, the one it found best at the next) on
+#: band-passed thumbnails. A near-copy scores >= 0.62 and >= 0.54 against its source (aid6, 2400
+#: of every kind): the thresholds leave a margin of about 0.1 below that.
+PREFILTER_STAGES: tuple[tuple[int, float], ...] = ((16, 0.50), (32, 0.45))
+#: Difference-of-Gaussians sigmas (pixels at the prefilter's own size) of its band-pass.
+PREFILTER_SIGMAS = (0.7, 2.0)
 #: pHash Hamming distance at or below which an image is a near-copy by itself (distinct aerial
 #: images came as close as 8; exact, resized, noisy or re-encoded copies are mostly at 0-2).
 PHASH_MAX_DISTANCE = 4
@@ -139,9 +160,42 @@ def _dihedral_array(array: np.ndarray, k: int) -> np.ndarray:
 
 
 def phash_bits(image: Image.Image) -> np.uint64:
-    """64-bit pHash packed into an unsigned integer."""
-    bits = imagehash.phash(image, hash_size=PHASH_SIZE).hash.flatten()
-    return np.uint64(int.from_bytes(np.packbits(bits).tobytes(), "big"))
+    """64-bit pHash (`imagehash.phash`) packed into an unsigned integer."""
+    return phash_dihedral(image)[0]
+
+
+def phash_dihedral(image: Image.Image) -> np.ndarray:
+    """(8,) uint64: the pHash of `dihedral(image, k)` for k = 0..7, from one resize and one DCT.
+
+    Same steps as `imagehash.phash` (32-px Lanczos grayscale, 2-D DCT-II, low 8 x 8 block above its
+    median). A mirrored image's DCT is the original's with every odd row or column negated, and a
+    transposed image's is the transpose, so the 8 variants come from the one block; they differ
+    from hashing each rotated image only where Pillow's two-pass resize rounds differently.
+    """
+    import scipy.fftpack
+
+    side = PHASH_SIZE * 4
+    pixels = np.asarray(image.convert("L").resize((side, side), Image.Resampling.LANCZOS))
+    block = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)[:PHASH_SIZE, :PHASH_SIZE]
+    out = np.zeros(8, dtype=np.uint64)
+    for k in _DIHEDRAL:
+        variant = _dihedral_dct(block, k)
+        bits = (variant > np.median(variant)).flatten()
+        out[k] = np.uint64(int.from_bytes(np.packbits(bits).tobytes(), "big"))
+    return out
+
+
+_DCT_SIGNS = (-1.0) ** np.arange(PHASH_SIZE)
+
+
+def _dihedral_dct(block: np.ndarray, k: int) -> np.ndarray:
+    """`_dihedral_array` applied in the DCT domain: a left-right mirror negates odd columns, and a
+    quarter turn (np.rot90) is a left-right mirror then a transpose."""
+    if k >= 4:
+        block = block * _DCT_SIGNS[None, :]
+    for _ in range(k % 4):
+        block = (block * _DCT_SIGNS[None, :]).T
+    return block
 
 
 def gray_thumb(image: Image.Image, width: int, height: int | None = None) -> np.ndarray:
@@ -229,7 +283,7 @@ class ReferenceIndex:
     thumbs: np.ndarray  # (R, REFERENCE_THUMB_SIZE, REFERENCE_THUMB_SIZE) float32, upright
     fines: np.ndarray  # (R, REFERENCE_FINE_SIZE, REFERENCE_FINE_SIZE) float32, upright
     aspects: np.ndarray  # (R,) width / height
-    embeddings: np.ndarray  # (R, 8, D) float32, L2-normalised, one per orientation
+    embeddings: np.ndarray  # (R, D) float32, L2-normalised
     key: str = ""
 
     def __len__(self) -> int:
@@ -272,65 +326,40 @@ class ReferenceIndex:
 
     @classmethod
     def build(
-        cls,
-        refs: Sequence[ImageRef],
-        splits: Sequence[str],
-        pair_ids: Sequence[str],
-        embed: EmbedFn,
-        *,
-        tta: bool = True,
-        progress: bool = False,
-        chunk: int = 256,
+        cls, refs: Sequence[ImageRef], splits: Sequence[str], pair_ids: Sequence[str], embed: EmbedFn, *, progress: bool = False
     ) -> "ReferenceIndex":
-        """Signatures of `refs`: hashes and thumbnails from the pixels, embeddings of 8 orientations
-        (`tta`) or of the upright image only (copied into the 8 slots)."""
+        """Signatures of `refs`: hashes and thumbnails from the pixels, embeddings of the images as
+        they are (the very features the grid computes for them, through the same cache)."""
         hashes = np.zeros((len(refs), 8), dtype=np.uint64)
         thumbs = np.zeros((len(refs), REFERENCE_THUMB_SIZE, REFERENCE_THUMB_SIZE), dtype=np.float32)
         fines = np.zeros((len(refs), REFERENCE_FINE_SIZE, REFERENCE_FINE_SIZE), dtype=np.float32)
         aspects = np.zeros(len(refs), dtype=np.float64)
-        embeddings: list[np.ndarray] = []
-        for start in range(0, len(refs), chunk):
-            part = refs[start : start + chunk]
-            variant_refs: list[ImageRef] = []
-            for offset, ref in enumerate(part):
-                image = ref.open()
-                row = start + offset
-                aspects[row] = image.width / image.height
-                thumbs[row] = gray_thumb(image, REFERENCE_THUMB_SIZE)
-                fines[row] = gray_thumb(image, REFERENCE_FINE_SIZE)
-                small = image
-                if max(image.size) > EMBED_MAX_SIDE:
-                    small = image.copy()
-                    small.thumbnail((EMBED_MAX_SIDE, EMBED_MAX_SIDE), Image.Resampling.BICUBIC)
-                for k in _DIHEDRAL:
-                    variant = dihedral(image, k)
-                    hashes[row, k] = phash_bits(variant)
-                    if k == 0:
-                        variant_refs.append(ref)  # the original bytes: shared with the grid's cache
-                    elif tta:
-                        data = encode_png(dihedral(small, k))
-                        variant_refs.append(ImageRef(sha256_bytes(data), data, name=f"{ref.name}#d{k}"))
-            features = embed(variant_refs, progress)
-            if tta:
-                embeddings.append(features.reshape(len(part), 8, -1))
-            else:
-                embeddings.append(np.repeat(features[:, None, :], 8, axis=1))
-        dim = embeddings[0].shape[-1] if embeddings else 0
+        for row, ref in enumerate(refs):
+            image = ref.open()
+            aspects[row] = image.width / image.height
+            thumbs[row] = gray_thumb(image, REFERENCE_THUMB_SIZE)
+            fines[row] = gray_thumb(image, REFERENCE_FINE_SIZE)
+            hashes[row] = phash_dihedral(image)
+        embeddings = np.asarray(embed(list(refs), progress), dtype=np.float32).reshape(len(refs), -1)
+        # Rounded as `save` stores them, so a fresh index and one read back decide alike.
         return cls(
             ids=[r.name for r in refs], splits=list(splits), pair_ids=[p or "" for p in pair_ids],
-            hashes=hashes, thumbs=thumbs, fines=fines, aspects=aspects,
-            embeddings=np.concatenate(embeddings) if embeddings else np.zeros((0, 8, dim), np.float32),
+            hashes=hashes, thumbs=_float16_rounded(thumbs), fines=_float16_rounded(fines), aspects=aspects,
+            embeddings=_float16_rounded(embeddings),
         )
+
+
+def _float16_rounded(array: np.ndarray) -> np.ndarray:
+    return array.astype(np.float16).astype(np.float32)
 
 
 @dataclass(frozen=True)
 class ReferenceGroup:
-    """Reference images of one split; `tta`: embed all 8 orientations (test splits) or upright only."""
+    """Reference images of one split, with each image's pair id ("" when it has none)."""
 
     split: str
     refs: Sequence[ImageRef]
     pair_ids: Sequence[str]
-    tta: bool = True
 
 
 def reference_index(
@@ -349,7 +378,7 @@ def reference_index(
     parts = []
     for group in groups:
         key = sha256_json({
-            "gate_version": GATE_VERSION, "embedder": embedder_id, "split": group.split, "tta": group.tta,
+            "gate_version": GATE_VERSION, "embedder": embedder_id, "split": group.split,
             "refs": [[r.sha256, p or ""] for r, p in zip(group.refs, group.pair_ids)],
         })
         path = cache_dir / "leakage" / f"reference-{key[:32]}.npz" if cache_dir is not None else None
@@ -363,9 +392,7 @@ def reference_index(
                 log.warning("leakage index %s unreadable (%s); rebuilding it", path, exc)
                 index = None
         if index is None:
-            index = ReferenceIndex.build(
-                group.refs, [group.split] * len(group.refs), group.pair_ids, embed, tta=group.tta, progress=progress
-            )
+            index = ReferenceIndex.build(group.refs, [group.split] * len(group.refs), group.pair_ids, embed, progress=progress)
             index.key = key
             if path is not None:
                 index.save(path)
@@ -406,13 +433,17 @@ class _Templates:
     transposed: torch.Tensor  # (8,) bool: orientation swaps the axes (odd quarter turns)
 
 
+_TRANSPOSED = torch.tensor([k % 2 == 1 for k in _DIHEDRAL])
+
+
 def _templates(thumb: np.ndarray) -> _Templates:
-    kernels = []
-    for k in _DIHEDRAL:
-        t = torch.from_numpy(np.ascontiguousarray(_dihedral_array(thumb, k)))
-        t = t - t.mean()
-        kernels.append(t / t.norm().clamp_min(1e-6))
-    return _Templates(torch.stack(kernels)[:, None], torch.tensor([k % 2 == 1 for k in _DIHEDRAL]))
+    t = torch.from_numpy(np.ascontiguousarray(thumb))
+    mirrored = t.flip(1)
+    # torch.rot90 turns counter-clockwise like np.rot90: the orientations of `_dihedral_array`.
+    oriented = torch.stack([torch.rot90(mirrored if k >= 4 else t, k % 4) for k in _DIHEDRAL])
+    oriented = oriented - oriented.mean(dim=(1, 2), keepdim=True)
+    kernels = oriented / oriented.flatten(1).norm(dim=1).clamp_min(1e-6)[:, None, None]
+    return _Templates(kernels[:, None], _TRANSPOSED)
 
 
 @dataclass
@@ -441,18 +472,11 @@ def _coarse_align(templates: _Templates, refs: torch.Tensor, ref_aspect: float, 
     best: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # scale index -> score, k, box
     for transposed in (False, True):
         ks = (templates.transposed == transposed).nonzero().flatten()
-        aspect = (1.0 / query_aspect if transposed else query_aspect) / ref_aspect
         kernels = templates.kernels[ks]
-        for scale_index, scale in enumerate(CROP_SCALES):
-            fx, fy = (scale, scale / aspect) if aspect >= 1 else (scale * aspect, scale)
-            if min(fx, fy) < MIN_CROP - 1e-9:
-                continue
-            width, height = max(T, round(T / fx)), max(T, round(T / fy))
+        for scale_index, width, height in _search_sizes(T, ref_aspect, query_aspect, transposed):
             x = F.interpolate(refs, size=(height, width), mode="area")
             numerator = F.conv2d(x, kernels)  # (C, K, h, w): sum(t * window), t zero-mean unit-norm
-            mean = _window_sums(x, T) / (T * T)
-            mean_sq = _window_sums(x * x, T) / (T * T)
-            spread = ((mean_sq - mean * mean).clamp_min(0) * (T * T)).sqrt()
+            spread = _window_spread(x, T)
             # + 1e-3 keeps flat windows (variance ~0) from dividing by zero; they score ~0.
             values, where = (numerator / (spread + 1e-3)).flatten(1).max(dim=1)
             h_out, w_out = numerator.shape[-2:]
@@ -477,6 +501,27 @@ def _coarse_align(templates: _Templates, refs: torch.Tensor, ref_aspect: float, 
     ]
 
 
+def _search_sizes(size: int, ref_aspect: float, query_aspect: float, transposed: bool) -> list[tuple[int, int, int]]:
+    """(scale index, width, height) to resize a reference to, per crop scale searched, so that the
+    region a query (in an orientation that swaps its axes or not) covers is size x size."""
+    aspect = (1.0 / query_aspect if transposed else query_aspect) / ref_aspect
+    sizes = []
+    for scale_index, scale in enumerate(CROP_SCALES):
+        fx, fy = (scale, scale / aspect) if aspect >= 1 else (scale * aspect, scale)
+        if min(fx, fy) < MIN_CROP - 1e-9:
+            continue
+        sizes.append((scale_index, max(size, round(size / fx)), max(size, round(size / fy))))
+    return sizes
+
+
+def _window_spread(x: torch.Tensor, size: int) -> torch.Tensor:
+    """sqrt(size^2 x variance) of every size x size window of (N, 1, H, W): the norm of the
+    zero-mean window, the NCC denominator for a zero-mean unit-norm template."""
+    mean = _window_sums(x, size) / (size * size)
+    mean_sq = _window_sums(x * x, size) / (size * size)
+    return ((mean_sq - mean * mean).clamp_min(0) * (size * size)).sqrt()
+
+
 def _window_sums(x: torch.Tensor, size: int) -> torch.Tensor:
     """Sums over every size x size window of (N, 1, H, W), stride 1, from an integral image."""
     integral = F.pad(x.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
@@ -493,7 +538,7 @@ def _gaussian_kernel(sigma: float) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=256)
 def _blur_matrix(size: int, sigma: float) -> torch.Tensor:
     """(size, size) matrix of a 1-D Gaussian blur with replicated borders: blur(v) = M @ v."""
     kernel = _gaussian_kernel(sigma)
@@ -518,6 +563,16 @@ def _bandpass(x: torch.Tensor) -> torch.Tensor:
         matrix = _blur_matrix(size, round(sigma * size / FINE_SIZE, 4))
         out += sign * (matrix @ x @ matrix.T)
     return out
+
+
+def _bandpass_rect(x: torch.Tensor, sigmas: tuple[float, float]) -> torch.Tensor:
+    """Difference of Gaussians (sigmas in pixels) on (N, 1, H, W), any H and W."""
+    height, width = x.shape[-2:]
+    (fine, coarse) = sigmas
+    return (
+        _blur_matrix(height, fine) @ x @ _blur_matrix(width, fine).T
+        - _blur_matrix(height, coarse) @ x @ _blur_matrix(width, coarse).T
+    )
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -603,10 +658,195 @@ def _fine_ncc(
     )
 
 
+# -- the cascade's prefilter --------------------------------------------------------------------
+
+
+class _ReferenceTensors:
+    """The index's thumbnails as torch tensors, and their band-passed crop-scale pyramids for the
+    prefilter (built on first use, shared by every query and thread of a gate run)."""
+
+    def __init__(self, index: ReferenceIndex):
+        self.thumbs = torch.from_numpy(index.thumbs)[:, None]  # (R, 1, S, S)
+        self.fines = torch.from_numpy(index.fines)[:, None]
+        self.aspect_keys = np.round(index.aspects, 2)
+        self._levels: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._lock = threading.Lock()
+
+    def level(self, size: int, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every reference resized to width x height and band-passed, (R, 1, height, width), and
+        the spread of each of its size x size windows, (R, 1, h, w)."""
+        key = (size, width, height)
+        found = self._levels.get(key)
+        if found is None:
+            with self._lock:
+                found = self._levels.get(key)
+                if found is None:
+                    x = _bandpass_rect(F.interpolate(self.thumbs, size=(height, width), mode="area"), PREFILTER_SIGMAS)
+                    found = self._levels[key] = (x, _window_spread(x, size))
+        return found
+
+
+def _prefilter_templates(thumb: np.ndarray, size: int) -> _Templates:
+    """The query's band-passed size x size thumbnail in 8 orientations (from its THUMB_SIZE one)."""
+    x = torch.from_numpy(thumb)[None, None]
+    if size != x.shape[-1]:
+        x = F.interpolate(x, size=(size, size), mode="area")
+    return _templates(_bandpass_rect(x, PREFILTER_SIGMAS)[0, 0].numpy())
+
+
+def _prefilter_scores(
+    templates: _Templates,
+    size: int,
+    tensors: _ReferenceTensors,
+    candidates: np.ndarray,
+    query_aspect: float,
+    orientations: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best band-passed NCC of the query's size-px template in each candidate, over every crop
+    scale and offset, and every orientation (or only `orientations[c]` for candidate c): the
+    verification's coarse search on band-passed thumbnails, where distinct images agree far less
+    than on raw intensities. Returns the scores (C,) and the orientation each was found in (C,)."""
+    scores = np.full(len(candidates), -1.0, dtype=np.float32)
+    found_k = np.zeros(len(candidates), dtype=np.int64)
+    for key in np.unique(tensors.aspect_keys[candidates]):
+        mask = tensors.aspect_keys[candidates] == key
+        group = torch.from_numpy(candidates[mask])
+        own = torch.from_numpy(orientations[mask]) if orientations is not None else None
+        by_shape: dict[tuple[int, int], list[int]] = {}  # orientations searched at each resized shape
+        for transposed in (False, True):
+            ks = (templates.transposed == transposed).nonzero().flatten().tolist()
+            for _, width, height in _search_sizes(size, float(key), query_aspect, transposed):
+                by_shape.setdefault((width, height), []).extend(ks)
+        best = torch.full((len(group),), -1.0)
+        best_k = torch.zeros(len(group), dtype=torch.long)
+        for (width, height), ks in by_shape.items():
+            x, spread = tensors.level(size, width, height)
+            if own is None:
+                ncc = F.conv2d(x[group], templates.kernels[ks]) / (spread[group] + 1e-3)  # (C, K, h, w)
+                values, index = ncc.flatten(2).amax(dim=2).max(dim=1)
+                k_found = torch.tensor(ks)[index]
+            else:
+                # Each candidate against its own orientation only: a grouped convolution.
+                searched = torch.isin(own, torch.tensor(ks))
+                if not bool(searched.any()):
+                    continue
+                rows = group[searched]
+                ncc = F.conv2d(x[rows].transpose(0, 1), templates.kernels[own[searched]], groups=len(rows))
+                ncc = ncc / (spread[rows].transpose(0, 1) + 1e-3)  # (1, C', h, w)
+                values = torch.full((len(group),), -1.0)
+                values[searched] = ncc[0].flatten(1).amax(dim=1)
+                k_found = own
+            better = values > best
+            best = torch.where(better, values, best)
+            best_k = torch.where(better, k_found, best_k)
+        scores[mask] = best.numpy()
+        found_k[mask] = best_k.numpy()
+    return scores, found_k
+
+
+def _batched_prefilter(
+    tensors: _ReferenceTensors,
+    signatures: Sequence[QuerySignature],
+    candidates: Sequence[np.ndarray],
+    size: int,
+    orientations: Sequence[np.ndarray] | None = None,
+    pool=None,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """`_prefilter_scores` for many queries at once: (scores, orientations) per query, in its
+    candidates' order; every orientation is searched, or only `orientations[q][c]` for pair (q, c).
+
+    Pairs are grouped by reference, so each reference's windows at each crop scale are unfolded
+    once and scored against the templates of every query that has it as a candidate in one matrix
+    product (a per-query convolution spends most of its time on tiny single-channel images).
+    References are scored in `pool` (an executor) when given."""
+    n_pairs = sum(len(c) for c in candidates)
+    scores = np.full(n_pairs, -1.0, dtype=np.float32)
+    found_k = np.zeros(n_pairs, dtype=np.int64)
+    if n_pairs == 0:
+        return [np.zeros(0, np.float32) for _ in candidates], [np.zeros(0, np.int64) for _ in candidates]
+    thumbs = torch.from_numpy(np.stack([s.thumb for s in signatures]))[:, None]
+    if size != thumbs.shape[-1]:
+        thumbs = F.interpolate(thumbs, size=(size, size), mode="area")
+    bands = _bandpass_rect(thumbs, PREFILTER_SIGMAS)[:, 0]  # (Q, size, size)
+    mirrored = bands.flip(2)
+    oriented = torch.stack([torch.rot90(mirrored if k >= 4 else bands, k % 4, dims=(1, 2)) for k in _DIHEDRAL], dim=1)
+    kernels = oriented.flatten(2)
+    kernels = kernels - kernels.mean(dim=2, keepdim=True)
+    kernels = kernels / kernels.norm(dim=2, keepdim=True).clamp_min(1e-6)  # (Q, 8, size^2), as _templates
+
+    query_of = np.repeat(np.arange(len(candidates)), [len(c) for c in candidates])
+    reference_of = np.concatenate(candidates)
+    pair_k = torch.from_numpy(np.concatenate(orientations)) if orientations is not None else None
+    # The shapes searched depend on the query's and the reference's aspect (usually one plan).
+    plans: dict[tuple, int] = {}
+    plan_of = np.zeros(n_pairs, dtype=np.int64)
+    plan_cache: dict[tuple[float, float], int] = {}
+    for pair, (q, r) in enumerate(zip(query_of, reference_of)):
+        key = (float(tensors.aspect_keys[r]), signatures[q].aspect)
+        if key not in plan_cache:
+            by_shape: dict[tuple[int, int], list[int]] = {}
+            for transposed in (False, True):
+                ks = [k for k in _DIHEDRAL if (k % 2 == 1) == transposed]
+                for _, width, height in _search_sizes(size, key[0], key[1], transposed):
+                    by_shape.setdefault((width, height), []).extend(ks)
+            plan = tuple((shape, tuple(ks)) for shape, ks in by_shape.items())
+            plan_cache[key] = plans.setdefault(plan, len(plans))
+        plan_of[pair] = plan_cache[key]
+    plan_list = list(plans)
+    order = np.lexsort((plan_of, reference_of))
+    bounds = np.flatnonzero(np.diff(reference_of[order] * len(plan_list) + plan_of[order])) + 1
+
+    def score(run: np.ndarray) -> None:
+        r, plan = int(reference_of[run[0]]), plan_list[plan_of[run[0]]]
+        queries = torch.from_numpy(query_of[run])
+        best = torch.full((len(run),), -1.0)
+        best_k = torch.zeros(len(run), dtype=torch.long)
+        for (width, height), ks in plan:
+            x, spread = tensors.level(size, width, height)
+            windows = F.unfold(x[r : r + 1], size)[0] / (spread[r].flatten() + 1e-3)  # (size^2, P)
+            ks_tensor = torch.tensor(ks)
+            if pair_k is None:
+                values, index = (kernels[queries][:, ks_tensor] @ windows).amax(dim=2).max(dim=1)
+                k_found = ks_tensor[index]
+            else:
+                own = pair_k[run]
+                values = torch.where(
+                    torch.isin(own, ks_tensor), (kernels[queries, own] @ windows).amax(dim=1), torch.tensor(-1.0)
+                )
+                k_found = own
+            better = values > best
+            best = torch.where(better, values, best)
+            best_k = torch.where(better, k_found, best_k)
+        scores[run] = best.numpy()
+        found_k[run] = best_k.numpy()
+
+    runs = np.split(order, bounds)
+    for _ in pool.map(score, runs) if pool is not None else map(score, runs):
+        pass
+    splits = np.cumsum([len(c) for c in candidates])[:-1]
+    return np.split(scores, splits), np.split(found_k, splits)
+
+
+# -- the decision --------------------------------------------------------------------------------
+
+
 @dataclass
 class GateResult:
     matches: list[LeakageMatch] = field(default_factory=list)
     n_checked: int = 0
+    #: How far the cascade went, summed over queries: "candidates" (query x reference pairs
+    #: retrieved), "prefilter<size>" (pairs past that stage), "verified" (pairs geometrically
+    #: verified), "phash" (queries decided by the hash alone).
+    stages: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Retrieved:
+    """One query after retrieval: its candidates with their cosine and pHash distance."""
+
+    candidates: np.ndarray  # reference rows
+    cosine: np.ndarray
+    distance: np.ndarray
 
 
 def find_near_copies(
@@ -622,50 +862,98 @@ def find_near_copies(
 
     `same_pair[i]` is the pair id of the generation input query i was made from: the reference
     with that pair id (its own tile's post image) only counts as matched by an exact copy.
-    Queries are matched in `workers` threads (default: one per CPU core), each running torch
-    single-threaded: the tensors per query are too small for intra-op parallelism to pay.
+    Retrieval (pHash distances and embedding cosines to every reference) runs for a block of
+    queries at once, and the first prefilter stage for all queries at once, reference by
+    reference; the later stages and the verification run per query in `workers` threads (default:
+    one per CPU core), each running torch single-threaded: the tensors per query are too small for
+    intra-op parallelism to pay. The decisions are `_match_one`'s, query by query.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
 
-    result = GateResult()
+    result = GateResult(stages=dict.fromkeys(_STAGES, 0))
     if len(index) == 0:
         return result
     embeddings = _normalise(embeddings) if len(embeddings) else embeddings
     tensors = _ReferenceTensors(index)
     pair_array = np.array(index.pair_ids, dtype=object)
     rows = [i for i, s in enumerate(signatures) if s is not None]
+    decided: dict[int, LeakageMatch] = {}
+    retrieved: dict[int, _Retrieved] = {}
+    with tqdm(total=len(rows), desc="leakage gate", unit="img", disable=not progress) as bar:
+        for start in range(0, len(rows), _QUERY_BLOCK):
+            block = rows[start : start + _QUERY_BLOCK]
+            cosines = embeddings[block] @ index.embeddings.T  # (B, R)
+            hashes = np.array([signatures[i].phash for i in block], dtype=np.uint64)
+            distances = hamming(index.hashes[None], hashes[:, None, None]).min(axis=2)  # (B, R): best orientation
+            for i, cosine, distance in zip(block, cosines, distances):
+                exempt = pair_array == same_pair[i] if same_pair is not None and same_pair[i] else None
+                outcome = _retrieve(index, tensors, signatures[i], cosine, distance, exempt, None, result.stages)
+                if isinstance(outcome, LeakageMatch):
+                    decided[i] = outcome
+                else:
+                    retrieved[i] = outcome
+        result.stages["candidates"] = sum(len(r.candidates) for r in retrieved.values())
 
-    def match(i: int) -> LeakageMatch | None:
-        exempt = pair_array == same_pair[i] if same_pair is not None and same_pair[i] else None
-        found = _match_one(index, tensors, signatures[i], embeddings[i], exempt)
-        if found is not None:
-            found.query = i
-        return found
+        def finish(i: int) -> tuple[int, LeakageMatch | None, dict[str, int]]:
+            stages: dict[str, int] = {}
+            return i, _cascade_and_verify(index, tensors, signatures[i], retrieved[i], (), None, None, stages), stages
 
-    workers = max(1, workers or os.cpu_count() or 1)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for found in tqdm(pool.map(match, rows), total=len(rows), desc="leakage gate", unit="img", disable=not progress):
-                result.n_checked += 1
-                if found is not None:
-                    result.matches.append(found)
-    finally:
-        torch.set_num_threads(threads)
+        workers = max(1, workers or os.cpu_count() or 1)
+        threads = torch.get_num_threads()
+        # Threads of single-threaded torch: its own thread pool would spin on these small tensors.
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                # The prefilter stages, each for every query at once; the first searches every
+                # orientation, the next ones only the one found best before.
+                orientations: list[np.ndarray] | None = None
+                for size, threshold in PREFILTER_STAGES:
+                    if not retrieved:
+                        break
+                    queries = list(retrieved)
+                    values, found_k = _batched_prefilter(
+                        tensors, [signatures[i] for i in queries], [retrieved[i].candidates for i in queries], size,
+                        orientations, pool,
+                    )
+                    orientations = []
+                    for i, v, k in zip(queries, values, found_k):
+                        keep = v >= threshold
+                        result.stages[f"prefilter{size}"] += int(keep.sum())
+                        r = retrieved.pop(i)
+                        if keep.any():
+                            retrieved[i] = _Retrieved(r.candidates[keep], r.cosine[keep], r.distance[keep])
+                            orientations.append(k[keep])
+                bar.update(len(rows) - len(retrieved))
+                for i, found, stages in pool.map(finish, list(retrieved)):
+                    for stage, n in stages.items():
+                        result.stages[stage] += n
+                    if found is not None:
+                        decided[i] = found
+                    bar.update(1)
+        finally:
+            torch.set_num_threads(threads)
+    result.n_checked = len(rows)
+    for i in sorted(decided):
+        decided[i].query = i
+        result.matches.append(decided[i])
     return result
 
 
 def query_scores(index: ReferenceIndex, sig: QuerySignature, embedding: np.ndarray, tensors=None) -> dict[str, float]:
-    """The gate's scores for one query against its nearest references (for calibration).
+    """The gate's scores for one query against its candidates (for calibration).
 
-    Keys: phash_distance (min over references), cosine (max), coarse_ncc and ncc (fine stage,
-    best refined candidate): every stage is run, whatever the decision.
+    Keys: phash_distance (min over references), cosine (max), prefilter<size> (best prefilter score
+    of each stage), coarse_ncc, ncc and whole_ncc (verification, best refined candidate): every
+    stage is run on every candidate, whatever the decision.
     """
+    embedding = _normalise(np.asarray(embedding, dtype=np.float32)[None])[0]
     scores: dict[str, float] = {}
-    _match_one(index, tensors or _ReferenceTensors(index), sig, _normalise(embedding[None])[0], None, scores)
+    _match_one(
+        index, tensors or _ReferenceTensors(index), sig, index.embeddings @ embedding,
+        hamming(index.hashes, sig.phash).min(axis=1), None, scores,
+    )
     return scores
 
 
@@ -681,26 +969,45 @@ def _exact_copy_ncc(sig: QuerySignature, reference_thumb: torch.Tensor, referenc
     return float((_unit(query[None]) * _unit(ref[None])).sum())
 
 
-class _ReferenceTensors:
-    """The index's thumbnails as torch tensors, built once per gate run."""
-
-    def __init__(self, index: ReferenceIndex):
-        self.thumbs = torch.from_numpy(index.thumbs)[:, None]  # (R, 1, S, S)
-        self.fines = torch.from_numpy(index.fines)[:, None]
-        self.aspect_keys = np.round(index.aspects, 2)
+#: Queries whose retrieval matrices (pHash distances, cosines to every reference) are computed
+#: together: bounds memory at B x R x 8 hashes.
+_QUERY_BLOCK = 256
+_STAGES = ("phash", "candidates", *(f"prefilter{size}" for size, _ in PREFILTER_STAGES), "verified")
 
 
 def _match_one(
     index: ReferenceIndex,
     tensors: _ReferenceTensors,
     sig: QuerySignature,
-    embedding: np.ndarray,
+    cosine: np.ndarray,
+    distance: np.ndarray,
     exempt: np.ndarray | None,
     scores: dict | None = None,
+    stages: dict | None = None,
 ) -> LeakageMatch | None:
-    """The near-copy decision for one query (None: no near-copy). `scores` collects every score."""
-    cosine = (index.embeddings @ embedding).max(axis=1)  # (R,): best orientation
-    distance = hamming(index.hashes, sig.phash).min(axis=1)  # (R,): best orientation
+    """The near-copy decision for one query (None: no near-copy), given its embedding cosine and
+    pHash distance to every reference (R,). `scores` collects every score (calibration: no stage
+    drops a candidate); `stages` counts how far the cascade went."""
+    stages = {} if stages is None else stages
+    outcome = _retrieve(index, tensors, sig, cosine, distance, exempt, scores, stages)
+    if isinstance(outcome, LeakageMatch):
+        return outcome
+    stages["candidates"] = len(outcome.candidates)
+    return _cascade_and_verify(index, tensors, sig, outcome, PREFILTER_STAGES, None, scores, stages)
+
+
+def _retrieve(
+    index: ReferenceIndex,
+    tensors: _ReferenceTensors,
+    sig: QuerySignature,
+    cosine: np.ndarray,
+    distance: np.ndarray,
+    exempt: np.ndarray | None,
+    scores: dict | None,
+    stages: dict,
+) -> LeakageMatch | _Retrieved:
+    """The decisions that need no verification (an exact copy of the exempt same-pair image, a
+    pHash distance within PHASH_MAX_DISTANCE), else the candidates for the cascade."""
     if exempt is not None:
         # The exempt same-pair image still counts when it is an exact copy.
         for j in np.flatnonzero(exempt):
@@ -715,35 +1022,66 @@ def _match_one(
     if scores is not None:
         scores.update(phash_distance=float(distance[nearest]), cosine=float(cosine.max()))
     elif distance[nearest] <= PHASH_MAX_DISTANCE:
+        stages["phash"] = stages.get("phash", 0) + 1
         return LeakageMatch(-1, index.ids[nearest], index.splits[nearest], "phash", int(distance[nearest]),
                             float(cosine[nearest]), float("nan"))
-    by_embedding = np.argsort(-cosine, kind="stable")[:CANDIDATES]
-    by_hash = np.argsort(distance, kind="stable")[:CANDIDATES]
-    candidates = np.array(sorted(set(by_embedding.tolist()) | set(by_hash.tolist())))
+    by_embedding = np.argsort(-cosine, kind="stable")[:EMBEDDING_CANDIDATES]
+    by_hash = np.argsort(distance, kind="stable")[:PHASH_CANDIDATES]
+    candidates = np.array(sorted(set(by_embedding.tolist()) | set(by_hash.tolist())), dtype=np.int64)
     candidates = candidates[~exempt[candidates]]
+    return _Retrieved(candidates, cosine[candidates], distance[candidates])
+
+
+def _cascade_and_verify(
+    index: ReferenceIndex,
+    tensors: _ReferenceTensors,
+    sig: QuerySignature,
+    retrieved: _Retrieved,
+    prefilter_stages: Sequence[tuple[int, float]],
+    orientations: np.ndarray | None,
+    scores: dict | None,
+    stages: dict,
+) -> LeakageMatch | None:
+    """The prefilter stages left (each keeps the candidates that could still be near-copies; only
+    the first searches every orientation, the next ones the one found best before), then the
+    geometric verification of what remains."""
+    candidates, cosine, distance = retrieved.candidates, retrieved.cosine, retrieved.distance
+    for size, threshold in prefilter_stages:
+        if len(candidates) == 0:
+            return None
+        templates = _prefilter_templates(sig.thumb, size)
+        values, orientations = _prefilter_scores(templates, size, tensors, candidates, sig.aspect, orientations)
+        if scores is not None:
+            scores[f"prefilter{size}"] = float(values.max())
+        else:
+            keep = values >= threshold
+            candidates, cosine, distance, orientations = candidates[keep], cosine[keep], distance[keep], orientations[keep]
+        stages[f"prefilter{size}"] = len(candidates)
     if len(candidates) == 0:
         return None
+    stages["verified"] = len(candidates)
     templates = _templates(sig.thumb)
-    alignments: list[tuple[int, _Alignment]] = []  # (reference, alignment), one per candidate and scale
+    alignments: list[tuple[int, _Alignment]] = []  # (candidate position, alignment), one per candidate and scale
     for key in np.unique(tensors.aspect_keys[candidates]):
-        group = candidates[tensors.aspect_keys[candidates] == key]
-        found = _coarse_align(templates, tensors.thumbs[group], float(key), sig.aspect)
-        alignments += [(j, alignment) for j, per_scale in zip(group.tolist(), found) for alignment in per_scale]
+        group = np.flatnonzero(tensors.aspect_keys[candidates] == key)
+        found = _coarse_align(templates, tensors.thumbs[candidates[group]], float(key), sig.aspect)
+        alignments += [(c, alignment) for c, per_scale in zip(group.tolist(), found) for alignment in per_scale]
     # Every candidate gets a fine score at its coarse alignment at every scale (on aerial textures
     # the coarse score alone ranks poorly); the FINE_REFINED best are then refined around theirs.
     bands = _query_bands(sig.fine)
-    order = [j for j, _ in alignments]
+    order = [int(candidates[c]) for c, _ in alignments]
     fine, whole = _fine_ncc(bands, tensors.fines[order], [a for _, a in alignments], refine=False)
     top = torch.argsort(fine, descending=True)[:FINE_REFINED].tolist()
     refined, refined_whole = _fine_ncc(bands, tensors.fines[[order[t] for t in top]], [alignments[t][1] for t in top])
     fine[top] = torch.maximum(fine[top], refined)
     whole[top] = torch.maximum(whole[top], refined_whole)
     best = int(fine.argmax())
-    best_j, best_ncc = order[best], float(fine[best])
+    best_c, best_ncc = alignments[best][0], float(fine[best])
     if scores is not None:
         scores.update(coarse_ncc=max(a.score for _, a in alignments), ncc=best_ncc, whole_ncc=float(whole.max()))
         return None
     if best_ncc >= NCC_MIN:
-        return LeakageMatch(-1, index.ids[best_j], index.splits[best_j], "geometry", int(distance[best_j]),
-                            float(cosine[best_j]), best_ncc)
+        best_j = int(candidates[best_c])
+        return LeakageMatch(-1, index.ids[best_j], index.splits[best_j], "geometry", int(distance[best_c]),
+                            float(cosine[best_c]), best_ncc)
     return None

@@ -94,6 +94,8 @@ class GateMeasurement:
     false_rejection_rate: float = 0.0
     false_rejections: list[str] = field(default_factory=list)
     seconds_per_query: float = 0.0
+    #: The cascade's stage counts (`GateResult.stages`) summed over every query, near-copies included.
+    stages: dict[str, int] = field(default_factory=dict)
 
     @property
     def pooled_recall(self) -> float:
@@ -104,7 +106,8 @@ class GateMeasurement:
         return (
             f"leakage gate on {self.n_references} references: recall {self.pooled_recall:.4f} ({kinds}); "
             f"false rejections {self.false_rejection_rate:.4f} of {self.n_negatives} distinct images; "
-            f"{self.seconds_per_query * 1000:.0f} ms per query"
+            f"{self.seconds_per_query * 1000:.0f} ms per query; cascade: "
+            + ", ".join(f"{stage} {n}" for stage, n in self.stages.items())
         )
 
 
@@ -126,7 +129,7 @@ def measure_gate(
     """Recall of the gate on near-copies of `references` and its false rejections of `negatives`."""
     import time
 
-    group = ReferenceGroup("test", references, [""] * len(references), tta=True)
+    group = ReferenceGroup("test", references, [""] * len(references))
     index = reference_index([group], embedder, embedder_id=embedder.id, cache_dir=cache_dir, progress=progress)
     result = GateMeasurement(len(references), len(negatives))
     sources = [ref.open() for ref in references]
@@ -139,6 +142,8 @@ def measure_gate(
         found = find_near_copies(index, [query_signature(im) for im in images], embeddings)
         seconds += time.perf_counter() - start
         n_queries += len(queries)
+        for stage, n in found.stages.items():
+            result.stages[stage] = result.stages.get(stage, 0) + n
         return {m.query: m for m in found.matches}
 
     for kind in kinds:

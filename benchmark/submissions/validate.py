@@ -6,8 +6,9 @@ Checks, in order (docs/SUBMITTING.md lists them for participants):
 2. metadata.jsonl: rows well-formed, file names safe and present, labels well-formed, classes
    known to the task, every `source_id` a generation_inputs image (or, in the open track, a
    train_real image) and never a test image;
-3. counts per class and the ratios they support (fewer than RANKING_IMAGES_PER_CLASS is a
-   warning, fewer than TRAIN_PER_CLASS or none an error);
+3. counts per class and the ratios they support: ratio 1:k needs k times the task's train_real
+   count of every class, as the grid draws it (fewer than 4x is a warning: not rankable; fewer
+   than 1x, or none, an error);
 4. every image decodes (PNG/JPEG/WebP, pixel and byte limits: no decompression bombs);
 5. no two listed files are byte-identical (except in the duplicate baseline);
 6. the leakage gate (benchmark.submissions.leakage): no near-copy of a test image, and in the
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +35,7 @@ import numpy as np
 from ..errors import SubmissionError
 from ..images import ImageDecodeError, ImageRef, open_rgb, read_image_bytes
 from ..io import sha256_bytes
-from ..protocol import RANKING_IMAGES_PER_CLASS, RATIOS, TRAIN_PER_CLASS
+from ..protocol import RATIOS
 from .format import (
     CHECKPOINT_CONFIG_FILE,
     IMAGE_EXTENSIONS,
@@ -170,22 +172,32 @@ def _check_rows(sub: Submission, task, report: ValidationReport, metadata_label:
 
 
 def _check_counts(sub: Submission, task, good_rows: list[int], report: ValidationReport) -> None:
+    """Images per class and the ratios they support, on the grid's rule: ratio 1:k draws k times
+    the task's own train_real count of each class (`task.class_counts("train_real")`)."""
     counts = dict.fromkeys(task.classes, 0)
     for row in good_rows:
         counts[sub.entries[row].hard_label] += 1
+    real = task.class_counts("train_real")
     report.counts = counts
-    report.supported_ratios = [k for k in RATIOS if all(n >= k * TRAIN_PER_CLASS for n in counts.values())]
+    report.supported_ratios = [k for k in RATIOS if all(n >= k * real[c] for c, n in counts.items())]
     for name, n in counts.items():
         if n == 0:
             report.problems.append(f"class {name!r} has no images")
-        elif n < TRAIN_PER_CLASS:
+        elif n < real[name]:
             report.problems.append(
-                f"class {name!r} has {n} images; at least {TRAIN_PER_CLASS} are needed (ratio 1:1)"
+                f"class {name!r} has {n} images; at least {real[name]} are needed "
+                f"(ratio 1:1: as many as the task's train_real images of the class)"
             )
-    short = {name: n for name, n in counts.items() if TRAIN_PER_CLASS <= n < RANKING_IMAGES_PER_CLASS}
+    top = max(RATIOS)
+    short = {name: n for name, n in counts.items() if real[name] <= n < top * real[name]}
     if short and report.supported_ratios:
+        needed = {top * real[name] for name in counts}
+        head = (
+            f"{needed.pop()} images per class are needed to be ranked" if len(needed) == 1
+            else "to be ranked, each class needs " + ", ".join(f"{name} {top * real[name]}" for name in counts)
+        )
         report.warnings.append(
-            f"{RANKING_IMAGES_PER_CLASS} images per class are needed to be ranked (ratio 1:{max(RATIOS)}); "
+            f"{head} (ratio 1:{top}: {top} x the task's train_real images of the class); "
             + ", ".join(f"{c} has {n}" for c, n in short.items())
             + f"; supported ratios: {', '.join(f'1:{k}' for k in report.supported_ratios)}"
         )
@@ -203,8 +215,9 @@ def _unlisted_files(sub: Submission) -> list[str]:
     return sorted(found)
 
 
-def _decode_all(sub: Submission, report: ValidationReport, want_signatures: bool):
-    """Decode each listed file once; problems for undecodable ones. Returns {file_name: signature}."""
+def _decode_all(sub: Submission, report: ValidationReport, want_signatures: bool, seconds: dict[str, float]):
+    """Decode each listed file once; problems for undecodable ones. Returns {file_name: signature}
+    (the leakage gate's, made while the image is decoded anyway; their time goes to `seconds`)."""
     from .leakage import query_signature
 
     signatures: dict[str, Any] = {}
@@ -229,7 +242,9 @@ def _decode_all(sub: Submission, report: ValidationReport, want_signatures: bool
             duplicates.append(f"{entry.file_name} = {seen[digest]}")
         seen.setdefault(digest, entry.file_name)
         if want_signatures:
+            start = time.perf_counter()
             signatures[entry.file_name] = query_signature(image)
+            seconds["signatures"] += time.perf_counter() - start
     if duplicates:
         report.problems.append(
             f"{len(duplicates)} image(s) are byte-identical copies of another listed image "
@@ -263,31 +278,38 @@ def _row_hash_problems(sub: Submission, report: ValidationReport) -> None:
             )
 
 
-def _run_leakage_gate(sub: Submission, task, signatures: dict, report: ValidationReport, *, cache, progress, device, image_size) -> None:
+def _run_leakage_gate(
+    sub: Submission, task, signatures: dict, report: ValidationReport, seconds: dict[str, float], *, cache, progress, device, image_size
+) -> None:
     from .leakage import ReferenceGroup, find_near_copies, reference_index
 
     # References: the test split (and any other test split a task may add, e.g. pre-disaster twins
-    # of test tiles), embedded in 8 orientations; in the generated track also train_real (upright
-    # embeddings: its rotated copies are still found by the dihedral pHash and the verification).
+    # of test tiles); in the generated track also train_real.
     splits = ["test"] + [s for s in task.splits if s.startswith("test") and s != "test"]
-    groups = [ReferenceGroup(s, task.image_refs(s), task.column(s, "pair_id"), tta=True) for s in splits]
+    groups = [ReferenceGroup(s, task.image_refs(s), task.column(s, "pair_id")) for s in splits]
     if sub.track != "open":  # generated (or an invalid track, already reported): the strict rule
-        groups.append(ReferenceGroup("train_real", task.image_refs("train_real"), task.column("train_real", "pair_id"), tta=False))
+        groups.append(ReferenceGroup("train_real", task.image_refs("train_real"), task.column("train_real", "pair_id")))
 
     embedder = _embedder(cache, device, image_size)
+    start = time.perf_counter()
     index = reference_index(groups, embedder, embedder_id=embedder.id, cache_dir=Path(embedder.cache.root), progress=progress)
+    seconds["reference index"] = time.perf_counter() - start
     rows = [e for e in sub.entries if e.file_name in signatures]
     unique: dict[str, Any] = {}
     for entry in rows:
         unique.setdefault(entry.file_name, entry)
     entries = list(unique.values())
+    start = time.perf_counter()
     embeddings = embedder([ImageRef(e.sha256, e.path, name=e.file_name) for e in entries], progress)
+    seconds["embeddings"] = time.perf_counter() - start
     pair_of_input = dict(zip(task.image_ids("generation_inputs"), task.column("generation_inputs", "pair_id")))
     # An image made from a generation input may match that input's own train tile only by an exact copy.
     same_pair = [(pair_of_input.get(e.source_id) or None) if e.source_id else None for e in entries]
+    start = time.perf_counter()
     result = find_near_copies(
         index, [signatures[e.file_name] for e in entries], embeddings, same_pair=same_pair, progress=progress
     )
+    seconds["matching"] = time.perf_counter() - start
     report.leakage_checked = True
     for match in result.matches:
         entry = entries[match.query]
@@ -298,7 +320,14 @@ def _run_leakage_gate(sub: Submission, task, signatures: dict, report: Validatio
         })
         why = "" if match.split.startswith("test") else "; real images may not be submitted as generated"
         report.problems.append(f"leakage gate: {entry.file_name}: {match.describe()}{why}")
-    log.info("leakage gate: %d of %d images are near-copies", len(result.matches), result.n_checked)
+    # The reference index and the embeddings include any encoding the feature cache had to do
+    # (work the grid reuses); signatures and matching are the gate's own.
+    log.info(
+        "leakage gate: %d of %d images are near-copies in %.1f s (%s; cascade: %s)",
+        len(result.matches), result.n_checked, sum(seconds.values()),
+        ", ".join(f"{name} {value:.1f} s" for name, value in seconds.items()),
+        ", ".join(f"{stage} {n}" for stage, n in result.stages.items()),
+    )
 
 
 def _embedder(cache, device, image_size):
@@ -320,10 +349,10 @@ def _embedder(cache, device, image_size):
 
 def _check_checkpoint(sub: Submission, task, report: ValidationReport) -> None:
     from ..errors import HarnessError
-    from ..protocols.checkpoint import _parse_config
+    from ..protocols.checkpoint import check_checkpoint_config
 
     try:
-        _parse_config(sub.path / CHECKPOINT_CONFIG_FILE, task.classes)
+        check_checkpoint_config(sub.path / CHECKPOINT_CONFIG_FILE, task.classes)
     except HarnessError as exc:
         report.problems.append(str(exc).replace(str(sub.path) + os.sep, ""))
 
@@ -370,9 +399,12 @@ def validate_submission(
             f"{len(unlisted)} image file(s) are not listed in {METADATA_FILE} and will be ignored "
             f"({', '.join(unlisted[:_MAX_LISTED])}{' ...' if len(unlisted) > _MAX_LISTED else ''})"
         )
-    signatures = _decode_all(sub, report, want_signatures=check_leakage)
+    seconds = {"signatures": 0.0}
+    signatures = _decode_all(sub, report, want_signatures=check_leakage, seconds=seconds)
     if check_leakage and signatures:
-        _run_leakage_gate(sub, task, signatures, report, cache=cache, progress=progress, device=device, image_size=image_size)
+        _run_leakage_gate(
+            sub, task, signatures, report, seconds, cache=cache, progress=progress, device=device, image_size=image_size
+        )
     elif not check_leakage:
         report.warnings.append("leakage gate skipped (--no-leakage): this submission cannot be accepted as it is")
     return report
