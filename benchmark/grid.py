@@ -540,16 +540,7 @@ def run_grid(
         finalise(record)
         write_result(path, record)
 
-    last_save = time.perf_counter()
-    iterator = todo
-    if progress and len(todo) > 1:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(todo, desc=f"{submission.id} {backbone_name} {protocol}", unit="run")
-    for name, setting, seed in iterator:
-        run_start = time.perf_counter()
-        train, counts = train_data(setting, seed)
-        predictions, params = runner.fit_predict(train, test, seed=seed, context=context)
+    def record_run(name, setting, seed, train, counts, predictions, params, seconds) -> None:
         predictions = np.asarray(predictions, dtype=np.int64)
         if predictions.shape != (len(test),):
             raise HarnessError(f"protocol {protocol!r} returned {predictions.shape} predictions for {len(test)} test images")
@@ -572,13 +563,43 @@ def run_grid(
                 "metrics": run_metrics(test.labels, predictions, classes),
                 "delta_vs_real": None,
                 "params": params,
-                "seconds": round(time.perf_counter() - run_start, 3),
+                "seconds": round(seconds, 3),
             }
         )
         record["provenance"]["runs_computed"] += 1
+
+    # On a GPU the linear probe trains all seeds of a setting in one batch (same results within the
+    # solver tolerance); elsewhere each (setting, seed) is one run.
+    together = bool(getattr(runner, "trains_seeds_together", False))
+    groups: list[list[tuple[str, Setting | None, int]]] = []
+    for item in todo:
+        if together and groups and groups[-1][0][0] == item[0] and item[1] is not None:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    last_save = time.perf_counter()
+    bar = None
+    if progress and len(todo) > 1:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"{submission.id} {backbone_name} {protocol}", unit="run")
+    for group in groups:
+        group_start = time.perf_counter()
+        trains = [train_data(setting, seed) for _, setting, seed in group]
+        if len(group) == 1:
+            outputs = [runner.fit_predict(trains[0][0], test, seed=group[0][2], context=context)]
+        else:
+            outputs = runner.fit_predict_many([t for t, _ in trains], test, seeds=[seed for _, _, seed in group], context=context)
+        seconds = (time.perf_counter() - group_start) / len(group)
+        for (name, setting, seed), (train, counts), (predictions, params) in zip(group, trains, outputs):
+            record_run(name, setting, seed, train, counts, predictions, params, seconds)
+        if bar is not None:
+            bar.update(len(group))
         if time.perf_counter() - last_save >= CHECKPOINT_EVERY_S:
             save(final=False)
             last_save = time.perf_counter()
+    if bar is not None:
+        bar.close()
     save(final=True)
     log.info("wrote %s (%d runs computed, %d reused)", path, len(todo), reused)
     return record

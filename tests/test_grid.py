@@ -175,6 +175,26 @@ def test_resume_computes_only_the_missing_runs(first, task, submission, tmp_path
     assert official.read_bytes() == before
 
 
+def test_seeds_trained_together_give_the_same_runs(first, task, submission, tmp_path):
+    """What a GPU does by default (all seeds of a setting in one batch), forced on the CPU."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LinearProbeRunner, "seeds_together", True)
+        calls = []
+        original = LinearProbeRunner.fit_predict_many
+        patch.setattr(LinearProbeRunner, "fit_predict_many",
+                      lambda self, trains, test, **kw: calls.append(len(trains)) or original(self, trains, test, **kw))
+        together = run_grid(task, submission, seeds=SEEDS, cache_dir=first["cache"], validated=True, image_size=IMAGE_SIZE,
+                            progress=False, protocol_overrides=RECIPE, out_path=tmp_path / "together.json")
+    assert calls and set(calls) == {len(SEEDS)}  # one batch per setting, every seed in it
+    alone = {(r["setting"], r["seed"]): r for r in first["record"]["runs"]}
+    assert {(r["setting"], r["seed"]) for r in together["runs"]} == set(alone)
+    for run in together["runs"]:
+        reference = alone[(run["setting"], run["seed"])]
+        assert run["n_train"] == reference["n_train"] and run["train_counts"] == reference["train_counts"]
+        agree = np.mean(np.array(run["predictions"]) == np.array(reference["predictions"]))
+        assert agree >= 0.95, (run["setting"], run["seed"], agree)
+
+
 def test_a_second_submission_encodes_only_its_own_images(first, task, tmp_path):
     second = make_submission(tmp_path, task, method="other", per_input=2, seed=7)
     record = run_grid(task, second, seeds=(0,), settings=["real", "mixed@1"], cache_dir=first["cache"],

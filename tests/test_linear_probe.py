@@ -23,6 +23,7 @@ from benchmark.protocols.linear_probe import (
     fit_linear_probe,
     l2_normalise,
     select_C_and_fit,
+    select_C_and_fit_many,
     torch_threads,
 )
 
@@ -270,6 +271,24 @@ def test_grid_preparation_uses_the_reference_rows_basis():
     assert (predictions == reference.predict(l2_normalise(x_test))).mean() >= 0.97
     with pytest.raises(HarnessError, match="reference rows"):
         FeatureBasis.fit(x[:1])
+
+
+def test_training_sets_of_one_matrix_solved_together_match_separate_fits():
+    x, y, x_test, _ = _correlated(seed=13)
+    x, x_test = FeatureBasis.fit(x).apply(x), FeatureBasis.fit(x).apply(x_test)
+    rng = np.random.default_rng(0)
+    # three overlapping training sets, as the seeds of a grid setting draw them
+    members = [np.sort(rng.choice(len(y), size=200, replace=False)) for _ in range(3)]
+    together = select_C_and_fit_many(x, y, members, [0, 1, 2], n_classes=K)
+    for member, seed, joint in zip(members, [0, 1, 2], together):
+        alone = select_C_and_fit(x[member], y[member], n_classes=K, seed=seed, precondition=True)
+        assert joint.C == alone.C and joint.cv_folds == alone.cv_folds
+        np.testing.assert_allclose(joint.cv_loss, alone.cv_loss, rtol=1e-2)
+        assert (joint.model.predict(x_test) == alone.model.predict(x_test)).mean() >= 0.98
+    with pytest.raises(HarnessError, match="one seed per training set"):
+        select_C_and_fit_many(x, y, members, [0], n_classes=K)
+    with pytest.raises(HarnessError, match="distinct"):
+        select_C_and_fit_many(x, y, [np.array([0, 0, 1])], [0], n_classes=K)
 
 
 def test_fewer_folds_for_small_classes_and_clear_errors():

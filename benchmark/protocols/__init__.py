@@ -88,6 +88,12 @@ class ProtocolRunner:
     ) -> tuple[np.ndarray, dict[str, Any]]:
         raise NotImplementedError
 
+    def fit_predict_many(
+        self, trains: list[TrainData], test: TestData, *, seeds: list[int], context: RunContext
+    ) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        """Several runs of one setting (one per seed); runners that batch them override this."""
+        return [self.fit_predict(t, test, seed=s, context=context) for t, s in zip(trains, seeds)]
+
     def prepare_features(self, features: np.ndarray, reference_rows) -> np.ndarray:
         """Transform the grid's whole feature matrix once, before any run (default: as it is).
 
@@ -128,6 +134,39 @@ class LinearProbeRunner(ProtocolRunner):
 
     def prepare_features(self, features: np.ndarray, reference_rows) -> np.ndarray:
         return self.probe.prepare(features, reference_rows)
+
+    #: None: train the seeds of a setting together exactly when running on a GPU (tests force it).
+    seeds_together: bool | None = None
+
+    @property
+    def trains_seeds_together(self) -> bool:
+        if self.seeds_together is not None:
+            return self.seeds_together
+        import torch
+
+        return torch.device(self.device).type == "cuda"
+
+    def fit_predict_many(self, trains, test, *, seeds, context):
+        """Every training set at once (`linear_probe.select_C_and_fit_many`) on their union's rows."""
+        if context.features is None or not context.features_prepared:
+            return [self.fit_predict(t, test, seed=s, context=context) for t, s in zip(trains, seeds)]
+        index: dict[tuple, int] = {}
+        refs, targets, members = [], [], []
+        for train in trains:
+            rows, seen = [], {}
+            for ref, target, synthetic in zip(train.refs, train.targets, train.is_synthetic):
+                # the duplicate baseline may repeat an image: each repeat is its own row, as in a run
+                occurrence = seen[(bool(synthetic), ref.sha256)] = seen.get((bool(synthetic), ref.sha256), -1) + 1
+                key = (bool(synthetic), ref.sha256, occurrence)
+                if key not in index:
+                    index[key] = len(refs)
+                    refs.append(ref)
+                    targets.append(target)
+                rows.append(index[key])
+            members.append(np.asarray(rows, dtype=np.int64))
+        return self.probe.fit_predict_many(
+            context.features(refs), np.stack(targets), members, context.features(test.refs), seeds=seeds
+        )
 
 
 class FineTuneRunner(ProtocolRunner):
