@@ -372,8 +372,9 @@ class Backbone:
         return self.transform(image)
 
     @torch.no_grad()
-    def encode(self, batch: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) images -> (B, D) float32 features on the CPU.
+    def encode(self, batch: torch.Tensor, *, to_host: bool = True) -> torch.Tensor:
+        """(B, 3, S, S) images -> (B, D) float32 features on the CPU (`to_host=False`: left on the
+        device, so nothing waits for the GPU; the caller decides when to synchronise).
 
         `batch` is either normalised float (from `preprocess`) or uint8 (from `transform.to_uint8`),
         which is normalised here, on the device. bf16 autocast on CUDA only: CPU runs stay float32.
@@ -384,7 +385,7 @@ class Backbone:
         batch = self.prepare_input(batch)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=is_cuda(self.device)):
             features = self._image_features(batch)
-        return features.float().cpu()
+        return features.float().cpu() if to_host else features.float()
 
     def trainable_encoder(self) -> nn.Module:
         """The image tower as a module mapping normalised images (B, 3, S, S) to features (B, D).

@@ -417,20 +417,8 @@ class FeatureCache:
 
 
 def device_features(backbone: Backbone, batch: torch.Tensor) -> torch.Tensor:
-    """`Backbone.encode` without its copy to the host: (B, D) float32 left on the backbone's device.
-
-    The same steps in the same order (copy, normalise uint8 on the device, memory layout, bf16
-    autocast on CUDA only, widen to float32), so the values equal `encode`'s. Without the host copy,
-    nothing here waits for the GPU: the caller decides when to synchronise.
-    """
-    with torch.no_grad():
-        batch = batch.to(backbone.device, non_blocking=True)
-        if batch.dtype == torch.uint8:
-            batch = backbone.transform.normalize(batch)
-        batch = backbone.prepare_input(batch)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=is_cuda(backbone.device)):
-            features = backbone._image_features(batch)
-        return features.float()
+    """`Backbone.encode` without its copy to the host: (B, D) float32 left on the backbone's device."""
+    return backbone.encode(batch, to_host=False)
 
 
 __all__ = ["CACHE_SCHEMA_VERSION", "FeatureCache", "ImageDataset", "device_features", "image_loader"]

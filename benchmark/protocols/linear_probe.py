@@ -551,6 +551,21 @@ def _fold_count(labels: np.ndarray, requested: int) -> int:
     return folds
 
 
+def _selection_inputs(features, targets, C_grid, cv_folds, class_balance, n_classes, max_iter, device, dtype):
+    """The recipe's defaults for what the caller left out, and checked, typed inputs."""
+    C_grid = sorted(float(c) for c in (C_grid if C_grid is not None else RECIPE["C_grid"]))
+    if not C_grid or C_grid[0] <= 0:
+        raise HarnessError(f"C_grid must hold positive values, got {C_grid}")
+    folds = int(cv_folds if cv_folds is not None else RECIPE["cv_folds"])
+    class_balance = RECIPE["class_balance"] if class_balance is None else class_balance
+    max_iter = int(max_iter if max_iter is not None else RECIPE["max_iter"])
+    targets = as_targets(targets, n_classes)
+    features = np.asarray(features, dtype=np.float32)
+    _check_features(features, targets)
+    device, dtype = _device_dtype(device, dtype)
+    return C_grid, folds, class_balance, max_iter, features, targets, device, dtype
+
+
 def select_C_and_fit(
     features,
     targets,
@@ -586,16 +601,9 @@ def select_C_and_fit(
     when the features' covariance is nearly diagonal, i.e. after `FeatureBasis` (3-5x fewer
     iterations on backbone features); on raw, correlated features it does not help.
     """
-    C_grid = sorted(float(c) for c in (C_grid if C_grid is not None else RECIPE["C_grid"]))
-    if not C_grid or C_grid[0] <= 0:
-        raise HarnessError(f"C_grid must hold positive values, got {C_grid}")
-    requested_folds = int(cv_folds if cv_folds is not None else RECIPE["cv_folds"])
-    class_balance = RECIPE["class_balance"] if class_balance is None else class_balance
-    max_iter = int(max_iter if max_iter is not None else RECIPE["max_iter"])
-    targets = as_targets(targets, n_classes)
-    features = np.asarray(features, dtype=np.float32)
-    _check_features(features, targets)
-    device, dtype = _device_dtype(device, dtype)
+    C_grid, requested_folds, class_balance, max_iter, features, targets, device, dtype = _selection_inputs(
+        features, targets, C_grid, cv_folds, class_balance, n_classes, max_iter, device, dtype
+    )
     n, d = features.shape
     k = targets.shape[1]
     labels = targets.argmax(axis=1)
@@ -697,16 +705,9 @@ def select_C_and_fit_many(
     """
     if len(members) != len(seeds) or not members:
         raise HarnessError(f"need one seed per training set, got {len(members)} sets and {len(seeds)} seeds")
-    C_grid = sorted(float(c) for c in (C_grid if C_grid is not None else RECIPE["C_grid"]))
-    if not C_grid or C_grid[0] <= 0:
-        raise HarnessError(f"C_grid must hold positive values, got {C_grid}")
-    requested_folds = int(cv_folds if cv_folds is not None else RECIPE["cv_folds"])
-    class_balance = RECIPE["class_balance"] if class_balance is None else class_balance
-    max_iter = int(max_iter if max_iter is not None else RECIPE["max_iter"])
-    targets = as_targets(targets, n_classes)
-    features = np.asarray(features, dtype=np.float32)
-    _check_features(features, targets)
-    device, dtype = _device_dtype(device, dtype)
+    C_grid, requested_folds, class_balance, max_iter, features, targets, device, dtype = _selection_inputs(
+        features, targets, C_grid, cv_folds, class_balance, n_classes, max_iter, device, dtype
+    )
     n, d = features.shape
     k = targets.shape[1]
     n_c = len(C_grid)
