@@ -566,6 +566,29 @@ def _selection_inputs(features, targets, C_grid, cv_folds, class_balance, n_clas
     return C_grid, folds, class_balance, max_iter, features, targets, device, dtype
 
 
+def _cv_fold_weights(
+    targets: np.ndarray, rows: np.ndarray, seed: int, requested_folds: int, class_balance: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified CV folds of the training set at `rows` of an (n, K) target matrix.
+
+    Returns (train (F, n), heldout (F, n)) weights, zero outside `rows`: each fold's training part
+    gets its own class-balanced weights (or ones), its held-out part weights summing to 1.
+    """
+    n = targets.shape[0]
+    part = targets[rows]
+    labels = part.argmax(axis=1)
+    folds = _fold_count(labels, requested_folds)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    train_weights = np.zeros((folds, n))
+    heldout_weights = np.zeros((folds, n))
+    for f, (train_idx, heldout_idx) in enumerate(splitter.split(np.zeros(rows.size), labels)):
+        w = class_balanced_weights(part[train_idx]) if class_balance else np.ones(len(train_idx))
+        train_weights[f, rows[train_idx]] = w
+        h = class_balanced_weights(part[heldout_idx]) if class_balance else np.ones(len(heldout_idx))
+        heldout_weights[f, rows[heldout_idx]] = h / h.sum()
+    return train_weights, heldout_weights
+
+
 def select_C_and_fit(
     features,
     targets,
@@ -604,43 +627,25 @@ def select_C_and_fit(
     C_grid, requested_folds, class_balance, max_iter, features, targets, device, dtype = _selection_inputs(
         features, targets, C_grid, cv_folds, class_balance, n_classes, max_iter, device, dtype
     )
+    if strategy == "auto":
+        strategy = "batched" if device.type == "cuda" or precondition else "path"
+    if strategy == "batched":
+        # Every (C, fold) problem in one batch: the fewest sequential steps (what a GPU wants).
+        return select_C_and_fit_many(
+            features, targets, [np.arange(features.shape[0])], [seed], C_grid=C_grid, cv_folds=requested_folds,
+            class_balance=class_balance, max_iter=max_iter, tol=tol, device=device, dtype=dtype,
+            precondition=precondition,
+        )[0]
     n, d = features.shape
     k = targets.shape[1]
-    labels = targets.argmax(axis=1)
-    folds = _fold_count(labels, requested_folds)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-
-    train_weights = np.zeros((folds, n))
-    heldout_weights = np.zeros((folds, n))
-    for f, (train_idx, heldout_idx) in enumerate(splitter.split(np.zeros(n), labels)):
-        part = targets[train_idx]
-        w = class_balanced_weights(part) if class_balance else np.ones(len(train_idx))
-        train_weights[f, train_idx] = w
-        h = class_balanced_weights(targets[heldout_idx]) if class_balance else np.ones(len(heldout_idx))
-        heldout_weights[f, heldout_idx] = h / h.sum()
+    train_weights, heldout_weights = _cv_fold_weights(targets, np.arange(n), seed, requested_folds, class_balance)
+    folds = train_weights.shape[0]
     fold_totals = train_weights.sum(axis=1)
 
     variances = features.var(axis=0, dtype=np.float64) if precondition else None
     mean_total = float(fold_totals.mean())
     heldout = torch.as_tensor(heldout_weights, device=device)
-    if strategy == "auto":
-        strategy = "batched" if device.type == "cuda" or precondition else "path"
-    if strategy == "batched":
-        # Every (C, fold) problem in one batch on one design: the fewest sequential steps (what a
-        # GPU wants). One preconditioner for the batch, damped for the middle of the C grid.
-        middle = float(np.exp(np.mean(np.log(C_grid))))
-        design = _Design(features, targets, device, dtype, _column_scale(variances, 1.0 / (middle * mean_total)))
-        fold_weights = torch.as_tensor(train_weights / fold_totals[:, None], device=device)
-        n_c = len(C_grid)
-        l2 = torch.as_tensor(np.concatenate([1.0 / (C * fold_totals) for C in C_grid]), device=device)
-        objective = _BatchedObjective(design, fold_weights.repeat(n_c, 1), l2)
-        x0 = torch.zeros(n_c * folds, k, d + 1, dtype=dtype, device=device)
-        result = _lbfgs(objective, x0, max_iter=max_iter, tol=tol)
-        iterations = int(result.n_iter.sum())
-        heldout_loss = _heldout_loss(objective, result.x, heldout.repeat(n_c, 1)).view(n_c, folds)
-        cv_loss = heldout_loss.mean(dim=1).tolist()
-        solutions = list(design.to_original(result.x).view(n_c, folds, k, d + 1).mean(dim=1))
-    elif strategy == "path":
+    if strategy == "path":
         # One C at a time, strongest regularisation first, each warm started from the previous
         # solution (carried over in the caller's variables): the fewest operations (what a CPU wants).
         fold_weights = torch.as_tensor(train_weights / fold_totals[:, None], device=device)
@@ -698,10 +703,11 @@ def select_C_and_fit_many(
     `members[j]` holds the row indices of training set j (distinct rows), `seeds[j]` its CV seed: the
     folds are those `select_C_and_fit(features[members[j]], ..., seed=seeds[j])` draws. Every
     (member, C, fold) problem runs in one batched L-BFGS on the shared matrix, each with its own
-    weights (zero outside its rows), then every member's final fit in a second batch: on a GPU the
-    seeds of a grid setting train together. A problem's solution does not depend on what it is
+    weights (zero outside its rows), then the members' final fits, one batch per chosen C: on a GPU
+    the seeds of a grid setting train together. A problem's solution does not depend on what it is
     batched with; the shared preconditioner (variances of all rows) changes only the path, so the
-    results agree with separate calls within the solver tolerance.
+    results agree with separate calls within the solver tolerance. With one member this is exactly
+    `select_C_and_fit(..., strategy="batched")`, which calls it.
     """
     if len(members) != len(seeds) or not members:
         raise HarnessError(f"need one seed per training set, got {len(members)} sets and {len(seeds)} seeds")
@@ -717,66 +723,64 @@ def select_C_and_fit_many(
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size == 0 or np.unique(rows).size != rows.size or rows.min() < 0 or rows.max() >= n:
             raise HarnessError("every training set must be distinct, in-range row indices")
-        part = targets[rows]
-        labels = part.argmax(axis=1)
-        folds = _fold_count(labels, requested_folds)
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        member_train, member_heldout = [], []
-        for train_idx, heldout_idx in splitter.split(np.zeros(rows.size), labels):
-            w = class_balanced_weights(part[train_idx]) if class_balance else np.ones(len(train_idx))
-            row = np.zeros(n)
-            row[rows[train_idx]] = w
-            member_train.append(row)
-            h = class_balanced_weights(part[heldout_idx]) if class_balance else np.ones(len(heldout_idx))
-            row = np.zeros(n)
-            row[rows[heldout_idx]] = h / h.sum()
-            member_heldout.append(row)
-        totals = np.array([row.sum() for row in member_train])
-        all_totals += list(totals)
+        member_train, member_heldout = _cv_fold_weights(targets, rows, seed, requested_folds, class_balance)
+        totals = member_train.sum(axis=1)
         for C in C_grid:  # problem order: member, C, fold
-            train_rows += [row / total for row, total in zip(member_train, totals)]
-            heldout_rows += member_heldout
-            l2_values += list(1.0 / (C * totals))
-        fold_counts.append(folds)
+            train_rows.append(member_train / totals[:, None])
+            heldout_rows.append(member_heldout)
+            l2_values.append(1.0 / (C * totals))
+        fold_counts.append(len(totals))
+        all_totals.append(totals)
 
+    # One preconditioner for the whole batch, damped for the middle of the C grid.
     variances = features.var(axis=0, dtype=np.float64) if precondition else None
     middle = float(np.exp(np.mean(np.log(C_grid))))
-    mean_total = float(np.mean(all_totals))
+    mean_total = float(np.concatenate(all_totals).mean())
     design = _Design(features, targets, device, dtype, _column_scale(variances, 1.0 / (middle * mean_total)))
     objective = _BatchedObjective(
-        design, torch.as_tensor(np.stack(train_rows), device=device), torch.as_tensor(np.array(l2_values), device=device)
+        design,
+        torch.as_tensor(np.concatenate(train_rows), device=device),
+        torch.as_tensor(np.concatenate(l2_values), device=device),
     )
-    result = _lbfgs(objective, torch.zeros(len(train_rows), k, d + 1, dtype=dtype, device=device), max_iter=max_iter, tol=tol)
-    heldout_loss = _heldout_loss(objective, result.x, torch.as_tensor(np.stack(heldout_rows), device=device)).cpu().numpy()
-    solutions = design.to_original(result.x)
+    result = _lbfgs(objective, torch.zeros(len(objective.l2), k, d + 1, dtype=dtype, device=device), max_iter=max_iter, tol=tol)
+    heldout_loss = _heldout_loss(objective, result.x, torch.as_tensor(np.concatenate(heldout_rows), device=device))
 
-    chosen, final_rows, final_l2, starts, summaries = [], [], [], [], []
+    # CV choice per member, then every member's final fit, warm started from its folds' mean
+    # solution; members that chose the same C share a batch on a design damped for that C.
+    choices = []  # (C, cv_loss, folds, iterations, start in the caller's variables, fit weights)
     first = 0
     for rows, folds in zip(members, fold_counts):
         rows = np.asarray(rows, dtype=np.int64)
         span = slice(first, first + n_c * folds)
-        cv_loss = heldout_loss[span].reshape(n_c, folds).mean(axis=1).tolist()
-        best = int(np.argmin(cv_loss))
-        C = C_grid[best]
-        best_solutions = solutions[first + best * folds : first + (best + 1) * folds]
-        weights = class_balanced_weights(targets[rows]) if class_balance else np.ones(rows.size)
-        row = np.zeros(n)
-        row[rows] = weights / weights.sum()
-        final_rows.append(row)
-        final_l2.append(1.0 / (C * float(weights.sum())))
-        starts.append(design.from_original(best_solutions.mean(dim=0)))
-        summaries.append((C, cv_loss, folds, int(result.n_iter[span].sum())))
+        cv_loss = heldout_loss[span].view(n_c, folds).mean(dim=1).tolist()
+        best = int(np.argmin(cv_loss))  # first minimum = the smaller C on ties
+        start = design.to_original(result.x[span]).view(n_c, folds, k, d + 1).mean(dim=1)[best]
+        weights = np.zeros(n)
+        weights[rows] = class_balanced_weights(targets[rows]) if class_balance else np.ones(rows.size)
+        choices.append((C_grid[best], cv_loss, folds, int(result.n_iter[span].sum()), start, weights))
         first += n_c * folds
-    final_objective = _BatchedObjective(
-        design, torch.as_tensor(np.stack(final_rows), device=device), torch.as_tensor(np.array(final_l2), device=device)
-    )
-    final = _lbfgs(final_objective, torch.stack(starts), max_iter=max_iter, tol=tol)
-    for j, (C, cv_loss, folds, iterations) in enumerate(summaries):
-        model = _to_model(design.to_original(final.x[j]), C, final.n_iter[j], final.converged[j])
-        chosen.append(
-            ProbeSelection(model=model, C=C, C_grid=C_grid, cv_loss=cv_loss, cv_folds=folds, cv_iterations=iterations)
+    models: dict[int, ProbeModel] = {}
+    for C in sorted({choice[0] for choice in choices}):
+        group = [j for j, choice in enumerate(choices) if choice[0] == C]
+        totals = np.array([choices[j][5].sum() for j in group])
+        final_design = _Design(features, targets, device, dtype, _column_scale(variances, 1.0 / (C * float(totals.mean()))))
+        final_objective = _BatchedObjective(
+            final_design,
+            torch.as_tensor(np.stack([choices[j][5] / total for j, total in zip(group, totals)]), device=device),
+            torch.as_tensor(1.0 / (C * totals), dtype=torch.float64, device=device),
         )
-    return chosen
+        starts = torch.stack([final_design.from_original(choices[j][4]) for j in group])
+        final = _lbfgs(final_objective, starts, max_iter=max_iter, tol=tol)
+        for i, j in enumerate(group):
+            models[j] = _to_model(final_design.to_original(final.x[i]), C, final.n_iter[i], final.converged[i])
+    selections = []
+    for j, (C, cv_loss, folds, iterations, _, _) in enumerate(choices):
+        if not models[j].converged:
+            log.debug("linear probe at C=%s stopped after %d iterations before reaching tol=%s", C, models[j].n_iter, tol)
+        selections.append(
+            ProbeSelection(model=models[j], C=C, C_grid=C_grid, cv_loss=cv_loss, cv_folds=folds, cv_iterations=iterations)
+        )
+    return selections
 
 
 @contextlib.contextmanager
