@@ -91,6 +91,44 @@ def test_load_checkpoint_applies_the_checkpoints_own_preprocessing(valid):
     assert loaded.transform.size == backbone.image_size
 
 
+
+def test_the_test_split_is_decoded_once_and_predicted_alike_from_memory(valid, monkeypatch):
+    """Warm cache, no cache, and a cache too small for the split (images pushed out mid-pass and
+    decoded again) give the same predictions; a warm pass decodes nothing."""
+    from benchmark.features import ImageDataset
+    from benchmark.protocols.checkpoint import predict_images
+    from benchmark.protocols.data import DecodedImages
+
+    directory, _, _ = valid
+    loaded = load_checkpoint(directory, CLASSES)
+    test = make_test(20)
+    decoded = []
+    original = ImageDataset.__getitem__
+    monkeypatch.setattr(ImageDataset, "__getitem__", lambda self, i: decoded.append(i) or original(self, i))
+
+    def predict(cache):
+        decoded.clear()
+        return predict_images(loaded.model, loaded.backbone, loaded.transform, test.refs, batch_size=6,
+                              image_cache=cache)
+
+    off = predict(DecodedImages(0))
+    assert len(decoded) == len(test) and len(set(off.tolist())) > 1
+    warm = DecodedImages(2**30)
+    assert np.array_equal(predict(warm), off) and len(decoded) == len(test)
+    assert np.array_equal(predict(warm), off) and decoded == []  # from memory
+    assert (warm.hits, warm.misses) == (len(test), len(test))
+    per_image = 3 * loaded.transform.size ** 2
+    small = DecodedImages(5 * per_image)  # a quarter of the split
+    predict(small)
+    assert np.array_equal(predict(small), off) and len(decoded) == len(test) and len(small) == 5
+    # the checkpoint's own preprocessing is part of the key: another transform decodes afresh
+    other = load_backbone("clip-vit-b32", random_init_config=TINY_CONFIGS["clip-vit-b32"], image_size=48)
+    assert other.transform.id != loaded.transform.id
+    decoded.clear()
+    list(warm.batches(test.refs, other.transform, batch_size=6))
+    assert len(decoded) == len(test)
+
+
 # -- refusals: each names the file and the problem -----------------------------------------------
 
 

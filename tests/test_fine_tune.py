@@ -149,13 +149,15 @@ def test_runs_sharing_images_decode_them_once_with_identical_results(toy):
     train, test = toy
     shared = DecodedImages(2**30)
     first = run(toy, seed=1, image_cache=shared)
-    assert (shared.misses, shared.hits, len(shared)) == (len(train), 0, len(train))
+    n_images = len(train) + len(test)  # the test split is kept too
+    assert (shared.misses, shared.hits, len(shared)) == (n_images, 0, n_images)
     # another setting of the same grid: half the images again, plus duplicates of them
     subset = TrainData(train.refs[:12] + train.refs[:4], np.concatenate([train.targets[:12], train.targets[:4]]),
                        np.zeros(16, dtype=bool))
     fine_tune_predict("clip-vit-b32", subset, test, n_classes=2, seed=1, recipe=FAST, random_init_config=TINY,
                       progress=False, image_cache=shared)
-    assert shared.misses == len(train) and shared.hits == 12  # nothing decoded, each unique image looked up once
+    # nothing decoded: each unique training image and each test image looked up once
+    assert shared.misses == n_images and shared.hits == 12 + len(test)
     # a later run from memory equals a run that decodes everything afresh
     again = run(toy, seed=1, image_cache=shared)
     fresh = run(toy, seed=1, image_cache=DecodedImages(0))
@@ -224,3 +226,50 @@ def test_workers_default_to_none_on_cpu_and_none_means_auto(toy, monkeypatch):
     fine_tune.train_classifier(backbone, train, n_classes=2, seed=0, recipe=dict(FAST, images_seen=16),
                                num_workers=None, progress=False, image_cache=DecodedImages(0))
     assert seen == [0]  # CPU: decoding and augmentation stay in this process
+
+
+def test_a_second_fine_tune_grid_decodes_no_image(tmp_path, monkeypatch):
+    """The test split (like the training sets) is decoded once per process, whatever the runs."""
+    import collections
+
+    from benchmark.backbones import TINY_CONFIGS
+    from benchmark.features import ImageDataset
+    from benchmark.grid import run_grid
+    from benchmark.protocols import data
+    from benchmark.protocols.data import DecodedImages
+    from benchmark.tasks import build_demo_task, load_task
+    from tests.test_grid import make_submission
+
+    task = load_task(build_demo_task(tmp_path / "demo", train_per_class=4, test_per_class=3, image_size=32))
+    submission = make_submission(tmp_path / "subs", task, method="edit", per_input=1, seed=0)
+    test_shas = {ref.sha256 for ref in task.image_refs("test")}
+    decoded: collections.Counter = collections.Counter()
+    original = ImageDataset.__getitem__
+
+    def counting(self, index):
+        decoded[self.refs[index].sha256] += 1
+        return original(self, index)
+
+    monkeypatch.setattr(ImageDataset, "__getitem__", counting)
+
+    def grid(name: str) -> dict:
+        decoded.clear()
+        return run_grid(
+            task, submission, protocol="fine-tune", backbone="efficientnet-lite0", settings=["real", "mixed@1"],
+            seeds=(0,), random_init_config=TINY_CONFIGS["efficientnet-lite0"], image_size=32,
+            cache_dir=tmp_path / "cache", validated=True, progress=False, out_path=tmp_path / f"{name}.json",
+            protocol_overrides={"images_seen": 16, "batch_size": 8},
+        )
+
+    monkeypatch.setattr(data, "_shared_images", DecodedImages(2**30))
+    first = grid("first")
+    assert len(first["runs"]) == 2
+    assert {sha: decoded[sha] for sha in test_shas} == dict.fromkeys(test_shas, 1)  # once for both runs
+    assert set(decoded.values()) == {1}  # training images too
+    second = grid("second")
+    assert second["provenance"]["runs_computed"] == 2 and sum(decoded.values()) == 0
+    monkeypatch.setattr(data, "_shared_images", DecodedImages(0))  # no cache: every run decodes afresh
+    off = grid("off")
+    assert {sha: decoded[sha] for sha in test_shas} == dict.fromkeys(test_shas, 2)
+    for record in (second, off):
+        assert [r["predictions"] for r in record["runs"]] == [r["predictions"] for r in first["runs"]]

@@ -7,7 +7,9 @@ from __future__ import annotations
 import imagehash
 import numpy as np
 import pytest
+from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image, ImageEnhance
+from scipy import ndimage
 
 from benchmark.images import ImageRef, encode_png
 from benchmark.io import sha256_bytes
@@ -103,24 +105,88 @@ def test_prefilter_only_drops_candidates(index, monkeypatch):
     assert [m.query for m in cascaded.matches] == [6]
 
 
-def test_batched_prefilter_scores_as_per_query(index):
-    # Non-square queries too: their crop-scale plans differ from the square ones'.
+def _area_resize(a: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Area resampling: output pixel i averages inputs floor(i n / m) .. ceil((i + 1) n / m)."""
+
+    def pool(n_in: int, n_out: int) -> np.ndarray:
+        matrix = np.zeros((n_out, n_in))
+        for i in range(n_out):
+            lo, hi = i * n_in // n_out, -(-(i + 1) * n_in // n_out)
+            matrix[i, lo:hi] = 1.0 / (hi - lo)
+        return matrix
+
+    return pool(a.shape[0], height) @ a @ pool(a.shape[1], width).T
+
+
+def _band(a: np.ndarray) -> np.ndarray:
+    fine, coarse = leakage.PREFILTER_SIGMAS
+    return ndimage.gaussian_filter(a, fine, mode="nearest", truncate=3.0) - ndimage.gaussian_filter(
+        a, coarse, mode="nearest", truncate=3.0
+    )
+
+
+def _plain_prefilter(query_thumb, query_aspect, ref_thumb, ref_aspect, size) -> np.ndarray:
+    """(8,): per orientation k, the best NCC of the query's band-passed size-px thumbnail turned
+    by k against every size x size window of the band-passed reference, resized for each crop
+    scale so that the region the turned query covers there is size x size."""
+    query = _band(_area_resize(query_thumb.astype(np.float64), size, size))
+    best = np.full(8, -np.inf)
+    windows_at: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    for k in range(8):
+        template = np.rot90(query[:, ::-1] if k >= 4 else query, k % 4)
+        template = (template - template.mean()) / np.linalg.norm(template - template.mean())
+        aspect = (query_aspect if k % 2 == 0 else 1 / query_aspect) / ref_aspect
+        for scale in leakage.CROP_SCALES:
+            fx, fy = (scale, scale / aspect) if aspect >= 1 else (scale * aspect, scale)
+            if min(fx, fy) < min(leakage.CROP_SCALES) - 1e-9:
+                continue
+            shape = (round(size / fy), round(size / fx))
+            if shape not in windows_at:
+                windows = sliding_window_view(_band(_area_resize(ref_thumb.astype(np.float64), *shape)), (size, size))
+                windows = windows - windows.mean(axis=(2, 3), keepdims=True)
+                windows_at[shape] = windows, np.linalg.norm(windows, axis=(2, 3))
+            windows, norms = windows_at[shape]
+            # The gate's guard for flat windows (no detail: they score ~0, not 0/0).
+            ncc = np.einsum("ijkl,kl->ij", windows, template) / (norms + 1e-3)
+            best[k] = max(best[k], ncc.max())
+    return best
+
+
+def test_prefilter_scores_are_band_passed_template_ncc(index):
+    # Against a plain NCC search in numpy (scipy blurs, explicit windows), pair by pair; a
+    # non-square query too, whose crop-scale shapes differ from the square ones'.
     images = [_scene(3000 + i) for i in range(3)] + [_scene(3100).crop((0, 0, 96, 70)), _near_copy(_scene(8), 5)]
     signatures = [query_signature(image) for image in images]
     tensors = leakage._ReferenceTensors(index)
     rng = np.random.default_rng(0)
-    candidates = [np.sort(rng.choice(N_REFS, size=n, replace=False)) for n in (5, 12, 1, 9, 20)]
-    (first, _), (second, _) = leakage.PREFILTER_STAGES[:2]
-    batched, batched_k = leakage._batched_prefilter(tensors, signatures, candidates, first)
+    candidates = [np.sort(rng.choice(N_REFS, size=n, replace=False)) for n in (4, 6, 1, 5, 3)]
+    candidates[-1] = np.union1d(candidates[-1], [8])  # the near-copy's source
+    (first, threshold), (second, _) = leakage.PREFILTER_STAGES[:2]
+    scores, found_k = leakage._batched_prefilter(tensors, signatures, candidates, first)
     # The next stage searches only the orientation each pair was found in (here: a given one).
     given = [rng.integers(0, 8, size=len(c)) for c in candidates]
     restricted, restricted_k = leakage._batched_prefilter(tensors, signatures, candidates, second, given)
-    for i, (sig, cand) in enumerate(zip(signatures, candidates)):
-        single, single_k = leakage._prefilter_scores(leakage._prefilter_templates(sig.thumb, first), first, tensors, cand, sig.aspect)
-        np.testing.assert_allclose(batched[i], single, atol=1e-4)
-        assert (batched_k[i] == single_k).all()
-        single, single_k = leakage._prefilter_scores(
-            leakage._prefilter_templates(sig.thumb, second), second, tensors, cand, sig.aspect, given[i]
-        )
-        np.testing.assert_allclose(restricted[i], single, atol=1e-4)
-        assert (restricted_k[i] == given[i]).all() and (single_k == given[i]).all()
+    for q, (sig, cand) in enumerate(zip(signatures, candidates)):
+        for c, r in enumerate(cand):
+            plain = _plain_prefilter(sig.thumb, sig.aspect, index.thumbs[r], index.aspects[r], first)
+            assert scores[q][c] == pytest.approx(plain.max(), abs=1e-4)
+            assert plain[found_k[q][c]] == pytest.approx(plain.max(), abs=1e-4)  # found where it is best
+            plain = _plain_prefilter(sig.thumb, sig.aspect, index.thumbs[r], index.aspects[r], second)
+            assert restricted[q][c] == pytest.approx(plain[given[q][c]], abs=1e-4)
+        assert (restricted_k[q] == given[q]).all()
+    source = list(candidates[-1]).index(8)
+    # dihedral(., 5) is a reflection: the query turned by 5 again lines up with its source.
+    assert scores[-1][source] >= threshold and found_k[-1][source] == 5
+    assert np.delete(scores[-1], source).max() < threshold
+
+
+def test_query_scores_of_a_near_copy_and_a_distinct_image(index):
+    # The one-query calibration path: every stage scored, whatever the decision.
+    images = [_near_copy(_scene(19), 3), _scene(4000)]
+    embeddings = _embed([_ref(image, f"q{i}") for i, image in enumerate(images)])
+    copy, distinct = (leakage.query_scores(index, query_signature(im), e) for im, e in zip(images, embeddings))
+    (first, first_min), (second, second_min) = leakage.PREFILTER_STAGES[:2]
+    assert copy[f"prefilter{first}"] >= first_min and copy[f"prefilter{second}"] >= second_min
+    assert copy["ncc"] >= leakage.NCC_MIN > distinct["ncc"]
+    assert distinct[f"prefilter{first}"] < copy[f"prefilter{first}"]
+    assert min(copy["phash_distance"], distinct["phash_distance"]) > leakage.PHASH_MAX_DISTANCE

@@ -37,7 +37,7 @@ from ..backbones import BACKBONES, Backbone, ImageTransform, get_spec, load_back
 from ..device import is_cuda, resolve_device
 from ..errors import HarnessError
 from ..io import atomic_write_bytes, atomic_write_text, sha256_file
-from .data import TestData
+from .data import DecodedImages, TestData, shared_decoded_images
 
 log = logging.getLogger(__name__)
 
@@ -351,22 +351,32 @@ def predict_images(
     batch_size: int = 64,
     num_workers: int = 0,
     progress: bool = False,
+    image_cache: DecodedImages | None = None,
 ) -> np.ndarray:
-    """Arg-max predictions of `model` (images -> logits) for `refs`, in order (eval preprocessing)."""
+    """Arg-max predictions of `model` (images -> logits) for `refs`, in order (eval preprocessing).
+
+    Images are decoded once per process: `image_cache` (default: the process-wide
+    `shared_decoded_images()`, keyed by `transform` and SHA-256) serves the test split to every
+    later run and submission; `DecodedImages(0)` decodes afresh. Predictions stay on the device
+    until the last batch (one transfer: reading each batch back would stall the GPU every time).
+    """
     from tqdm.auto import tqdm
 
-    from ..features import image_loader
-
+    refs = list(refs)
+    if not refs:
+        return np.zeros(0, dtype=np.int64)
     device = backbone.device
+    cache = image_cache if image_cache is not None else shared_decoded_images()
     model.eval()
-    out: list[np.ndarray] = []
-    loader = image_loader(refs, transform, batch_size=batch_size, num_workers=num_workers, device=device)
-    for batch in tqdm(loader, desc="predicting", unit="batch", disable=not progress):
+    predictions: list[torch.Tensor] = []
+    batches = cache.batches(refs, transform, batch_size=batch_size, num_workers=num_workers, pin_memory=is_cuda(device))
+    total = math.ceil(len(refs) / batch_size)
+    for batch in tqdm(batches, total=total, desc="predicting", unit="batch", disable=not progress):
         x = backbone.prepare_input(transform.normalize(batch.to(device, non_blocking=True)))
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=is_cuda(device)):
             logits = model(x)
-        out.append(logits.float().argmax(dim=1).cpu().numpy())
-    return np.concatenate(out).astype(np.int64)
+        predictions.append(logits.float().argmax(dim=1))
+    return torch.cat(predictions).cpu().numpy().astype(np.int64)
 
 
 def score_checkpoint(
@@ -379,13 +389,16 @@ def score_checkpoint(
     num_workers: int = 0,
     progress: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    image_cache: DecodedImages | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Load a checkpoint (refusing unsafe or mismatched ones) and predict the test split."""
+    """Load a checkpoint (refusing unsafe or mismatched ones) and predict the test split.
+
+    `image_cache`: see `predict_images` (the test split is decoded once per process)."""
     start = time.perf_counter()
     loaded = load_checkpoint(directory, task_classes, device=device, cache_dir=cache_dir)
     predictions = predict_images(
         loaded.model, loaded.backbone, loaded.transform, test.refs,
-        batch_size=batch_size, num_workers=num_workers, progress=progress,
+        batch_size=batch_size, num_workers=num_workers, progress=progress, image_cache=image_cache,
     )
     params = {
         "backbone": loaded.backbone.name,

@@ -1,11 +1,13 @@
 """What every protocol receives: one run's training set and the test split, as checked records;
-and `DecodedImages`, the in-memory cache of decoded training images that runs of a grid share."""
+and `DecodedImages`, the in-memory cache of decoded images (training sets and the test split) that
+the runs of a grid share."""
 
 from __future__ import annotations
 
 import collections
 import os
 from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -92,7 +94,7 @@ class TestData:
 
 #: Default memory budget of the shared decoded-image cache; SYNTHBENCH_DECODED_CACHE_MB overrides it
 #: (0 turns it off). 4 GiB holds ~28 000 images at 224 px (150 KB each) or ~9 700 at 384 px: a whole
-#: official grid's training images (600 real + the submission's draws).
+#: official grid's images (600 real + the submission's draws + the 600 test images).
 DEFAULT_DECODED_CACHE_MB = 4096
 
 
@@ -128,6 +130,10 @@ class DecodedImages:
     def __len__(self) -> int:
         return len(self._images)
 
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        """(preprocessing id, SHA-256) is held; counts nothing and leaves the LRU order alone."""
+        return key in self._images
+
     def get(self, preprocessing_id: str, sha256: str) -> torch.Tensor | None:
         image = self._images.get((preprocessing_id, sha256))
         if image is None:
@@ -152,3 +158,54 @@ class DecodedImages:
     def clear(self) -> None:
         self._images.clear()
         self.nbytes = 0
+
+    def batches(
+        self,
+        refs: Sequence[ImageRef],
+        transform,
+        *,
+        batch_size: int,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> Iterator[torch.Tensor]:
+        """(B, 3, S, S) uint8 batches of `refs` in order, at `transform`'s size (an ImageTransform).
+
+        Images held here come from memory; the others are decoded (SHA-256 checked) in DataLoader
+        workers and offered to the cache. Only one batch is assembled at a time, so a split larger
+        than the budget costs no more memory than the budget plus the loader's batches in flight.
+        `pin_memory`: batches in page-locked memory, for non-blocking copies to a GPU.
+        """
+        from ..features import ImageDataset, image_loader
+
+        key = transform.id
+        refs = list(refs)
+        missing = [(key, ref.sha256) not in self for ref in refs]
+        to_decode = [ref for ref, absent in zip(refs, missing) if absent]
+        self.misses += len(to_decode)
+        decoded: Iterator[torch.Tensor] = iter(())
+        if to_decode:
+            loader = image_loader(to_decode, transform, batch_size=batch_size, num_workers=num_workers)
+            decoded = (image for batch in loader for image in batch)
+        for start in range(0, len(refs), batch_size):
+            images = []
+            for ref, absent in zip(refs[start : start + batch_size], missing[start : start + batch_size]):
+                image = None if absent else self.get(key, ref.sha256)
+                if image is None:
+                    # absent: the next decoded image is this one (same order); otherwise it was held
+                    # when planned and has since been pushed out by this pass's own images
+                    image = next(decoded) if absent else ImageDataset([ref], transform)[0]
+                    self.put(key, ref.sha256, image)
+                images.append(image)
+            out = torch.empty((len(images), *images[0].shape), dtype=torch.uint8, pin_memory=pin_memory)
+            yield torch.stack(images, out=out)
+
+
+_shared_images: DecodedImages | None = None
+
+
+def shared_decoded_images() -> DecodedImages:
+    """The process-wide decoded-image cache (budget: SYNTHBENCH_DECODED_CACHE_MB, default 4096)."""
+    global _shared_images
+    if _shared_images is None:
+        _shared_images = DecodedImages.from_env()
+    return _shared_images

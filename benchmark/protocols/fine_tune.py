@@ -18,8 +18,9 @@ Training images are decoded at the backbone's input size and kept as uint8 tenso
 then runs per sample on every step (in DataLoader workers when `num_workers` > 0). Decoded images
 are kept in a process-wide, size-bounded cache (`DecodedImages`, keyed by preprocessing and image
 SHA-256): the runs of a grid (settings x ratios x seeds, and the next submission's real images)
-decode each image once. On CUDA the loop also never waits for the GPU within a step: losses
-stay on the device and are checked for finiteness every `_CUDA_CHECK_EVERY` steps.
+decode each image once, and so does the test split they are all scored on. On CUDA the loop also
+never waits for the GPU within a step: losses stay on the device and are checked for finiteness
+every `_CUDA_CHECK_EVERY` steps; test predictions come back in one transfer.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from ..device import encoding_defaults, is_cuda, resolve_device
 from ..errors import HarnessError
 from ..protocol import PROTOCOLS
 from .checkpoint import CheckpointModel, predict_images, save_checkpoint
-from .data import DecodedImages, TestData, TrainData
+from .data import DecodedImages, TestData, TrainData, shared_decoded_images
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +57,6 @@ DEFAULT_AUGMENTATION: dict[str, Any] = PROTOCOLS["fine-tune"]["augmentation"]
 _REQUIRED_KEYS = ("images_seen", "batch_size", "lr_backbone", "lr_head", "weight_decay", "warmup_fraction")
 #: On CUDA, losses are read back (a synchronisation) once per this many steps, not every step.
 _CUDA_CHECK_EVERY = 25
-_shared_images: DecodedImages | None = None
-
-
-def shared_decoded_images() -> DecodedImages:
-    """The process-wide decoded-image cache (budget: SYNTHBENCH_DECODED_CACHE_MB, default 4096)."""
-    global _shared_images
-    if _shared_images is None:
-        _shared_images = DecodedImages.from_env()
-    return _shared_images
 
 
 def resolve_recipe(recipe: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -323,7 +315,8 @@ def fine_tune_predict(
     `recipe` overrides keys of PROTOCOLS["fine-tune"] (tests use a small `images_seen`).
     With `checkpoint_dir` (and `classes`), the trained model is also saved as a checkpoint
     submission (model.safetensors + model.yaml). `num_workers` and `image_cache`: see
-    `train_classifier`.
+    `train_classifier`; the cache serves the test split too (`predict_images`), so every run after
+    the first decodes no test image.
     """
     if checkpoint_dir is not None and classes is None:
         raise HarnessError("fine_tune_predict: saving a checkpoint needs the task's classes")
@@ -342,7 +335,10 @@ def fine_tune_predict(
         image_cache=image_cache,
     )
     model = CheckpointModel(encoder, head)
-    predictions = predict_images(model, backbone, backbone.transform, test.refs, num_workers=num_workers, progress=False)
+    predictions = predict_images(
+        model, backbone, backbone.transform, test.refs, num_workers=num_workers, progress=False,
+        image_cache=image_cache,
+    )
     params["weights_id"] = pretrained_id  # the starting point of fine-tuning
     params["preprocessing"] = backbone.preprocessing_id
     if checkpoint_dir is not None:

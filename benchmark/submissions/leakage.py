@@ -90,7 +90,8 @@ THUMB_SIZE = 32
 #: short side (no less than MIN_FINE_SIZE): upsampling adds no detail to compare.
 FINE_SIZE = 64
 MIN_FINE_SIZE = 36
-#: Sides of the stored reference thumbnails (coarse search source, fine stage source).
+#: Sides of the stored reference thumbnails (source of the prefilter and the coarse search; of the
+#: fine stage).
 REFERENCE_THUMB_SIZE = 64
 REFERENCE_FINE_SIZE = 96
 #: The fine stage compares detail through a band-pass (difference of Gaussians, sigmas in pixels
@@ -425,25 +426,19 @@ class LeakageMatch:
         )
 
 
-@dataclass
-class _Templates:
-    """A query thumbnail in its 8 orientations, zero-mean and unit-norm (NCC kernels)."""
-
-    kernels: torch.Tensor  # (8, 1, T, T)
-    transposed: torch.Tensor  # (8,) bool: orientation swaps the axes (odd quarter turns)
-
-
+#: (8,) bool: the orientations that swap an image's axes (odd quarter turns).
 _TRANSPOSED = torch.tensor([k % 2 == 1 for k in _DIHEDRAL])
 
 
-def _templates(thumb: np.ndarray) -> _Templates:
-    t = torch.from_numpy(np.ascontiguousarray(thumb))
-    mirrored = t.flip(1)
-    # torch.rot90 turns counter-clockwise like np.rot90: the orientations of `_dihedral_array`.
-    oriented = torch.stack([torch.rot90(mirrored if k >= 4 else t, k % 4) for k in _DIHEDRAL])
-    oriented = oriented - oriented.mean(dim=(1, 2), keepdim=True)
-    kernels = oriented / oriented.flatten(1).norm(dim=1).clamp_min(1e-6)[:, None, None]
-    return _Templates(kernels[:, None], _TRANSPOSED)
+def _oriented_kernels(thumbs: torch.Tensor) -> torch.Tensor:
+    """(N, S, S) thumbnails -> (N, 8, S*S) NCC kernels: each thumbnail in the 8 orientations of
+    `_dihedral_array`, zero-mean and unit-norm."""
+    mirrored = thumbs.flip(2)
+    # torch.rot90 turns counter-clockwise like np.rot90.
+    oriented = torch.stack([torch.rot90(mirrored if k >= 4 else thumbs, k % 4, dims=(1, 2)) for k in _DIHEDRAL], dim=1)
+    kernels = oriented.flatten(2)
+    kernels = kernels - kernels.mean(dim=2, keepdim=True)
+    return kernels / kernels.norm(dim=2, keepdim=True).clamp_min(1e-6)
 
 
 @dataclass
@@ -455,14 +450,15 @@ class _Alignment:
     box: tuple[float, float, float, float]
 
 
-def _coarse_align(templates: _Templates, refs: torch.Tensor, ref_aspect: float, query_aspect: float) -> list[list[_Alignment]]:
+def _coarse_align(kernels: torch.Tensor, refs: torch.Tensor, ref_aspect: float, query_aspect: float) -> list[list[_Alignment]]:
     """Coarse alignments of the query in each reference: per crop scale, the best orientation and
     offset. Returns, per reference, one _Alignment per scale searched.
 
-    `refs` is (C, 1, S, S): candidate reference thumbnails of the same aspect. The query (aspect
+    `kernels` is (8, 1, T, T): the query's THUMB_SIZE thumbnail as `_oriented_kernels`; `refs` is
+    (C, 1, S, S): candidate reference thumbnails of the same aspect. The query (aspect
     `query_aspect`, width/height) covers a `fx` x `fy` fraction of a reference; the template is
     slid over the reference resized so that such a region is THUMB_SIZE x THUMB_SIZE.
-    Orientations are applied to the template (the reference stays upright): kernel
+    Orientations are applied to the query (the reference stays upright): kernel
     dihedral(q, k) matches a region shaped like dihedral(q, k), so for odd quarter turns the
     query's aspect is transposed. Every scale is kept, not only the best: at 32 px neighbouring
     scales score alike, and the fine stage tells them apart.
@@ -471,11 +467,10 @@ def _coarse_align(templates: _Templates, refs: torch.Tensor, ref_aspect: float, 
     n = refs.shape[0]
     best: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # scale index -> score, k, box
     for transposed in (False, True):
-        ks = (templates.transposed == transposed).nonzero().flatten()
-        kernels = templates.kernels[ks]
+        ks = (_TRANSPOSED == transposed).nonzero().flatten()
         for scale_index, width, height in _search_sizes(T, ref_aspect, query_aspect, transposed):
             x = F.interpolate(refs, size=(height, width), mode="area")
-            numerator = F.conv2d(x, kernels)  # (C, K, h, w): sum(t * window), t zero-mean unit-norm
+            numerator = F.conv2d(x, kernels[ks])  # (C, K, h, w): sum(t * window), t zero-mean unit-norm
             spread = _window_spread(x, T)
             # + 1e-3 keeps flat windows (variance ~0) from dividing by zero; they score ~0.
             values, where = (numerator / (spread + 1e-3)).flatten(1).max(dim=1)
@@ -558,11 +553,7 @@ def _bandpass(x: torch.Tensor) -> torch.Tensor:
     much faster on CPU than a one-channel convolution.
     """
     size = x.shape[-1]
-    out = torch.zeros_like(x)
-    for sign, sigma in zip((1.0, -1.0), BANDPASS_SIGMAS):
-        matrix = _blur_matrix(size, round(sigma * size / FINE_SIZE, 4))
-        out += sign * (matrix @ x @ matrix.T)
-    return out
+    return _bandpass_rect(x, tuple(round(sigma * size / FINE_SIZE, 4) for sigma in BANDPASS_SIGMAS))
 
 
 def _bandpass_rect(x: torch.Tensor, sigmas: tuple[float, float]) -> torch.Tensor:
@@ -686,64 +677,6 @@ class _ReferenceTensors:
         return found
 
 
-def _prefilter_templates(thumb: np.ndarray, size: int) -> _Templates:
-    """The query's band-passed size x size thumbnail in 8 orientations (from its THUMB_SIZE one)."""
-    x = torch.from_numpy(thumb)[None, None]
-    if size != x.shape[-1]:
-        x = F.interpolate(x, size=(size, size), mode="area")
-    return _templates(_bandpass_rect(x, PREFILTER_SIGMAS)[0, 0].numpy())
-
-
-def _prefilter_scores(
-    templates: _Templates,
-    size: int,
-    tensors: _ReferenceTensors,
-    candidates: np.ndarray,
-    query_aspect: float,
-    orientations: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Best band-passed NCC of the query's size-px template in each candidate, over every crop
-    scale and offset, and every orientation (or only `orientations[c]` for candidate c): the
-    verification's coarse search on band-passed thumbnails, where distinct images agree far less
-    than on raw intensities. Returns the scores (C,) and the orientation each was found in (C,)."""
-    scores = np.full(len(candidates), -1.0, dtype=np.float32)
-    found_k = np.zeros(len(candidates), dtype=np.int64)
-    for key in np.unique(tensors.aspect_keys[candidates]):
-        mask = tensors.aspect_keys[candidates] == key
-        group = torch.from_numpy(candidates[mask])
-        own = torch.from_numpy(orientations[mask]) if orientations is not None else None
-        by_shape: dict[tuple[int, int], list[int]] = {}  # orientations searched at each resized shape
-        for transposed in (False, True):
-            ks = (templates.transposed == transposed).nonzero().flatten().tolist()
-            for _, width, height in _search_sizes(size, float(key), query_aspect, transposed):
-                by_shape.setdefault((width, height), []).extend(ks)
-        best = torch.full((len(group),), -1.0)
-        best_k = torch.zeros(len(group), dtype=torch.long)
-        for (width, height), ks in by_shape.items():
-            x, spread = tensors.level(size, width, height)
-            if own is None:
-                ncc = F.conv2d(x[group], templates.kernels[ks]) / (spread[group] + 1e-3)  # (C, K, h, w)
-                values, index = ncc.flatten(2).amax(dim=2).max(dim=1)
-                k_found = torch.tensor(ks)[index]
-            else:
-                # Each candidate against its own orientation only: a grouped convolution.
-                searched = torch.isin(own, torch.tensor(ks))
-                if not bool(searched.any()):
-                    continue
-                rows = group[searched]
-                ncc = F.conv2d(x[rows].transpose(0, 1), templates.kernels[own[searched]], groups=len(rows))
-                ncc = ncc / (spread[rows].transpose(0, 1) + 1e-3)  # (1, C', h, w)
-                values = torch.full((len(group),), -1.0)
-                values[searched] = ncc[0].flatten(1).amax(dim=1)
-                k_found = own
-            better = values > best
-            best = torch.where(better, values, best)
-            best_k = torch.where(better, k_found, best_k)
-        scores[mask] = best.numpy()
-        found_k[mask] = best_k.numpy()
-    return scores, found_k
-
-
 def _batched_prefilter(
     tensors: _ReferenceTensors,
     signatures: Sequence[QuerySignature],
@@ -752,11 +685,15 @@ def _batched_prefilter(
     orientations: Sequence[np.ndarray] | None = None,
     pool=None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """`_prefilter_scores` for many queries at once: (scores, orientations) per query, in its
-    candidates' order; every orientation is searched, or only `orientations[q][c]` for pair (q, c).
+    """The prefilter's score of every (query, candidate) pair at one thumbnail size: the best
+    band-passed NCC of the query's size-px thumbnail in the candidate, over every crop scale and
+    offset, and every orientation (or only `orientations[q][c]` for pair (q, c)). This is the
+    verification's coarse search on band-passed thumbnails, where distinct images agree far less
+    than on raw intensities. Returns, per query in its candidates' order, the scores and the
+    orientation each was found in.
 
     Pairs are grouped by reference, so each reference's windows at each crop scale are unfolded
-    once and scored against the templates of every query that has it as a candidate in one matrix
+    once and scored against the kernels of every query that has it as a candidate in one matrix
     product (a per-query convolution spends most of its time on tiny single-channel images).
     References are scored in `pool` (an executor) when given."""
     n_pairs = sum(len(c) for c in candidates)
@@ -767,12 +704,7 @@ def _batched_prefilter(
     thumbs = torch.from_numpy(np.stack([s.thumb for s in signatures]))[:, None]
     if size != thumbs.shape[-1]:
         thumbs = F.interpolate(thumbs, size=(size, size), mode="area")
-    bands = _bandpass_rect(thumbs, PREFILTER_SIGMAS)[:, 0]  # (Q, size, size)
-    mirrored = bands.flip(2)
-    oriented = torch.stack([torch.rot90(mirrored if k >= 4 else bands, k % 4, dims=(1, 2)) for k in _DIHEDRAL], dim=1)
-    kernels = oriented.flatten(2)
-    kernels = kernels - kernels.mean(dim=2, keepdim=True)
-    kernels = kernels / kernels.norm(dim=2, keepdim=True).clamp_min(1e-6)  # (Q, 8, size^2), as _templates
+    kernels = _oriented_kernels(_bandpass_rect(thumbs, PREFILTER_SIGMAS)[:, 0])  # (Q, 8, size^2)
 
     query_of = np.repeat(np.arange(len(candidates)), [len(c) for c in candidates])
     reference_of = np.concatenate(candidates)
@@ -786,7 +718,7 @@ def _batched_prefilter(
         if key not in plan_cache:
             by_shape: dict[tuple[int, int], list[int]] = {}
             for transposed in (False, True):
-                ks = [k for k in _DIHEDRAL if (k % 2 == 1) == transposed]
+                ks = (_TRANSPOSED == transposed).nonzero().flatten().tolist()
                 for _, width, height in _search_sizes(size, key[0], key[1], transposed):
                     by_shape.setdefault((width, height), []).extend(ks)
             plan = tuple((shape, tuple(ks)) for shape, ks in by_shape.items())
@@ -842,7 +774,8 @@ class GateResult:
 
 @dataclass
 class _Retrieved:
-    """One query after retrieval: its candidates with their cosine and pHash distance."""
+    """One query's candidates left (after retrieval, then after each prefilter stage), with their
+    embedding cosine and pHash distance."""
 
     candidates: np.ndarray  # reference rows
     cosine: np.ndarray
@@ -863,10 +796,10 @@ def find_near_copies(
     `same_pair[i]` is the pair id of the generation input query i was made from: the reference
     with that pair id (its own tile's post image) only counts as matched by an exact copy.
     Retrieval (pHash distances and embedding cosines to every reference) runs for a block of
-    queries at once, and the first prefilter stage for all queries at once, reference by
-    reference; the later stages and the verification run per query in `workers` threads (default:
-    one per CPU core), each running torch single-threaded: the tensors per query are too small for
-    intra-op parallelism to pay. The decisions are `_match_one`'s, query by query.
+    queries at once, and each prefilter stage for all queries at once, reference by reference;
+    both prefilter and verification run in `workers` threads (default: one per CPU core), each
+    running torch single-threaded: the tensors per query or reference are too small for intra-op
+    parallelism to pay. A query's decision depends on no other query.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -896,9 +829,9 @@ def find_near_copies(
                     retrieved[i] = outcome
         result.stages["candidates"] = sum(len(r.candidates) for r in retrieved.values())
 
-        def finish(i: int) -> tuple[int, LeakageMatch | None, dict[str, int]]:
+        def verify(i: int) -> tuple[int, LeakageMatch | None, dict[str, int]]:
             stages: dict[str, int] = {}
-            return i, _cascade_and_verify(index, tensors, signatures[i], retrieved[i], (), None, None, stages), stages
+            return i, _verify(index, tensors, signatures[i], retrieved[i], None, stages), stages
 
         workers = max(1, workers or os.cpu_count() or 1)
         threads = torch.get_num_threads()
@@ -906,27 +839,9 @@ def find_near_copies(
         torch.set_num_threads(1)
         try:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                # The prefilter stages, each for every query at once; the first searches every
-                # orientation, the next ones only the one found best before.
-                orientations: list[np.ndarray] | None = None
-                for size, threshold in PREFILTER_STAGES:
-                    if not retrieved:
-                        break
-                    queries = list(retrieved)
-                    values, found_k = _batched_prefilter(
-                        tensors, [signatures[i] for i in queries], [retrieved[i].candidates for i in queries], size,
-                        orientations, pool,
-                    )
-                    orientations = []
-                    for i, v, k in zip(queries, values, found_k):
-                        keep = v >= threshold
-                        result.stages[f"prefilter{size}"] += int(keep.sum())
-                        r = retrieved.pop(i)
-                        if keep.any():
-                            retrieved[i] = _Retrieved(r.candidates[keep], r.cosine[keep], r.distance[keep])
-                            orientations.append(k[keep])
+                retrieved = _prefilter(tensors, signatures, retrieved, result.stages, pool)
                 bar.update(len(rows) - len(retrieved))
-                for i, found, stages in pool.map(finish, list(retrieved)):
+                for i, found, stages in pool.map(verify, list(retrieved)):
                     for stage, n in stages.items():
                         result.stages[stage] += n
                     if found is not None:
@@ -941,7 +856,9 @@ def find_near_copies(
     return result
 
 
-def query_scores(index: ReferenceIndex, sig: QuerySignature, embedding: np.ndarray, tensors=None) -> dict[str, float]:
+def query_scores(
+    index: ReferenceIndex, sig: QuerySignature, embedding: np.ndarray, tensors: _ReferenceTensors | None = None
+) -> dict[str, float]:
     """The gate's scores for one query against its candidates (for calibration).
 
     Keys: phash_distance (min over references), cosine (max), prefilter<size> (best prefilter score
@@ -949,11 +866,15 @@ def query_scores(index: ReferenceIndex, sig: QuerySignature, embedding: np.ndarr
     stage is run on every candidate, whatever the decision.
     """
     embedding = _normalise(np.asarray(embedding, dtype=np.float32)[None])[0]
+    tensors = _ReferenceTensors(index) if tensors is None else tensors
     scores: dict[str, float] = {}
-    _match_one(
-        index, tensors or _ReferenceTensors(index), sig, index.embeddings @ embedding,
-        hamming(index.hashes, sig.phash).min(axis=1), None, scores,
-    )
+    distance = hamming(index.hashes, sig.phash).min(axis=1)
+    retrieved = _retrieve(index, tensors, sig, index.embeddings @ embedding, distance, None, scores, {})
+    orientations = None
+    for size, _ in PREFILTER_STAGES:
+        values, orientations = _batched_prefilter(tensors, [sig], [retrieved.candidates], size, orientations)
+        scores[f"prefilter{size}"] = float(values[0].max())
+    _verify(index, tensors, sig, retrieved, scores, {})
     return scores
 
 
@@ -973,27 +894,6 @@ def _exact_copy_ncc(sig: QuerySignature, reference_thumb: torch.Tensor, referenc
 #: together: bounds memory at B x R x 8 hashes.
 _QUERY_BLOCK = 256
 _STAGES = ("phash", "candidates", *(f"prefilter{size}" for size, _ in PREFILTER_STAGES), "verified")
-
-
-def _match_one(
-    index: ReferenceIndex,
-    tensors: _ReferenceTensors,
-    sig: QuerySignature,
-    cosine: np.ndarray,
-    distance: np.ndarray,
-    exempt: np.ndarray | None,
-    scores: dict | None = None,
-    stages: dict | None = None,
-) -> LeakageMatch | None:
-    """The near-copy decision for one query (None: no near-copy), given its embedding cosine and
-    pHash distance to every reference (R,). `scores` collects every score (calibration: no stage
-    drops a candidate); `stages` counts how far the cascade went."""
-    stages = {} if stages is None else stages
-    outcome = _retrieve(index, tensors, sig, cosine, distance, exempt, scores, stages)
-    if isinstance(outcome, LeakageMatch):
-        return outcome
-    stages["candidates"] = len(outcome.candidates)
-    return _cascade_and_verify(index, tensors, sig, outcome, PREFILTER_STAGES, None, scores, stages)
 
 
 def _retrieve(
@@ -1032,39 +932,59 @@ def _retrieve(
     return _Retrieved(candidates, cosine[candidates], distance[candidates])
 
 
-def _cascade_and_verify(
+def _prefilter(
+    tensors: _ReferenceTensors,
+    signatures: Sequence[QuerySignature],
+    retrieved: dict[int, _Retrieved],
+    stages: dict,
+    pool=None,
+) -> dict[int, _Retrieved]:
+    """The PREFILTER_STAGES, each for every query at once: per query (a row of `signatures`), the
+    candidates that could still be near-copies; queries left with none are dropped. The first
+    stage searches every orientation, the next ones only the one found best before."""
+    orientations: list[np.ndarray] | None = None
+    for size, threshold in PREFILTER_STAGES:
+        if not retrieved:
+            break
+        queries = list(retrieved)
+        values, found_k = _batched_prefilter(
+            tensors, [signatures[i] for i in queries], [retrieved[i].candidates for i in queries], size,
+            orientations, pool,
+        )
+        kept: dict[int, _Retrieved] = {}
+        orientations = []
+        for i, v, k in zip(queries, values, found_k):
+            keep = v >= threshold
+            stages[f"prefilter{size}"] = stages.get(f"prefilter{size}", 0) + int(keep.sum())
+            if keep.any():
+                r = retrieved[i]
+                kept[i] = _Retrieved(r.candidates[keep], r.cosine[keep], r.distance[keep])
+                orientations.append(k[keep])
+        retrieved = kept
+    return retrieved
+
+
+def _verify(
     index: ReferenceIndex,
     tensors: _ReferenceTensors,
     sig: QuerySignature,
     retrieved: _Retrieved,
-    prefilter_stages: Sequence[tuple[int, float]],
-    orientations: np.ndarray | None,
     scores: dict | None,
     stages: dict,
 ) -> LeakageMatch | None:
-    """The prefilter stages left (each keeps the candidates that could still be near-copies; only
-    the first searches every orientation, the next ones the one found best before), then the
-    geometric verification of what remains."""
+    """The geometric verification of a query's candidates: a near-copy when the best fine score
+    reaches NCC_MIN. `scores` (calibration) collects the best coarse, fine and whole scores
+    instead of deciding."""
     candidates, cosine, distance = retrieved.candidates, retrieved.cosine, retrieved.distance
-    for size, threshold in prefilter_stages:
-        if len(candidates) == 0:
-            return None
-        templates = _prefilter_templates(sig.thumb, size)
-        values, orientations = _prefilter_scores(templates, size, tensors, candidates, sig.aspect, orientations)
-        if scores is not None:
-            scores[f"prefilter{size}"] = float(values.max())
-        else:
-            keep = values >= threshold
-            candidates, cosine, distance, orientations = candidates[keep], cosine[keep], distance[keep], orientations[keep]
-        stages[f"prefilter{size}"] = len(candidates)
     if len(candidates) == 0:
         return None
     stages["verified"] = len(candidates)
-    templates = _templates(sig.thumb)
+    thumb = torch.from_numpy(sig.thumb)
+    kernels = _oriented_kernels(thumb[None])[0].reshape(8, 1, *thumb.shape)
     alignments: list[tuple[int, _Alignment]] = []  # (candidate position, alignment), one per candidate and scale
     for key in np.unique(tensors.aspect_keys[candidates]):
         group = np.flatnonzero(tensors.aspect_keys[candidates] == key)
-        found = _coarse_align(templates, tensors.thumbs[candidates[group]], float(key), sig.aspect)
+        found = _coarse_align(kernels, tensors.thumbs[candidates[group]], float(key), sig.aspect)
         alignments += [(c, alignment) for c, per_scale in zip(group.tolist(), found) for alignment in per_scale]
     # Every candidate gets a fine score at its coarse alignment at every scale (on aerial textures
     # the coarse score alone ranks poorly); the FINE_REFINED best are then refined around theirs.
