@@ -77,9 +77,10 @@ class _Pool:
     targets: np.ndarray  # (N, C) float32
     labels: np.ndarray  # (N,) hard labels
     by_class: list[np.ndarray]  # pool indices of each class, in draw order
+    scenes: np.ndarray  # (N,) str: the scene each image was made from (see `scene_of`)
 
     @classmethod
-    def from_submission(cls, submission, classes: list[str]) -> "_Pool":
+    def from_submission(cls, submission, classes: list[str], scenes_by_id: dict[str, str] | None = None) -> "_Pool":
         refs = submission.image_refs()
         targets = submission.targets(classes)
         names = [entry.file_name for entry in submission.entries]
@@ -88,10 +89,29 @@ class _Pool:
         targets = targets[order] if len(order) else np.zeros((0, len(classes)), dtype=np.float32)
         labels = targets.argmax(axis=1) if len(order) else np.zeros(0, dtype=np.int64)
         by_class = [np.flatnonzero(labels == c) for c in range(len(classes))]
-        return cls(refs=refs, targets=targets, labels=labels, by_class=by_class)
+        scenes_by_id = scenes_by_id or {}
+        scenes = []
+        for i in order:
+            source = submission.entries[i].source_id
+            # an unknown source still groups the images made from it; no source: the image alone
+            scenes.append(scenes_by_id.get(source, f"source:{source}") if source else f"image:{names[i]}")
+        return cls(refs=refs, targets=targets, labels=labels, by_class=by_class, scenes=np.asarray(scenes, dtype=str))
 
     def counts(self) -> np.ndarray:
         return np.array([idx.size for idx in self.by_class], dtype=np.int64)
+
+
+def scene_of(task) -> dict[str, str]:
+    """image_id -> its scene, for train_real and generation_inputs: the `pair_id` a train_real image
+    shares with its pre-disaster twin (the image_id itself where a row has none). A real image and
+    the synthetic images made from it or from its twin share a scene, so the linear probe's
+    cross-validation keeps them in one fold (`TrainData.groups`)."""
+    scenes: dict[str, str] = {}
+    for split in ("train_real", "generation_inputs"):
+        if split in task.splits:
+            pairs = zip(task.image_ids(split), task.column(split, "pair_id"))
+            scenes.update({image_id: f"scene:{pair or image_id}" for image_id, pair in pairs})
+    return scenes
 
 
 def synthetic_draw(pool_by_class: Sequence[np.ndarray], seed: int, per_class: Sequence[int]) -> np.ndarray:
@@ -365,7 +385,8 @@ def run_grid(
     # What to run: (setting name, Setting or None, seed) for each missing run; skipped settings.
     real_labels = task.labels("train_real")
     real_counts = np.bincount(real_labels, minlength=len(classes)).astype(np.int64)
-    pool = _Pool.from_submission(submission, classes) if protocol != "checkpoint" else None
+    scenes_by_id = scene_of(task)
+    pool = _Pool.from_submission(submission, classes, scenes_by_id) if protocol != "checkpoint" else None
     skipped: list[dict[str, str]] = []
     wanted: list[tuple[str, Setting | None, int]] = []
     if runner.fixed_setting is not None:
@@ -505,21 +526,24 @@ def run_grid(
         num_workers=num_workers,
     )
     real_targets = np.eye(len(classes), dtype=np.float32)[real_labels]
+    real_scenes = [scenes_by_id[image_id] for image_id in task.image_ids("train_real")]
 
     def train_data(setting: Setting | None, seed: int):
         if setting is None:
             return None, {}
-        refs, targets, synthetic = [], [], []
+        refs, targets, synthetic, scenes = [], [], [], []
         if setting.uses_real:
             refs += real_refs
             targets.append(real_targets)
             synthetic.append(np.zeros(len(real_refs), dtype=bool))
+            scenes += real_scenes
         if setting.kind != "real":
             indices = draws[(setting.ratio, seed)]
             refs += [pool.refs[i] for i in indices]
             targets.append(pool.targets[indices])
             synthetic.append(np.ones(indices.size, dtype=bool))
-        data = TrainData(refs, np.concatenate(targets), np.concatenate(synthetic))
+            scenes += pool.scenes[indices].tolist()
+        data = TrainData(refs, np.concatenate(targets), np.concatenate(synthetic), groups=np.asarray(scenes, dtype=str))
         synthetic_labels = pool.labels[draws[(setting.ratio, seed)]] if setting.kind != "real" else np.zeros(0, int)
         counts = {
             name: {

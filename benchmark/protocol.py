@@ -145,7 +145,8 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "description": (
             "Frozen backbone; L2-normalised cached features; multinomial logistic regression in torch "
             "(L-BFGS, soft-label cross-entropy, class-balanced sample weights); the L2 strength C is "
-            "chosen from a fixed grid by stratified k-fold cross-validation on the run's own training set."
+            "chosen from a fixed grid by stratified k-fold cross-validation on the run's own training set, "
+            "each scene (a real image and the synthetic images made from it or its twin) kept in one fold."
         ),
         "C_grid": [0.01, 0.1, 1.0, 10.0, 100.0],
         "cv_folds": 5,

@@ -74,7 +74,7 @@ def first(task, submission, tmp_path_factory):
 
     def spy(self, train, test, *, seed, context):
         key = next(k for k in pending if k not in seen)
-        seen[key] = ([r.sha256 for r in train.refs], train.is_synthetic.copy())
+        seen[key] = ([r.sha256 for r in train.refs], train.is_synthetic.copy(), train.groups.copy())
         return original(self, train, test, seed=seed, context=context)
 
     order = [s for s in SETTINGS if s not in ("synthetic@4", "mixed@4")]
@@ -121,7 +121,7 @@ def test_synthetic_subsets_are_nested_shared_and_drawn_per_seed(first):
     seen = first["train_sets"]
 
     def synthetic(setting, seed):
-        refs, flags = seen[(setting, seed)]
+        refs, flags, _ = seen[(setting, seed)]
         return {r for r, f in zip(refs, flags) if f}, [r for r, f in zip(refs, flags) if not f]
 
     real_refs = synthetic("real", 0)[1]
@@ -173,6 +173,23 @@ def test_resume_computes_only_the_missing_runs(first, task, submission, tmp_path
         run_grid(task, submission, seeds=SEEDS, cache_dir=first["cache"], validated=True, image_size=IMAGE_SIZE,
                  out_path=official, progress=False, protocol_overrides=RECIPE)
     assert official.read_bytes() == before
+
+
+def test_cv_groups_put_each_real_image_with_what_was_made_from_its_scene(first, task):
+    """A real image and the submission's edits of its pre-disaster twin share one CV group."""
+    from benchmark.grid import scene_of
+
+    scenes = scene_of(task)
+    real_scenes = [scenes[i] for i in task.image_ids("train_real")]
+    assert len(set(real_scenes)) == len(real_scenes)  # one scene per real image
+    inputs = task.image_ids("generation_inputs")
+    assert sorted(scenes[i] for i in inputs) == sorted(real_scenes)  # each input is one real image's twin
+    _, synthetic, groups = first["train_sets"][("mixed@2", 0)]
+    assert list(groups[~synthetic]) == real_scenes
+    made = groups[synthetic]
+    assert made.size == 2 * len(real_scenes) and set(made) <= set(real_scenes)
+    _, synthetic, groups = first["train_sets"][("real", 1)]
+    assert not synthetic.any() and list(groups) == real_scenes
 
 
 def test_seeds_trained_together_give_the_same_runs(first, task, submission, tmp_path):

@@ -319,3 +319,62 @@ def test_gpu_fit_matches_cpu():
     gpu = select_C_and_fit(x, y, n_classes=K, seed=0, device="cuda")
     assert cpu.C == gpu.C
     assert (cpu.model.predict(x_test) == gpu.model.predict(x_test)).mean() >= 0.99
+
+
+# ----------------------------------------------------------------------------------------------
+# CV groups: rows made from the same scene stay in one fold
+# ----------------------------------------------------------------------------------------------
+
+
+def test_cv_folds_keep_each_group_whole_and_unique_groups_change_nothing():
+    from benchmark.protocols.linear_probe import _cv_fold_weights
+
+    x, y, _, _ = _train_test(seed=21, train_counts=(20, 20, 20, 20, 20, 20), test_per_class=1)
+    targets = as_targets(y, K)
+    base = np.arange(len(y))
+    # each image plus two near-copies of it: 3 rows per scene
+    rows3 = np.concatenate([base, base, base])
+    targets3 = targets[rows3]
+    scenes = np.array([f"scene-{i}" for i in rows3])
+    train, held = _cv_fold_weights(targets3, np.arange(rows3.size), 0, 5, True, scenes)
+    assert train.shape == held.shape == (5, rows3.size)
+    for f in range(5):
+        in_train, in_held = set(scenes[train[f] > 0]), set(scenes[held[f] > 0])
+        assert in_held and not in_train & in_held  # no scene on both sides of a fold
+        assert (train[f] > 0).sum() + (held[f] > 0).sum() == rows3.size
+    # without groups the same rows are split apart (what the groups prevent)
+    leaky, leaky_held = _cv_fold_weights(targets3, np.arange(rows3.size), 0, 5, True, None)
+    assert any(set(scenes[leaky[f] > 0]) & set(scenes[leaky_held[f] > 0]) for f in range(5))
+    # one row per group: exactly StratifiedKFold's folds (real-only runs keep their folds)
+    unique = np.array([f"id-{i}" for i in base])
+    assert all(np.array_equal(a, b) for a, b in zip(
+        _cv_fold_weights(targets, base, 4, 5, True, unique), _cv_fold_weights(targets, base, 4, 5, True, None)
+    ))
+
+
+def test_grouped_cv_does_not_reward_memorising_copies():
+    """k copies of every image: ungrouped CV sees each held-out image in training and scores a weak
+    penalty as nearly perfect; grouped CV scores it like the single images."""
+    x, y, _, _ = _train_test(seed=22, train_counts=(25, 25, 25, 25, 25, 25), test_per_class=1)
+    rows = np.tile(np.arange(len(y)), 4)
+    scenes = rows.astype(str)
+    once = select_C_and_fit(x, y, n_classes=K, seed=0, precondition=True)
+    leaky = select_C_and_fit(x[rows], y[rows], n_classes=K, seed=0, precondition=True)
+    grouped = select_C_and_fit(x[rows], y[rows], n_classes=K, seed=0, precondition=True, groups=scenes)
+    assert leaky.cv_loss[-1] < 0.5 * once.cv_loss[-1]  # the leak: held-out copies memorised
+    assert grouped.cv_loss[-1] > 0.7 * once.cv_loss[-1]
+    assert grouped.C <= leaky.C
+    together = select_C_and_fit_many(x[rows], y[rows], [np.arange(rows.size)], [0], n_classes=K, groups=[scenes])[0]
+    assert together.C == grouped.C
+    np.testing.assert_allclose(together.cv_loss, grouped.cv_loss, rtol=1e-2)
+
+
+def test_groups_bound_the_number_of_folds_and_are_checked():
+    x, y, _, _ = _train_test(seed=23, train_counts=(12, 12, 12, 12, 12, 12), test_per_class=1)
+    scenes = np.array([f"{label}-{i % 3}" for i, label in enumerate(y)])  # 3 scenes per class
+    assert select_C_and_fit(x, y, n_classes=K, seed=0, groups=scenes).cv_folds == 3
+    one_scene = np.array([str(label) for label in y])
+    with pytest.raises(HarnessError, match="group"):
+        select_C_and_fit(x, y, n_classes=K, seed=0, groups=one_scene)
+    with pytest.raises(HarnessError, match="one entry per training row"):
+        select_C_and_fit(x, y, n_classes=K, seed=0, groups=scenes[:-1])

@@ -129,7 +129,7 @@ class LinearProbeRunner(ProtocolRunner):
             raise HarnessError("linear-probe needs cached features (RunContext.features)")
         return self.probe.fit_predict_features(
             context.features(train.refs), train.targets, context.features(test.refs), seed=seed,
-            prepared=context.features_prepared,
+            prepared=context.features_prepared, groups=train.groups,
         )
 
     def prepare_features(self, features: np.ndarray, reference_rows) -> np.ndarray:
@@ -164,8 +164,10 @@ class LinearProbeRunner(ProtocolRunner):
                     targets.append(target)
                 rows.append(index[key])
             members.append(np.asarray(rows, dtype=np.int64))
+        groups = None if all(t.groups is None for t in trains) else [t.groups for t in trains]
         return self.probe.fit_predict_many(
-            context.features(refs), np.stack(targets), members, context.features(test.refs), seeds=seeds
+            context.features(refs), np.stack(targets), members, context.features(test.refs), seeds=seeds,
+            groups=groups,
         )
 
 

@@ -22,11 +22,15 @@ class TrainData:
 
     targets are soft labels: (N, C) float32 rows summing to 1 (one-hot for hard labels; Mixup-style
     submissions may spread a row over classes). is_synthetic marks the submission's images.
+    groups (optional, one name per row) names the scene each image was made from: a real image
+    and the synthetic images derived from it share one, so that a protocol's cross-validation keeps
+    them in one fold (None: every image is its own scene).
     """
 
     refs: list[ImageRef]
     targets: np.ndarray
     is_synthetic: np.ndarray
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.refs = list(self.refs)
@@ -39,6 +43,10 @@ class TrainData:
             raise HarnessError(f"training targets have shape {self.targets.shape}, expected ({n}, n_classes)")
         if self.is_synthetic.shape != (n,):
             raise HarnessError(f"is_synthetic has shape {self.is_synthetic.shape}, expected ({n},)")
+        if self.groups is not None:
+            self.groups = np.asarray(self.groups, dtype=str)
+            if self.groups.shape != (n,):
+                raise HarnessError(f"groups has shape {self.groups.shape}, expected ({n},)")
         if not np.isfinite(self.targets).all() or (self.targets < 0).any():
             raise HarnessError("training targets must be finite and non-negative")
         sums = self.targets.sum(axis=1)

@@ -21,6 +21,10 @@ Regularisation is chosen per run: C from `PROTOCOLS["linear-probe"]["C_grid"]` b
 k-fold cross-validation on the run's own training set (stratified by the arg-max label), scored by
 the class-balanced cross-entropy of the held-out fold against its targets (a proper score that
 handles soft labels, with no ties between Cs); then one fit on the whole training set at that C.
+Rows made from the same scene (a real image, its synthetic derivatives, copies) share a *group*
+and stay in one fold: otherwise a held-out image's near-twin sits in the training folds, CV
+rewards memorising it, and picks too weak a penalty. Without repeated groups the folds are
+StratifiedKFold's; with them, StratifiedGroupKFold's.
 
 Why the grid stops at C = 100: with unit-norm features a strong backbone often prefers the weakest
 penalty (every aid6 run with EfficientNet-Lite0 picks 100), but above 100 the objective is so flat
@@ -63,7 +67,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from ..errors import HarnessError
 from ..protocol import PROTOCOLS
@@ -549,14 +553,30 @@ def _heldout_loss(objective: _BatchedObjective, x: torch.Tensor, heldout: torch.
     return (cross_entropy * heldout).sum(dim=1)
 
 
-def _fold_count(labels: np.ndarray, requested: int) -> int:
-    smallest = int(np.bincount(labels)[np.unique(labels)].min())
+def _fold_count(labels: np.ndarray, requested: int, groups: np.ndarray | None = None) -> int:
+    if groups is None:
+        smallest = int(np.bincount(labels)[np.unique(labels)].min())
+        what = "training image(s)"
+    else:  # distinct groups holding each class
+        smallest = min(np.unique(groups[labels == c]).size for c in np.unique(labels))
+        what = "group(s) of training images made from the same scene"
     folds = min(requested, smallest)
     if folds < 2:
         raise HarnessError(
-            f"cannot cross-validate C: a class has {smallest} training image(s); stratified folds need at least 2"
+            f"cannot cross-validate C: a class has {smallest} {what}; stratified folds need at least 2"
         )
     return folds
+
+
+def _group_codes(groups, n: int) -> np.ndarray | None:
+    """(n,) integer codes of per-row group names, or None when no two rows share a group."""
+    if groups is None:
+        return None
+    groups = np.asarray(groups)
+    if groups.shape != (n,):
+        raise HarnessError(f"groups must be one entry per training row ({n}), got shape {groups.shape}")
+    _, codes = np.unique(groups.astype(str), return_inverse=True)
+    return codes if np.unique(codes).size < n else None
 
 
 def _selection_inputs(features, targets, C_grid, cv_folds, class_balance, n_classes, max_iter, device, dtype):
@@ -575,21 +595,27 @@ def _selection_inputs(features, targets, C_grid, cv_folds, class_balance, n_clas
 
 
 def _cv_fold_weights(
-    targets: np.ndarray, rows: np.ndarray, seed: int, requested_folds: int, class_balance: bool
+    targets: np.ndarray, rows: np.ndarray, seed: int, requested_folds: int, class_balance: bool, groups=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stratified CV folds of the training set at `rows` of an (n, K) target matrix.
 
-    Returns (train (F, n), heldout (F, n)) weights, zero outside `rows`: each fold's training part
-    gets its own class-balanced weights (or ones), its held-out part weights summing to 1.
+    `groups` (one name per row of that training set, or None): rows sharing a name stay in one
+    fold. Returns (train (F, n), heldout (F, n)) weights, zero outside `rows`: each fold's training
+    part gets its own class-balanced weights (or ones), its held-out part weights summing to 1.
     """
     n = targets.shape[0]
     part = targets[rows]
     labels = part.argmax(axis=1)
-    folds = _fold_count(labels, requested_folds)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    codes = _group_codes(groups, rows.size)
+    folds = _fold_count(labels, requested_folds, codes)
+    if codes is None:
+        splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(rows.size), labels)
+    else:
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        splits = splitter.split(np.zeros(rows.size), labels, codes)
     train_weights = np.zeros((folds, n))
     heldout_weights = np.zeros((folds, n))
-    for f, (train_idx, heldout_idx) in enumerate(splitter.split(np.zeros(rows.size), labels)):
+    for f, (train_idx, heldout_idx) in enumerate(splits):
         w = class_balanced_weights(part[train_idx]) if class_balance else np.ones(len(train_idx))
         train_weights[f, rows[train_idx]] = w
         h = class_balanced_weights(part[heldout_idx]) if class_balance else np.ones(len(heldout_idx))
@@ -612,6 +638,7 @@ def select_C_and_fit(
     dtype: torch.dtype | None = None,
     strategy: str = "auto",
     precondition: bool = False,
+    groups=None,
 ) -> ProbeSelection:
     """Choose C by stratified k-fold CV on (features, targets), then fit on all of them at that C.
 
@@ -620,6 +647,8 @@ def select_C_and_fit(
     training part gets its own class-balanced weights; the held-out part is scored by its
     class-balanced cross-entropy against its targets, averaged over folds; the smallest mean wins
     (ties: the smaller C). Defaults come from PROTOCOLS["linear-probe"]. Deterministic for a seed.
+    `groups` (one name per row, e.g. the scene an image was made from): rows sharing a name stay in
+    one fold (StratifiedGroupKFold; with no repeated name the folds are StratifiedKFold's).
 
     `strategy`: "path" solves one C at a time (folds batched), warm starting each C from the
     previous one: fewest operations on ill-conditioned problems (the CPU default without
@@ -642,11 +671,11 @@ def select_C_and_fit(
         return select_C_and_fit_many(
             features, targets, [np.arange(features.shape[0])], [seed], C_grid=C_grid, cv_folds=requested_folds,
             class_balance=class_balance, max_iter=max_iter, tol=tol, device=device, dtype=dtype,
-            precondition=precondition,
+            precondition=precondition, groups=None if groups is None else [groups],
         )[0]
     n, d = features.shape
     k = targets.shape[1]
-    train_weights, heldout_weights = _cv_fold_weights(targets, np.arange(n), seed, requested_folds, class_balance)
+    train_weights, heldout_weights = _cv_fold_weights(targets, np.arange(n), seed, requested_folds, class_balance, groups)
     folds = train_weights.shape[0]
     fold_totals = train_weights.sum(axis=1)
 
@@ -705,11 +734,13 @@ def select_C_and_fit_many(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     precondition: bool = True,
+    groups: Sequence | None = None,
 ) -> list[ProbeSelection]:
     """`select_C_and_fit` for several training sets that are row subsets of one feature matrix.
 
     `members[j]` holds the row indices of training set j (distinct rows), `seeds[j]` its CV seed: the
-    folds are those `select_C_and_fit(features[members[j]], ..., seed=seeds[j])` draws. Every
+    folds are those `select_C_and_fit(features[members[j]], ..., seed=seeds[j], groups=groups[j])`
+    draws (`groups[j]`: one name per row of set j, or None; `groups` None: no groups). Every
     (member, C, fold) problem runs in one batched L-BFGS on the shared matrix, each with its own
     weights (zero outside its rows), then the members' final fits, one batch per chosen C: on a GPU
     the seeds of a grid setting train together. A problem's solution does not depend on what it is
@@ -726,12 +757,17 @@ def select_C_and_fit_many(
     k = targets.shape[1]
     n_c = len(C_grid)
 
+    if groups is not None and len(groups) != len(members):
+        raise HarnessError(f"need one group list per training set, got {len(groups)} for {len(members)} sets")
     train_rows, heldout_rows, l2_values, fold_counts, all_totals = [], [], [], [], []
-    for rows, seed in zip(members, seeds):
+    for j, (rows, seed) in enumerate(zip(members, seeds)):
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size == 0 or np.unique(rows).size != rows.size or rows.min() < 0 or rows.max() >= n:
             raise HarnessError("every training set must be distinct, in-range row indices")
-        member_train, member_heldout = _cv_fold_weights(targets, rows, seed, requested_folds, class_balance)
+        member_groups = None if groups is None else groups[j]
+        member_train, member_heldout = _cv_fold_weights(
+            targets, rows, seed, requested_folds, class_balance, member_groups
+        )
         totals = member_train.sum(axis=1)
         for C in C_grid:  # problem order: member, C, fold
             train_rows.append(member_train / totals[:, None])
@@ -859,6 +895,7 @@ class LinearProbe:
             "solver": "lbfgs-torch",
             "tol": DEFAULT_TOL,
             "cv_score": "class-balanced held-out cross-entropy",
+            "cv_groups": "rows made from the same scene share a fold",
             "strategy": self.strategy,
             "preconditioner": f"train_real eigenbasis + diagonal (damping {PRECONDITION_DAMPING:g})",
         }
@@ -881,6 +918,7 @@ class LinearProbe:
         *,
         seed: int,
         prepared: bool = False,
+        groups=None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         if not prepared:
             train_features = self._normalise(train_features)
@@ -899,6 +937,7 @@ class LinearProbe:
                 device=self.device,
                 strategy=self.strategy,
                 precondition=True,
+                groups=groups,
             )
         return selection.model.predict(test_features), selection.params()
 
@@ -910,9 +949,11 @@ class LinearProbe:
         test_features: np.ndarray,
         *,
         seeds: Sequence[int],
+        groups: Sequence | None = None,
     ) -> list[tuple[np.ndarray, dict[str, Any]]]:
         """Prepared features (see `prepare`) of the union of several training sets; `members[j]` the
-        rows of set j, trained with seed `seeds[j]`, all in one batch (`select_C_and_fit_many`)."""
+        rows of set j, trained with seed `seeds[j]` and CV groups `groups[j]`, all in one batch
+        (`select_C_and_fit_many`)."""
         threads = CPU_THREADS if self.device.type == "cpu" else None
         with torch_threads(threads):
             selections = select_C_and_fit_many(
@@ -926,5 +967,6 @@ class LinearProbe:
                 max_iter=self.recipe["max_iter"],
                 device=self.device,
                 precondition=True,
+                groups=groups,
             )
         return [(s.model.predict(test_features), s.params()) for s in selections]
