@@ -13,7 +13,9 @@ Definitions (the methodology page prints them; tests check them on constructed r
   run of the same submission record (same backbone, same seed) on the same resampled images.
 - Augment ranks by that mean Delta macro-F1 of mixed@k over real; Replace by the mean macro-F1 of
   synthetic@k; Models by the macro-F1 of the submitted checkpoints. An entry missing a ratio of the
-  board or a backbone of the view is shown but not ranked (its mean is over other conditions).
+  board or a backbone of the view, or whose ratios/backbones do not all have the same seeds (the
+  run average would then weight them unequally), is shown but not ranked (its mean is over other
+  conditions).
 - The real-only row is the `real` setting of a reference record for each backbone (official runs
   first, then baselines, then by submission id); its Delta is 0 by definition, and it is ranked.
 - Verdict: "helps" when the Delta CI lies entirely above 0, "hurts" when entirely below 0, else
@@ -485,7 +487,9 @@ class _Builder:
             delta_macro_f1=est.estimate("macro_f1", runs, baseline) if baseline else None,
             best_setting=max(available, key=lambda s: (profile.settings[s].macro_f1.point, -SETTINGS[s].ratio)),
             per_setting={s: profile.settings[s] for s in available},
-            missing=[s for s in board_settings if s not in available] + [f"backbone {b}" for b in missing_backbones],
+            missing=[s for s in board_settings if s not in available]
+            + [f"backbone {b}" for b in missing_backbones]
+            + _unbalanced_seeds(profile, available),
             status=_status(records),
             harness_versions=sorted({r.harness_version for r in records}),
             n_runs=len(runs),
@@ -653,6 +657,28 @@ class _Builder:
         zero_shot = self.zero_shot_entries()
         views.sort(key=self.view_order)
         return Leaderboard(self.tree, views, suites, self.profiles, zero_shot, self.notes)
+
+
+def _unbalanced_seeds(profile: Profile, settings: Sequence[str]) -> list[str]:
+    """The seeds some (setting, backbone) cells of an entry lack while others have them.
+
+    The pooled estimate averages runs, so unequal seed counts would weight ratios (or backbones)
+    unequally and the number would not be the documented mean over ratios: such an entry is
+    incomplete, like one missing a ratio.
+    """
+    cells: dict[tuple[str, str], set[int]] = {}
+    for setting in settings:
+        for _, backbone, _, _, seed in profile.settings[setting].runs:
+            cells.setdefault((setting, backbone), set()).add(seed)
+    every = set().union(*cells.values()) if cells else set()
+    several_backbones = len(profile.backbones) > 1
+    missing = []
+    for (setting, backbone), seeds in cells.items():
+        lacking = sorted(every - seeds)
+        if lacking:
+            where = f" on {backbone}" if several_backbones else ""
+            missing.append(f"{setting} seed{'s' if len(lacking) > 1 else ''} {', '.join(map(str, lacking))}{where}")
+    return missing
 
 
 def _status(records: Sequence[Record]) -> str:

@@ -6,14 +6,18 @@ its upper bound), i.e. one plus the number of entries that are significantly bet
 
 Properties that follow, and that the tests check on constructed records:
 - the rank does not depend on the order entries are listed in;
-- an entry whose CI overlaps the top entry's CI ranks 1, like the top entry;
+- rank 1 is held by exactly the entries whose upper bound reaches the highest lower bound on the
+  board (overlapping the entry with the highest *point* is not enough: A [50, 90], B [64, 66],
+  C [55, 63] rank 1, 1, 2, as B lies above C);
 - an entry never ranks ahead of an entry that is significantly better than it;
 - ranks are shown as "=r" when two or more entries hold rank r, else "r".
 A CI overlap is not transitive, so two entries whose CIs overlap can still hold different ranks
 when a third entry's CI lies above one of them and not the other (A [60, 70], B [45, 62],
 C [30, 50]: A and B rank 1; C ranks 2 because A lies above it, although its CI overlaps B's).
-This is the rank used by Chatbot Arena's "rank (UB)" column; it never chains a tie down the
-whole table the way "shares the rank of any overlapping entry" would.
+The rank uses each entry's own (marginal) CI, not a paired test between two entries, and a wider
+CI reaches higher: an entry with a lower point estimate but a wider interval can outrank one with
+a higher point. This is the rank used by Chatbot Arena's "rank (UB)" column; it never chains a tie
+down the whole table the way "shares the rank of any overlapping entry" would.
 """
 
 from __future__ import annotations
@@ -24,9 +28,13 @@ from typing import Sequence
 TIE_RULE = (
     "An entry's rank is 1 + the number of entries whose whole confidence interval lies above its own "
     "(lower bound greater than its upper bound): the number of entries significantly better than it. "
-    "Entries whose intervals overlap the top entry's all rank 1; a rank held by several entries is shown "
-    "as \"=r\". Overlap is not transitive: A [60, 70], B [45, 62], C [30, 50] rank 1, 1 and 2 (A lies "
-    "above C), although C's interval overlaps B's. Rows are listed by rank, then by point estimate."
+    "Rank 1 goes to every entry whose interval reaches the highest lower bound on the board; a rank held by "
+    "several entries is shown as \"=r\". Overlap is not transitive: A [60, 70], B [45, 62], C [30, 50] rank "
+    "1, 1 and 2 (A lies above C), although C's interval overlaps B's. Each entry's own interval is used, not a "
+    "paired test between two entries, so a wider interval can lift an entry above one with a higher point "
+    "estimate, and two entries whose paired difference is significant can share a rank. Whether an entry "
+    "differs from real-only is its verdict (the paired Δ interval), not its rank. Rows are listed by rank, "
+    "then by point estimate."
 )
 
 

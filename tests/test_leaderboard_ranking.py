@@ -51,6 +51,17 @@ def test_an_entry_never_ranks_ahead_of_a_significantly_better_one():
                     assert rank_a < rank_b
 
 
+def test_rank_one_is_every_interval_reaching_the_highest_lower_bound():
+    # Overlapping the entry with the highest point is not enough: B lies above C.
+    assert ranks_from_intervals([(0.50, 0.90), (0.64, 0.66), (0.55, 0.63)]) == [1, 1, 2]
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        points, widths = rng.uniform(0, 1, size=6), rng.uniform(0, 0.3, size=6)
+        intervals = [(p - w, p + w) for p, w in zip(points, widths)]
+        top_lo = max(lo for lo, _ in intervals)
+        assert [rank == 1 for rank in ranks_from_intervals(intervals)] == [hi >= top_lo for _, hi in intervals]
+
+
 def test_rank_labels_mark_shared_ranks_and_order_breaks_ties_by_point():
     assert rank_labels([1, 1, 3, 4, 4]) == ["=1", "=1", "3", "=4", "=4"]
     assert ranking_order([0.5, 0.7, 0.9], [2, 1, 1], ["c", "b", "a"]) == [2, 1, 0]
@@ -141,6 +152,24 @@ def test_an_entry_missing_a_ratio_is_shown_but_not_ranked(tree_copy):
     assert last.missing == ["mixed@3", "mixed@4"]
     assert last.delta_accuracy.point == pytest.approx(0.3, abs=1e-12)  # the best Delta, yet unranked
     assert [e.rank_label for e in augment.entries[:-1]] == ["1", "2", "=3", "=3", "5"]
+
+
+def test_an_entry_whose_ratios_have_unequal_seeds_is_shown_but_not_ranked(tree_copy):
+    """Pooling runs would weight mixed@3 (one seed) half as much as the other ratios (two seeds)."""
+    import json
+
+    path = tree_copy / "team-a__editor" / "results" / "efficientnet-lite0__linear-probe.json"
+    record = json.loads(path.read_text())
+    labels = np.asarray(record["test"]["labels"])
+    runs = {(run["setting"], run["seed"]): np.asarray(run["predictions"]) for run in record["runs"]}
+    del runs[("mixed@3", 1)]  # e.g. an interrupted grid
+    path.write_text(json.dumps(make_record(submission_id="team-a__editor", labels=labels, runs=runs)))
+    board = build_leaderboard(validate_tree(tree_copy))
+    entry = next(e for e in board.headline("augment").entries if e.name == "team-a__editor")
+    assert (entry.rank, entry.rank_label, entry.missing) == (None, "—", ["mixed@3 seed 1"])
+    assert [e.rank_label for e in board.headline("augment").entries[:-1]] == ["1", "=2", "=2", "4"]
+    # Its synthetic runs are complete: still ranked on Replace.
+    assert next(e for e in board.headline("replace").entries if e.name == "team-a__editor").ranked
 
 
 def test_suite_is_set_by_the_baselines_and_a_partial_entry_is_unranked_in_it(tmp_path):
