@@ -42,7 +42,7 @@ from . import __version__
 from .backbones import DEFAULT_BACKBONE
 from .errors import HarnessError, ResultsError
 from .io import sha256_json
-from .metrics import bootstrap_cis, classification_metrics
+from .metrics import CI_METHOD, bootstrap_cis, classification_metrics
 from .protocol import DEFAULT_PROTOCOL, DEFAULT_SEEDS, PROTOCOLS, SETTINGS, Setting, lookup
 from .results import NO_TRAINING_SETTINGS, RESULT_SCHEMA_VERSION, load_result, result_path, write_result
 
@@ -172,7 +172,8 @@ def finalise(record: dict) -> dict:
     """Fill each run's `delta_vs_real` and the per-setting `summary` from the stored predictions.
 
     Deltas are paired: the same seed's `real` run, on the same bootstrap resamples of the test
-    images. A summary CI resamples test images once per draw and averages over the seeds.
+    images. A summary CI is two-level: each draw resamples the seeds and the test images and
+    averages over the drawn seeds (a summary delta: the same draws for the setting and `real`).
     """
     labels = np.asarray(record["test"]["labels"], dtype=np.int64)
     n_classes = len(record["classes"])
@@ -195,8 +196,8 @@ def finalise(record: dict) -> dict:
     summary = {}
     for setting, runs in by_setting.items():
         preds = [np.asarray(r["predictions"]) for r in runs]
-        cis = bootstrap_cis(labels, preds, n_classes)
-        entry: dict[str, Any] = {"n_seeds": len(runs), "seeds": [r["seed"] for r in runs]}
+        cis = bootstrap_cis(labels, preds, n_classes, seeds=[r["seed"] for r in runs])
+        entry: dict[str, Any] = {"n_seeds": len(runs), "seeds": [r["seed"] for r in runs], "ci_method": CI_METHOD}
         for metric in ("accuracy", "macro_f1"):
             values = np.array([r["metrics"][metric] for r in runs])
             entry[f"{metric}_mean"] = cis[metric][0]
@@ -211,6 +212,7 @@ def finalise(record: dict) -> dict:
                 [np.asarray(r["predictions"]) for r in paired_runs],
                 n_classes,
                 baseline_preds=[real[r["seed"]] for r in paired_runs],
+                seeds=[r["seed"] for r in paired_runs],
             )
         for metric in ("macro_f1", "accuracy"):
             entry[f"delta_{metric}_mean"] = deltas[metric][0] if paired_runs else None

@@ -1,4 +1,4 @@
-"""Classification metrics and bootstrap confidence intervals over test images.
+"""Classification metrics and bootstrap confidence intervals over seeds and test images.
 
 Point metrics come from scikit-learn (accuracy, macro-F1 with `zero_division=0`, per-class
 precision/recall/F1/support, confusion matrix with rows = true class), always over every task
@@ -9,6 +9,14 @@ Bootstrap CIs (95% percentile intervals, `BOOTSTRAP_RESAMPLES` draws, fixed `BOO
 from `benchmark.protocol`) resample *test images* with replacement. The same draws are used for
 every call with the same test size, so every CI of a record (any setting, seed or backbone) is
 computed on identical resamples: a difference between two settings is a paired difference.
+
+Two-level bootstrap (`seeds=`): when the prediction vectors come from several training seeds, each
+draw also resamples the seeds with replacement (as many as there are) and averages the metric over
+the drawn seeds (a vector counts as often as its seed is drawn), so the CI includes retraining
+variation, not only the test set's. The seed draws come from their own fixed stream
+(`SEED_DRAW_SEED`), independent of the image draws; with one seed there is nothing to draw and the
+result is bit-identical to the image-only bootstrap. A paired difference uses the same seed draw
+and the same image draw on both sides (vector i and its baseline i share seed i).
 
 Speed: the grid computes a few hundred CIs per record and the leaderboard more, so the resampling
 is vectorised. The draws are stored as a count matrix `counts[r, i]` (how often test image i is in
@@ -30,6 +38,13 @@ from .protocol import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_LEVEL
 
 #: Metrics `bootstrap_ci` knows, computed from a (draws, C, C) stack of confusion matrices.
 BOOTSTRAP_METRICS = ("accuracy", "macro_f1")
+
+#: Seed of the seed draws' own stream (numpy SeedSequence entropy): kept apart from the image draws
+#: so that adding seed resampling leaves the image draws, and every one-seed CI, unchanged.
+SEED_DRAW_SEED = (BOOTSTRAP_SEED, 1)
+
+#: What the CIs of records and boards are (the record's summary names it, docs/RECORDS.md).
+CI_METHOD = "bootstrap over seeds and test images"
 
 #: Largest number of float32 cells of the (draws x test images) count matrix built at once.
 _CHUNK_CELLS = 1 << 24
@@ -106,6 +121,54 @@ def _bootstrap_counts(n: int, resamples: int, seed: int) -> np.ndarray:
     return counts
 
 
+@functools.lru_cache(maxsize=32)
+def seed_draw_counts(n_seeds: int, resamples: int = BOOTSTRAP_RESAMPLES, stream: int = 0) -> np.ndarray:
+    """counts[r, j] = how often the j-th seed is drawn in draw r (n_seeds draws with replacement).
+
+    Fixed by (n_seeds, resamples, stream); `stream` 0 is the one every CI uses, another value gives
+    an independent draw (for two sides that share no seeds). float64, read-only, cached.
+    """
+    if n_seeds < 1:
+        raise SynthbenchError("a seed bootstrap needs at least one seed")
+    rng = np.random.default_rng(SEED_DRAW_SEED + ((stream,) if stream else ()))
+    picks = rng.integers(0, n_seeds, size=(resamples, n_seeds))
+    offsets = (np.arange(resamples, dtype=np.int64) * n_seeds)[:, None]
+    counts = np.bincount((picks + offsets).ravel(), minlength=resamples * n_seeds).reshape(resamples, n_seeds)
+    counts = counts.astype(np.float64)
+    counts.setflags(write=False)
+    return counts
+
+
+def seed_weights(seeds: Sequence | None, resamples: int = BOOTSTRAP_RESAMPLES, stream: int = 0) -> np.ndarray | None:
+    """(resamples, V) weight of each of V vectors in each draw: how often its seed is drawn.
+
+    `seeds[v]` is vector v's training seed (any sortable labels; the j-th smallest distinct label
+    takes column j of `seed_draw_counts`). None when there is at most one distinct seed (or no
+    seeds given): nothing to resample, the plain mean applies.
+    """
+    if seeds is None:
+        return None
+    labels = list(seeds)
+    distinct = sorted(set(labels))
+    if len(distinct) <= 1:
+        return None
+    column = {label: j for j, label in enumerate(distinct)}
+    counts = seed_draw_counts(len(distinct), resamples, stream)
+    return counts[:, [column[label] for label in labels]]
+
+
+def weighted_mean(point_values: np.ndarray, draw_values: np.ndarray, weights: np.ndarray | None):
+    """(point, draws) of the mean over V vectors: point_values (V,), draw_values (R, V).
+
+    The point is the plain mean; draw r weighs vector v by weights[r, v] (its seed's multiplicity
+    in seed draw r), or equally when `weights` is None (the image-only bootstrap, bit for bit).
+    """
+    point = float(point_values.mean())
+    if weights is None:
+        return point, draw_values.mean(axis=1)
+    return point, (draw_values * weights).sum(axis=1) / weights.sum(axis=1)
+
+
 def _resampled_confusions(y_true: np.ndarray, preds: list[np.ndarray], n_classes: int, counts: np.ndarray):
     """Confusion matrices (rows true) of every prediction vector, observed and in every draw.
 
@@ -174,6 +237,39 @@ def _check_inputs(y_true, preds, baseline_preds, n_classes: int, metrics: Sequen
     return y_true, preds, baseline_preds
 
 
+def bootstrap_values(
+    y_true,
+    preds,
+    n_classes: int,
+    *,
+    metrics: Sequence[str] = BOOTSTRAP_METRICS,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{metric: (observed (V,), per-draw (resamples, V))}: each vector's own metric, image draws only.
+
+    The building block of every CI: the values are exact functions of each vector's resampled
+    confusion matrix, so they do not depend on which other vectors share the call.
+    """
+    y_true, preds, _ = _check_inputs(y_true, preds, None, n_classes, metrics)
+    observed, resampled = _resampled_confusions(
+        y_true, preds, n_classes, _bootstrap_counts(y_true.size, resamples, seed)
+    )
+    return {
+        metric: (_metric_from_confusions(observed, metric), _metric_from_confusions(resampled, metric))
+        for metric in metrics
+    }
+
+
+def _check_seeds(seeds, n_preds: int):
+    if seeds is None:
+        return None
+    seeds = list(seeds)
+    if len(seeds) != n_preds:
+        raise SynthbenchError(f"seeds: {len(seeds)} seed labels for {n_preds} prediction vectors")
+    return seeds
+
+
 def bootstrap_distributions(
     y_true,
     preds,
@@ -181,6 +277,7 @@ def bootstrap_distributions(
     *,
     metrics: Sequence[str] = BOOTSTRAP_METRICS,
     baseline_preds=None,
+    seeds=None,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
 ) -> dict[str, tuple[float, np.ndarray]]:
@@ -190,22 +287,22 @@ def bootstrap_distributions(
     array, or a list of them: seeds, or seeds x backbones). With `baseline_preds` (same length and
     order as `preds`: baseline i is paired with prediction i) the value is the mean paired
     difference metric(pred_i) - metric(baseline_i), computed on the same resampled images.
+    With `seeds` (one label per prediction vector, the seed it was trained with; baseline i shares
+    seed i) each draw also resamples the seeds (two-level bootstrap, see the module docstring).
     """
     y_true, preds, baseline_preds = _check_inputs(y_true, preds, baseline_preds, n_classes, metrics)
+    seeds = _check_seeds(seeds, len(preds))
     vectors = preds + (baseline_preds or [])
-    observed, resampled = _resampled_confusions(
-        y_true, vectors, n_classes, _bootstrap_counts(y_true.size, resamples, seed)
-    )
+    values = bootstrap_values(y_true, vectors, n_classes, metrics=metrics, resamples=resamples, seed=seed)
+    weights = seed_weights(seeds, resamples)
     n_preds = len(preds)
     out = {}
     for metric in metrics:
-        point_values = _metric_from_confusions(observed, metric)  # (V,)
-        draw_values = _metric_from_confusions(resampled, metric)  # (draws, V)
-        point = float(point_values[:n_preds].mean())
-        draws = draw_values[:, :n_preds].mean(axis=1)
+        point_values, draw_values = values[metric]  # (V,), (draws, V)
+        point, draws = weighted_mean(point_values[:n_preds], draw_values[:, :n_preds], weights)
         if baseline_preds is not None:
-            point -= float(point_values[n_preds:].mean())
-            draws = draws - draw_values[:, n_preds:].mean(axis=1)
+            base_point, base_draws = weighted_mean(point_values[n_preds:], draw_values[:, n_preds:], weights)
+            point, draws = point - base_point, draws - base_draws
         out[metric] = (point, draws)
     return out
 
@@ -230,13 +327,15 @@ def bootstrap_cis(
     *,
     metrics: Sequence[str] = BOOTSTRAP_METRICS,
     baseline_preds=None,
+    seeds=None,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
     level: float = CI_LEVEL,
 ) -> dict[str, tuple[float, float, float]]:
     """{metric: (point, lo, hi)} for several metrics from one set of resampled confusion matrices."""
     distributions = bootstrap_distributions(
-        y_true, preds, n_classes, metrics=metrics, baseline_preds=baseline_preds, resamples=resamples, seed=seed
+        y_true, preds, n_classes, metrics=metrics, baseline_preds=baseline_preds, seeds=seeds,
+        resamples=resamples, seed=seed,
     )
     return {metric: percentile_interval(point, draws, level) for metric, (point, draws) in distributions.items()}
 
@@ -248,6 +347,7 @@ def bootstrap_ci(
     *,
     metric: str = "macro_f1",
     baseline_preds=None,
+    seeds=None,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
     level: float = CI_LEVEL,
@@ -263,6 +363,7 @@ def bootstrap_ci(
         n_classes,
         metrics=(metric,),
         baseline_preds=baseline_preds,
+        seeds=seeds,
         resamples=resamples,
         seed=seed,
         level=level,

@@ -21,9 +21,15 @@ import numpy as np
 
 from .errors import ResultsError
 from .io import atomic_write_json
+from .metrics import CI_METHOD
 from .protocol import PROTOCOLS, SETTINGS
 
-RESULT_SCHEMA_VERSION = 1
+#: 2: summary CIs are two-level (seeds and test images) and each summary entry names its
+#: `ci_method`. Version 1 records (summary CIs over test images only) still load: their runs are
+#: unchanged, a rerun recomputes the summary, and the leaderboard recomputes every CI anyway.
+RESULT_SCHEMA_VERSION = 2
+#: Every version this harness reads.
+READABLE_SCHEMA_VERSIONS = (1, 2)
 #: The one setting of each protocol that does not train on the submission's settings.
 NO_TRAINING_SETTINGS: dict[str, str] = {"zero-shot": "zero-shot", "checkpoint": "checkpoint"}
 SUBMISSION_KINDS = ("images", "hub", "checkpoint")
@@ -109,8 +115,9 @@ def validate_result_record(record: dict, path: str | os.PathLike | None = None) 
     if not isinstance(record, dict):
         c.fail("<root>", f"expected a JSON object, got {type(record).__name__}")
     version = c.get(record, "schema_version", int, "schema_version")
-    if version != RESULT_SCHEMA_VERSION:
-        c.fail("schema_version", f"unknown version {version} (this harness reads version {RESULT_SCHEMA_VERSION})")
+    if version not in READABLE_SCHEMA_VERSIONS:
+        c.fail("schema_version", f"unknown version {version} (this harness reads versions "
+               f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))})")
     c.get(record, "harness_version", str, "harness_version")
     c.get(record, "official", bool, "official")
 
@@ -202,6 +209,10 @@ def validate_result_record(record: dict, path: str | os.PathLike | None = None) 
             c.fail(where, f"summarises setting {setting!r}, which has no runs")
         if not isinstance(entry, dict):
             c.fail(where, "expected an object")
+        if version >= 2:
+            method = c.get(entry, "ci_method", str, f"{where}.ci_method")
+            if method != CI_METHOD:
+                c.fail(f"{where}.ci_method", f"unknown CI method {method!r} (this harness computes {CI_METHOD!r})")
         n_seeds = c.get(entry, "n_seeds", int, f"{where}.n_seeds")
         if n_seeds != len(runs_by_setting[setting]):
             c.fail(f"{where}.n_seeds", f"is {n_seeds} but the setting has {len(runs_by_setting[setting])} run(s)")
@@ -290,6 +301,7 @@ def write_result(path: str | os.PathLike, record: dict) -> Path:
 
 __all__ = [
     "NO_TRAINING_SETTINGS",
+    "READABLE_SCHEMA_VERSIONS",
     "RESULT_SCHEMA_VERSION",
     "RESULTS_DIR",
     "load_result",

@@ -7,10 +7,12 @@ Definitions (the methodology page prints them; tests check them on constructed r
   results for that protocol (every submission, when there are no baselines). The headline view is
   the ranking protocol (benchmark.protocol.DEFAULT_PROTOCOL) over the suite.
 - An entry's numbers pool every run of the board's settings present for it: all ratios, all seeds,
-  all backbones of the view, as one list of prediction vectors; `bootstrap_ci` resamples the test
-  images once per draw and averages the metric over that list, so one CI covers ratios, seeds and
-  backbones together. The difference to real-only is paired: each run is matched with the `real`
-  run of the same submission record (same backbone, same seed) on the same resampled images.
+  all backbones of the view, as one list of prediction vectors. The CI is a two-level bootstrap
+  (benchmark.metrics): each draw resamples the seeds (one seed draw shared by every ratio and
+  backbone, matched by seed) and the test images, and averages the metric over that list with
+  each run counted as often as its seed is drawn, so one CI covers test-set and retraining
+  variation. The difference to real-only is paired: each run is matched with the `real` run of the
+  same submission record (same backbone, same seed), with the same seed and image draws.
 - Augment ranks by that mean Delta macro-F1 of mixed@k over real; Replace by the mean macro-F1 of
   synthetic@k; Models by the macro-F1 of the submitted checkpoints. An entry missing a ratio of the
   board or a backbone of the view, or whose ratios/backbones do not all have the same seeds (the
@@ -20,6 +22,15 @@ Definitions (the methodology page prints them; tests check them on constructed r
   first, then baselines, then by submission id); its Delta is 0 by definition, and it is ranked.
 - Verdict: "helps" when the Delta CI lies entirely above 0, "hurts" when entirely below 0, else
   "no significant effect".
+- Rank (leaderboard.ranking, DESIGN.md's "entries whose CIs overlap share a rank"): 1 + the number
+  of complete entries whose whole CI lies above the entry's own CI.
+- Paired comparisons, listed beside the rank (`beaten_by`, `beats`): entry A is significantly
+  better than B when the CI of their paired difference on the board's metric lies entirely above
+  0. Two entries are matched cell by cell
+  (protocol, backbone, ratio, seed; the real-only row's real run stands in every ratio's cell) on
+  the cells they share; entries sharing no cell (the Models board: checkpoints against each other
+  or against the real-only row) are compared as the difference of their means, each side with its
+  own independent seed draw.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from benchmark.metrics import bootstrap_cis
+from benchmark.metrics import bootstrap_values, percentile_interval, seed_weights, weighted_mean
 from benchmark.protocol import BOARDS, DEFAULT_PROTOCOL, PROTOCOLS, SETTINGS
 
 from .ranking import rank_labels, ranking_order, ranks_from_intervals
@@ -55,6 +66,8 @@ HELPS, HURTS, NO_EFFECT, REFERENCE = "helps", "hurts", "no significant effect", 
 
 #: (submission id, backbone, protocol, setting, seed): one run's prediction vector.
 RunKey = tuple[str, str, str, str, int]
+#: (protocol, backbone, ratio, seed): where two entries' runs are matched for a paired comparison.
+Cell = tuple[str, str, int, int]
 
 assert ZERO_SHOT_PROTOCOL in PROTOCOLS and MODELS_BOARD in BOARDS and REAL in SETTINGS
 
@@ -158,6 +171,11 @@ class Entry:
     rank_metric: str
     rank: int | None = None
     rank_label: str = "—"
+    #: cell -> (run, the run it is paired with or None): the board metric's terms, for comparisons.
+    cells: dict[Cell, tuple[RunKey, RunKey | None]] = field(default_factory=dict, repr=False)
+    #: Names of the entries significantly better / worse than this one (paired comparisons).
+    beaten_by: list[str] = field(default_factory=list)
+    beats: list[str] = field(default_factory=list)
 
     @property
     def ranked(self) -> bool:
@@ -180,6 +198,8 @@ class Entry:
             "rank": self.rank,
             "rank_label": self.rank_label,
             "ranked": self.ranked,
+            "significantly_better": self.beaten_by,
+            "significantly_worse": self.beats,
             "submission": self.submission_id,
             "name": self.name,
             "team": self.team,
@@ -259,8 +279,11 @@ class Leaderboard:
 
 
 class _Estimator:
-    """Bootstrap CIs (benchmark.metrics.bootstrap_cis: bootstrap_ci for several metrics at once) over
-    run keys, memoised: views share most of their pooled lists."""
+    """Bootstrap CIs over run keys (benchmark.metrics, two-level), memoised.
+
+    Each run's per-draw metric values are computed once (they do not depend on the other runs of a
+    list), so views, pooled lists and pairwise comparisons only combine cached columns.
+    """
 
     def __init__(self, tree: Tree):
         assert tree.test_labels is not None
@@ -268,6 +291,7 @@ class _Estimator:
         self.n_classes = len(tree.classes)
         self._submissions = {submission.id: submission for submission in tree.submissions}
         self._memo: dict[tuple, Estimate] = {}
+        self._values: dict[RunKey, dict[str, tuple[float, np.ndarray]]] = {}
 
     def record(self, submission_id: str, backbone: str, protocol: str) -> Record:
         return self._submissions[submission_id].records[(backbone, protocol)]
@@ -280,20 +304,64 @@ class _Estimator:
         submission_id, backbone, protocol, setting, seed = key
         return self.record(submission_id, backbone, protocol).runs[(setting, seed)]
 
-    def estimate(self, metric: str, runs: Sequence[RunKey], baseline: Sequence[RunKey] | None = None) -> Estimate:
-        memo_key = (metric, tuple(runs), tuple(baseline) if baseline is not None else None)
+    def values(self, metric: str, keys: Sequence[RunKey]) -> tuple[np.ndarray, np.ndarray]:
+        """(observed (V,), per-draw (resamples, V)) of `metric` for each run, image draws only."""
+        missing = [key for key in dict.fromkeys(keys) if key not in self._values]
+        if missing:
+            computed = bootstrap_values(self.labels, [self.predictions(key) for key in missing], self.n_classes, metrics=METRICS)
+            for i, key in enumerate(missing):
+                self._values[key] = {name: (points[i], draws[:, i]) for name, (points, draws) in computed.items()}
+        columns = [self._values[key][metric] for key in keys]
+        return np.array([point for point, _ in columns]), np.stack([draws for _, draws in columns], axis=1)
+
+    def estimate(
+        self,
+        metric: str,
+        runs: Sequence[RunKey],
+        baseline: Sequence[RunKey] | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> Estimate:
+        """Mean `metric` over `runs` (minus the mean over the paired `baseline`), two-level CI.
+
+        Run i (and baseline i) counts as often as seeds[i] is drawn; `seeds` defaults to the runs'
+        own seeds. The same arithmetic as benchmark.metrics.bootstrap_cis(..., seeds=...).
+        """
+        seeds = [key[4] for key in runs] if seeds is None else list(seeds)
+        memo_key = (metric, tuple(runs), tuple(baseline) if baseline is not None else None, tuple(seeds))
         if memo_key not in self._memo:
-            # Both metrics from one set of resampled confusion matrices (bootstrap_ci's own engine).
-            cis = bootstrap_cis(
-                self.labels,
-                [self.predictions(key) for key in runs],
-                self.n_classes,
-                metrics=METRICS,
-                baseline_preds=[self.predictions(key) for key in baseline] if baseline is not None else None,
-            )
-            for name, (point, lo, hi) in cis.items():
-                self._memo[(name,) + memo_key[1:]] = Estimate(float(point), float(lo), float(hi))
+            weights = seed_weights(seeds)
+            point, draws = weighted_mean(*self.values(metric, runs), weights)
+            if baseline is not None:
+                base_point, base_draws = weighted_mean(*self.values(metric, baseline), weights)
+                point, draws = point - base_point, draws - base_draws
+            self._memo[memo_key] = Estimate(*percentile_interval(point, draws))
         return self._memo[memo_key]
+
+    def _cell_terms(self, metric: str, entry: "Entry", cells: Sequence[Cell]) -> tuple[np.ndarray, np.ndarray]:
+        """Per cell: metric(run) - metric(paired run) (or metric(run) alone), observed and per draw."""
+        points, draws = self.values(metric, [entry.cells[cell][0] for cell in cells])
+        minus = [entry.cells[cell][1] for cell in cells]
+        if any(key is not None for key in minus):
+            if not all(key is not None for key in minus):
+                raise ValueError(f"{entry.name}: some cells are paired with a real run and others not")
+            minus_points, minus_draws = self.values(metric, minus)
+            points, draws = points - minus_points, draws - minus_draws
+        return points, draws
+
+    def compare(self, metric: str, a: "Entry", b: "Entry") -> Estimate:
+        """The paired difference a - b on `metric` over the cells both have (see the module docstring)."""
+        common = sorted(set(a.cells) & set(b.cells))
+        if common:
+            a_points, a_draws = self._cell_terms(metric, a, common)
+            b_points, b_draws = self._cell_terms(metric, b, common)
+            point, draws = weighted_mean(a_points - b_points, a_draws - b_draws, seed_weights([c[3] for c in common]))
+        else:
+            sides = []
+            for stream, entry in enumerate((a, b)):
+                cells = sorted(entry.cells)
+                sides.append(weighted_mean(*self._cell_terms(metric, entry, cells), seed_weights([c[3] for c in cells], stream=stream)))
+            point, draws = sides[0][0] - sides[1][0], sides[0][1] - sides[1][1]
+        return Estimate(*percentile_interval(point, draws))
 
 
 def _preference(submission: Submission, record: Record) -> tuple:
@@ -479,6 +547,13 @@ class _Builder:
         runs = [key for s in available for key in profile.settings[s].runs]
         baseline = [key for s in available for key in (profile.settings[s].baseline or [])]
         est = self.estimator
+        paired = BOARDS[board]["metric"].startswith("delta_")
+        cells = {}
+        for s in available:
+            stats = profile.settings[s]
+            for i, key in enumerate(stats.runs):
+                minus = stats.baseline[i] if paired and stats.baseline else None
+                cells[(key[2], key[1], SETTINGS[s].ratio if s in SETTINGS else 0, key[4])] = (key, minus)
         return Entry(
             **columns,
             accuracy=est.estimate("accuracy", runs),
@@ -494,10 +569,17 @@ class _Builder:
             harness_versions=sorted({r.harness_version for r in records}),
             n_runs=len(runs),
             rank_metric=BOARDS[board]["metric"],
+            cells=cells,
         )
 
     def reference_entry(self, board: str, profile: Profile, records: list[Record]) -> Entry:
         real = profile.settings[REAL]
+        # The real run stands in every ratio's cell; on a Delta board it is paired with itself (0).
+        paired = BOARDS[board]["metric"].startswith("delta_")
+        ratios = sorted({SETTINGS[s].ratio if s in SETTINGS else 0 for s in BOARDS[board]["settings"]})
+        cells = {
+            (key[2], key[1], ratio, key[4]): (key, key if paired else None) for key in real.runs for ratio in ratios
+        }
         return Entry(
             **self.reference_columns(),
             accuracy=real.accuracy,
@@ -511,6 +593,7 @@ class _Builder:
             harness_versions=sorted({r.harness_version for r in records}),
             n_runs=len(real.runs),
             rank_metric=BOARDS[board]["metric"],
+            cells=cells,
         )
 
     # -- views ----------------------------------------------------------------------------------
@@ -539,7 +622,7 @@ class _Builder:
             )
             if entry is not None:
                 view.entries.append(entry)
-        view.entries = rank_entries(view.entries)
+        view.entries = rank_entries(view.entries, self.estimator)
         return view
 
     def models_view(self, reference: Profile | None) -> BoardView:
@@ -560,20 +643,22 @@ class _Builder:
             runs = [
                 (submission_id, r.backbone, r.protocol, s, seed) for r in records for s in r.settings if s in settings for seed in r.seeds(s)
             ]
-            paired_runs = paired_reference = None
+            paired_runs = paired_reference = ref_seeds = None
             if reference_runs:
                 # Unpaired by construction (no seeds in common): pair every checkpoint run with every
-                # reference run, so the mean difference is mean(checkpoint) - mean(real-only).
+                # reference run, so the mean difference is mean(checkpoint) - mean(real-only); the
+                # real-only seeds are resampled (a checkpoint is one fixed model).
                 paired_runs = [key for key in runs for _ in reference_runs]
                 paired_reference = [ref for _ in runs for ref in reference_runs]
+                ref_seeds = [ref[4] for ref in paired_reference]
             est = self.estimator
             stats = self.setting_stats(settings[0], runs, None)
             entry = Entry(
                 **self.submission_columns(submission),
                 accuracy=stats.accuracy,
                 macro_f1=stats.macro_f1,
-                delta_accuracy=est.estimate("accuracy", paired_runs, paired_reference) if paired_runs else None,
-                delta_macro_f1=est.estimate("macro_f1", paired_runs, paired_reference) if paired_runs else None,
+                delta_accuracy=est.estimate("accuracy", paired_runs, paired_reference, ref_seeds) if paired_runs else None,
+                delta_macro_f1=est.estimate("macro_f1", paired_runs, paired_reference, ref_seeds) if paired_runs else None,
                 best_setting=None,
                 per_setting={settings[0]: stats},
                 missing=[],
@@ -581,10 +666,11 @@ class _Builder:
                 harness_versions=sorted({r.harness_version for r in records}),
                 n_runs=len(runs),
                 rank_metric=BOARDS[MODELS_BOARD]["metric"],
+                cells={(key[2], key[1], 0, key[4]): (key, None) for key in runs},
             )
             entry.images_per_class = None
             view.entries.append(entry)
-        view.entries = rank_entries(view.entries)
+        view.entries = rank_entries(view.entries, self.estimator)
         return view
 
     def zero_shot_entries(self) -> list[Entry]:
@@ -685,15 +771,31 @@ def _status(records: Sequence[Record]) -> str:
     return "official" if records and all(r.official for r in records) else "self-reported"
 
 
-def rank_entries(entries: list[Entry]) -> list[Entry]:
-    """Rank the complete entries by their board metric (ranking.TIE_RULE); incomplete ones follow, unranked."""
+def rank_entries(entries: list[Entry], estimator: _Estimator) -> list[Entry]:
+    """Rank the complete entries by their board metric's CI (ranking.TIE_RULE) and list each one's
+    significantly better and worse entries (paired comparisons); incomplete ones follow, unranked."""
     ranked = [entry for entry in entries if entry.ranked]
     unranked = [entry for entry in entries if not entry.ranked]
+    better = [[False] * len(ranked) for _ in ranked]
+    # Each pair once, in name order, so that the result does not depend on the listing order.
+    order = sorted(range(len(ranked)), key=lambda i: ranked[i].name)
+    for x, i in enumerate(order):
+        for j in order[x + 1 :]:
+            a, b = ranked[i], ranked[j]
+            difference = estimator.compare(_base_metric(a.rank_metric), a, b)
+            better[i][j], better[j][i] = difference.lo > 0, difference.hi < 0
     ranks = ranks_from_intervals([(entry.score.lo, entry.score.hi) for entry in ranked])
-    for entry, rank, label in zip(ranked, ranks, rank_labels(ranks)):
+    for i, (entry, rank, label) in enumerate(zip(ranked, ranks, rank_labels(ranks))):
         entry.rank, entry.rank_label = rank, label
-    order = ranking_order([e.score.point for e in ranked], ranks, [e.name for e in ranked])
+        entry.beaten_by = sorted(ranked[j].name for j in range(len(ranked)) if better[j][i])
+        entry.beats = sorted(ranked[j].name for j in range(len(ranked)) if better[i][j])
+    display = ranking_order([e.score.point for e in ranked], ranks, [e.name for e in ranked])
     unranked.sort(key=lambda entry: (-entry.score.point, entry.name))
     for entry in unranked:
         entry.rank, entry.rank_label = None, "—"
-    return [ranked[i] for i in order] + unranked
+    return [ranked[i] for i in display] + unranked
+
+
+def _base_metric(rank_metric: str) -> str:
+    """The per-run metric behind a board metric ("delta_macro_f1" -> "macro_f1")."""
+    return rank_metric[len("delta_"):] if rank_metric.startswith("delta_") else rank_metric

@@ -44,7 +44,10 @@ def serve(site: Path, host: str = "127.0.0.1", port: int = 8000) -> http.server.
     if not (site / "index.html").is_file():
         raise SynthbenchError(f"{site}: no index.html; run `synthbench leaderboard build` first")
     handler = functools.partial(_QuietHandler, directory=str(site))
-    return http.server.ThreadingHTTPServer((host, port), handler)
+    try:
+        return http.server.ThreadingHTTPServer((host, port), handler)
+    except (OSError, OverflowError) as exc:  # port taken or out of range, unknown host, no permission
+        raise SynthbenchError(f"cannot serve {site} at {host}:{port}: {exc}") from None
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -63,6 +66,16 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {value}")
+    return value
 
 
 def register(subparsers) -> None:
@@ -88,5 +101,5 @@ def register(subparsers) -> None:
     preview = commands.add_parser("serve", help="serve a built site locally with http.server")
     preview.add_argument("--site", default=DEFAULT_SITE, help="built site folder (default: leaderboard/site)")
     preview.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    preview.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    preview.add_argument("--port", type=_port, default=8000, help="port (default: 8000; 0 picks a free one)")
     preview.set_defaults(func=_serve)

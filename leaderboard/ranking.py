@@ -34,7 +34,9 @@ TIE_RULE = (
     "paired test between two entries, so a wider interval can lift an entry above one with a higher point "
     "estimate, and two entries whose paired difference is significant can share a rank. Whether an entry "
     "differs from real-only is its verdict (the paired Δ interval), not its rank. Rows are listed by rank, "
-    "then by point estimate."
+    "then by point estimate. The sharper comparison is listed beside the rank: for each entry, the entries "
+    "significantly better and worse than it by the CI of their paired difference (the same test images, runs "
+    "matched by backbone, ratio and seed, the same resampled seeds and images on both sides)."
 )
 
 

@@ -30,6 +30,7 @@ import pandas as pd
 from benchmark import __version__
 from benchmark.images import ImageDecodeError, open_rgb
 from benchmark.io import atomic_directory, atomic_write_json
+from benchmark.metrics import CI_METHOD, SEED_DRAW_SEED
 from benchmark.protocol import (
     BOARDS,
     BOOTSTRAP_RESAMPLES,
@@ -69,7 +70,9 @@ STATIC_DIR = PACKAGE_DIR / "static"
 DEFAULT_SITE_DIR = PACKAGE_DIR / "site"
 #: A file every built site holds: `build` replaces only a folder that has it (or an empty one).
 SITE_MARKER = ".synthbench-site"
-LEADERBOARD_SCHEMA_VERSION = 1
+#: 2: entries carry significantly_better / significantly_worse (paired comparisons beside the
+#: overlap rank), two-level CIs (`ci_method`).
+LEADERBOARD_SCHEMA_VERSION = 2
 THUMBNAIL_SIZE = 160
 #: Sample images per class shown on a submission page.
 THUMBNAILS_PER_CLASS = 1
@@ -253,6 +256,7 @@ class _SiteWriter:
             "resamples": BOOTSTRAP_RESAMPLES,
             "ci_level": CI_LEVEL,
             "bootstrap_seed": BOOTSTRAP_SEED,
+            "seed_draw_seed": ", ".join(map(str, SEED_DRAW_SEED)),
             "tie_rule": TIE_RULE,
             "backbones": _backbone_registry(),
             "suites": self.board.suites,
@@ -371,6 +375,7 @@ class _SiteWriter:
             "task": self.tree.task,
             "is_demo": self.tree.is_demo,
             "note": DEMO_LABEL if self.tree.is_demo else None,
+            "ci_method": CI_METHOD,
             "classes": self.tree.classes,
             "harness_versions": sorted({r.harness_version for r in self.tree.records()}),
             "suites": self.board.suites,

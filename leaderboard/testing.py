@@ -20,9 +20,9 @@ from PIL import Image, ImageDraw
 from benchmark import __version__
 from benchmark.images import encode_png
 from benchmark.io import atomic_write_bytes, atomic_write_text, sha256_json
-from benchmark.metrics import bootstrap_cis, classification_metrics
+from benchmark.metrics import CI_METHOD, bootstrap_cis, classification_metrics
 from benchmark.protocol import RATIOS, SETTINGS, TRAIN_PER_CLASS, XBD_CLASSES
-from benchmark.results import result_path, write_result
+from benchmark.results import RESULT_SCHEMA_VERSION, result_path, write_result
 
 CLASSES = list(XBD_CLASSES)
 #: The constructed board's task: its name starts with "demo", so the site labels it a pipeline demo.
@@ -107,7 +107,7 @@ def make_record(
             }
         )
     return {
-        "schema_version": 1,
+        "schema_version": RESULT_SCHEMA_VERSION,
         "harness_version": harness_version,
         "official": official,
         "submission": {
@@ -137,25 +137,26 @@ def make_record(
 
 
 def _summary(labels: np.ndarray, run_list: list[dict[str, Any]], n_classes: int) -> dict[str, Any]:
-    """Per-setting mean/std over seeds and the seed-averaged (and paired delta) CIs."""
+    """Per-setting mean/std (ddof 1) over seeds and the two-level (and paired delta) CIs, as grid.finalise."""
     summary: dict[str, Any] = {}
     by_key = {(run["setting"], run["seed"]): run for run in run_list}
     for setting in dict.fromkeys(run["setting"] for run in run_list):
         seeds = sorted(seed for s, seed in by_key if s == setting)
         preds = [np.asarray(by_key[(setting, seed)]["predictions"]) for seed in seeds]
-        entry: dict[str, Any] = {"n_seeds": len(seeds)}
-        cis = bootstrap_cis(labels, preds, n_classes)
+        entry: dict[str, Any] = {"n_seeds": len(seeds), "ci_method": CI_METHOD}
+        cis = bootstrap_cis(labels, preds, n_classes, seeds=seeds)
         spec = SETTINGS.get(setting)
         paired = spec is not None and spec.kind != "real" and all(("real", seed) in by_key for seed in seeds)
         deltas = (
-            bootstrap_cis(labels, preds, n_classes, baseline_preds=[np.asarray(by_key[("real", s)]["predictions"]) for s in seeds])
+            bootstrap_cis(labels, preds, n_classes, seeds=seeds,
+                          baseline_preds=[np.asarray(by_key[("real", s)]["predictions"]) for s in seeds])
             if paired
             else {}
         )
         for metric in ("accuracy", "macro_f1"):
             per_seed = [by_key[(setting, seed)]["metrics"][metric] for seed in seeds]
             entry[f"{metric}_mean"] = float(np.mean(per_seed))
-            entry[f"{metric}_std"] = float(np.std(per_seed))
+            entry[f"{metric}_std"] = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
             entry[f"{metric}_ci"] = list(cis[metric][1:])
             point, lo, hi = deltas[metric] if paired else (None, None, None)
             entry[f"delta_{metric}_mean"] = point

@@ -11,7 +11,16 @@ import pytest
 from benchmark.metrics import bootstrap_ci
 from leaderboard.aggregate import ALL_BACKBONES, HELPS, HURTS, NO_EFFECT, REFERENCE, build_leaderboard
 from leaderboard.ranking import rank_labels, ranking_order, ranks_from_intervals
-from leaderboard.testing import EXAMPLE_PLANS, Plan, make_example_tree, make_record, write_submission
+from leaderboard.testing import (
+    EXAMPLE_PLANS,
+    Plan,
+    balanced_labels,
+    make_example_tree,
+    make_record,
+    predictions_with_accuracy,
+    shift_accuracy,
+    write_submission,
+)
 from leaderboard.tree import validate_tree
 
 # ------------------------------------------------------------------------------------------------
@@ -114,6 +123,11 @@ def test_augment_board_ranks_by_paired_delta_with_ties(example_tree):
     assert by_name["baseline__duplicate"].baseline == "duplicate"
     assert by_name["team-a__editor"].best_setting.startswith("mixed@")
     assert all(entry.ranked for entry in augment.entries)
+    # The paired comparisons listed beside the rank: beating real-only (or losing to it) is
+    # exactly the verdict.
+    for entry in augment.entries:
+        assert ("real-only" in entry.beats) == (entry.verdict == HELPS), entry.name
+        assert ("real-only" in entry.beaten_by) == (entry.verdict == HURTS), entry.name
 
 
 def test_replace_board_ranks_synthetic_only_macro_f1(example_tree):
@@ -125,6 +139,12 @@ def test_replace_board_ranks_synthetic_only_macro_f1(example_tree):
         ("baseline__classic", "4"),
         ("team-b__noisy", "5"),
     ]
+    by_name = {entry.name: entry for entry in replace.entries}
+    # Their intervals overlap (one shared rank), but the paired comparison listed beside the rank
+    # separates them: duplicate (60%) beats team-a (55%); real-only (60%, but only two distinct
+    # runs, so a wider seed resample) does not, and real-only and duplicate do not differ.
+    assert by_name["team-a__editor"].beaten_by == ["baseline__duplicate"]
+    assert by_name["real-only"].beaten_by == by_name["baseline__duplicate"].beaten_by == []
     entry = next(e for e in replace.entries if e.name == "team-b__noisy")
     assert list(entry.per_setting) == ["synthetic@1", "synthetic@2", "synthetic@3", "synthetic@4"]
     assert entry.macro_f1.point == pytest.approx(np.mean([s.macro_f1.point for s in entry.per_setting.values()]))
@@ -132,14 +152,19 @@ def test_replace_board_ranks_synthetic_only_macro_f1(example_tree):
 
 
 def test_pooled_estimate_is_bootstrap_ci_over_every_ratio_and_seed(example_tree):
-    """The board's number is one bootstrap over all runs of the board, paired run by run with real."""
+    """The board's number is one two-level bootstrap over all runs of the board (one seed draw for
+    every ratio), paired run by run with real: the same numbers as benchmark.metrics, bit for bit."""
     tree = validate_tree(example_tree)
     record = tree.submission("team-a__editor").records[("efficientnet-lite0", "linear-probe")]
     preds = [record.predictions(f"mixed@{k}", seed) for k in (1, 2, 3, 4) for seed in (0, 1)]
     real = [record.predictions("real", seed) for k in (1, 2, 3, 4) for seed in (0, 1)]
-    expected = bootstrap_ci(tree.test_labels, preds, len(tree.classes), metric="macro_f1", baseline_preds=real)
+    seeds = [seed for k in (1, 2, 3, 4) for seed in (0, 1)]
+    expected = bootstrap_ci(tree.test_labels, preds, len(tree.classes), metric="macro_f1", baseline_preds=real,
+                            seeds=seeds)
     entry = next(e for e in build_leaderboard(tree).headline("augment").entries if e.name == "team-a__editor")
-    assert (entry.delta_macro_f1.point, entry.delta_macro_f1.lo, entry.delta_macro_f1.hi) == pytest.approx(expected)
+    assert (entry.delta_macro_f1.point, entry.delta_macro_f1.lo, entry.delta_macro_f1.hi) == expected
+    image_only = bootstrap_ci(tree.test_labels, preds, len(tree.classes), metric="macro_f1", baseline_preds=real)
+    assert image_only[1:] != expected[1:]
 
 
 def test_an_entry_missing_a_ratio_is_shown_but_not_ranked(tree_copy):
@@ -229,3 +254,57 @@ def test_differing_real_predictions_between_records_are_noted(tree_copy):
     path.write_text(json.dumps(rewritten))
     board = build_leaderboard(validate_tree(tree_copy))
     assert any("team-b__noisy" in note and "differ" in note for note in board.notes)
+
+
+# ------------------------------------------------------------------------------------------------
+# Paired comparisons against the old interval-overlap rule
+# ------------------------------------------------------------------------------------------------
+
+
+def _replace_tree(root, entries, labels, real, ratios=(1, 2, 3, 4)):
+    """A tree whose entries have real runs `real` {seed: preds} and synthetic@k runs {seed: preds}."""
+    for name, by_seed in entries.items():
+        runs = {("real", seed): preds for seed, preds in real.items()}
+        runs.update({(f"synthetic@{k}", seed): preds for k in ratios for seed, preds in by_seed.items()})
+        record = make_record(submission_id=name, labels=labels, runs=runs)
+        write_submission(root, Plan(name, "Team", 0.0, 0.0, ratios=ratios), [record])
+    return build_leaderboard(validate_tree(root)).headline("replace")
+
+
+def _overlap(a, b):
+    return a.lo <= b.hi and b.lo <= a.hi
+
+
+def test_overlapping_intervals_share_a_rank_and_the_paired_comparison_separates_them(tmp_path):
+    labels = balanced_labels(30)
+    rng = np.random.default_rng(3)
+    real = {seed: predictions_with_accuracy(labels, 0.5, rng) for seed in (0, 1)}
+    low = {seed: predictions_with_accuracy(labels, 0.6, rng) for seed in (0, 1)}
+    high = {seed: shift_accuracy(preds, labels, 0.05, rng) for seed, preds in low.items()}  # 9 more right
+    view = _replace_tree(tmp_path / "submissions", {"team__low": low, "team__high": high, "team__same": low},
+                         labels, real)
+    by_name = {e.name: e for e in view.entries}
+    high_e, low_e, same_e = by_name["team__high"], by_name["team__low"], by_name["team__same"]
+    assert _overlap(high_e.macro_f1, low_e.macro_f1)
+    assert high_e.rank == low_e.rank == same_e.rank == 1  # DESIGN.md: overlapping CIs share a rank
+    # ... while the paired difference (same images, same seeds) is significant, and listed
+    assert low_e.beaten_by == same_e.beaten_by == ["team__high"]
+    assert {"team__low", "team__same"} <= set(high_e.beats) and high_e.beaten_by == []
+    assert "team__same" not in low_e.beats and "team__low" not in same_e.beats  # equal entries
+
+
+def test_a_wide_interval_shares_the_leaders_rank_but_not_its_comparison(tmp_path):
+    """W's seeds differ a lot (a wide two-level interval reaching the leader's); the leader is W
+    with more images right on every seed, so the paired difference is clearly positive."""
+    labels = balanced_labels(30)
+    rng = np.random.default_rng(4)
+    real = {seed: predictions_with_accuracy(labels, 0.5, rng) for seed in (0, 1, 2)}
+    wide = {seed: predictions_with_accuracy(labels, accuracy, rng) for seed, accuracy in ((0, 0.45), (1, 0.6), (2, 0.8))}
+    leader = {seed: shift_accuracy(preds, labels, 0.82 - accuracy, rng)
+              for (seed, preds), accuracy in zip(wide.items(), (0.45, 0.6, 0.8))}
+    view = _replace_tree(tmp_path / "submissions", {"team__wide": wide, "team__leader": leader}, labels, real)
+    by_name = {e.name: e for e in view.entries}
+    w, top = by_name["team__wide"].macro_f1, by_name["team__leader"].macro_f1
+    assert w.hi - w.lo > 2 * (top.hi - top.lo) and w.hi >= top.lo
+    assert by_name["team__leader"].rank == by_name["team__wide"].rank == 1  # the overlap rule
+    assert by_name["team__wide"].beaten_by == ["team__leader"]  # the paired comparison

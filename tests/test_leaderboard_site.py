@@ -72,6 +72,8 @@ def test_leaderboard_json_and_csv_hold_the_ranked_boards(site):
         ("team-b__noisy", "4", "hurts"),
     ]
     top = augment["entries"][0]
+    assert data["ci_method"] == "bootstrap over seeds and test images"
+    assert top["significantly_better"] == [] and "team-b__noisy" in top["significantly_worse"]
     lo, hi = top["delta_macro_f1"]["ci"]
     assert lo <= top["delta_macro_f1"]["point"] <= hi and lo > 0
     assert set(top["per_setting"]) == {f"mixed@{k}" for k in (1, 2, 3, 4)}
@@ -104,6 +106,8 @@ def test_methodology_page_is_generated_from_the_protocol_registry(site):
     assert ", ".join(str(c) for c in PROTOCOLS["linear-probe"]["C_grid"]) in text
     assert f"{BOOTSTRAP_RESAMPLES} resamples" in text and str(BOOTSTRAP_SEED) in text
     assert escape(TIE_RULE) in text
+    assert "percentile bootstrap intervals over seeds and test images" in text
+    assert "or unequal seeds across its" in text
 
 
 def test_rebuilding_an_unchanged_board_changes_no_byte(tree_dir, site, tmp_path):

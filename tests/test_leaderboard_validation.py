@@ -51,6 +51,21 @@ def test_the_constructed_tree_is_valid(good_tree):
     assert len(list(tree.records())) == 2
 
 
+def test_the_constructed_summary_is_the_harness_summary(good_tree):
+    """leaderboard.testing builds summaries as benchmark.grid.finalise does (ddof 1, two-level CIs)."""
+    import copy
+
+    from benchmark.grid import finalise
+
+    record = json.loads(_record_path(good_tree).read_text())
+    harness = finalise(copy.deepcopy(record))["summary"]
+    for setting, entry in record["summary"].items():
+        for key, value in entry.items():
+            assert harness[setting][key] == pytest.approx(value, abs=1e-12), (setting, key)
+    mixed = [r["metrics"]["macro_f1"] for r in record["runs"] if r["setting"] == "mixed@1"]
+    assert np.std(mixed) > 0 and record["summary"]["mixed@1"]["macro_f1_std"] == pytest.approx(np.std(mixed, ddof=1))
+
+
 def _missing_yaml(root):
     (root / GOOD_ID / "submission.yaml").unlink()
     return root / GOOD_ID / "submission.yaml", "missing"

@@ -1,4 +1,4 @@
-"""Point metrics match scikit-learn; the vectorised bootstrap matches scikit-learn on every resample."""
+"""Point metrics match scikit-learn; the vectorised (two-level) bootstrap matches scikit-learn on every resample."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from benchmark.metrics import (
     bootstrap_indices,
     classification_metrics,
     percentile_interval,
+    seed_draw_counts,
+    seed_weights,
 )
 from benchmark.protocol import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 
@@ -186,3 +188,96 @@ def test_ci_coverage_on_simulated_test_sets_with_a_known_accuracy():
         paired_hits += lo <= 0.03 <= hi
     assert 0.915 <= hits / reps <= 0.985
     assert 0.915 <= paired_hits / reps <= 0.985
+
+
+# ------------------------------------------------------------------------------------------------
+# Two-level bootstrap: seeds and test images
+# ------------------------------------------------------------------------------------------------
+
+
+def test_one_seed_is_bit_identical_to_the_image_bootstrap():
+    y_true, first = _noisy_predictions(120, 0.6, seed=21)
+    _, second = _noisy_predictions(120, 0.5, seed=22)
+    _, base = _noisy_predictions(120, 0.55, seed=23)
+    image_only = bootstrap_distributions(y_true, [first, second], C, baseline_preds=[base, base])
+    one_seed = bootstrap_distributions(y_true, [first, second], C, baseline_preds=[base, base], seeds=[7, 7])
+    for metric in ("accuracy", "macro_f1"):
+        assert one_seed[metric][0] == image_only[metric][0]
+        np.testing.assert_array_equal(one_seed[metric][1], image_only[metric][1])
+    # ... and the image-only draws are still the ones checked against scikit-learn above.
+    indices = bootstrap_indices(y_true.size, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED)
+    assert image_only["accuracy"][1][3] == pytest.approx(
+        (accuracy_score(y_true[indices[3]], first[indices[3]]) + accuracy_score(y_true[indices[3]], second[indices[3]])) / 2
+        - accuracy_score(y_true[indices[3]], base[indices[3]]), abs=1e-12)
+    assert seed_weights([3, 3, 3]) is None and seed_weights(None) is None
+
+
+def test_two_level_draws_average_the_drawn_seeds_on_the_drawn_images():
+    """Draw r: the seeds are drawn with replacement (their own stream), the images too; the value is
+    the mean over the drawn seeds (with repeats) of scikit-learn's metric on the drawn images."""
+    y_true, a = _noisy_predictions(60, 0.7, seed=31)
+    _, b = _noisy_predictions(60, 0.4, seed=32)
+    _, c = _noisy_predictions(60, 0.5, seed=33)
+    resamples = 40
+    draws = bootstrap_distributions(y_true, [a, b, c], C, metrics=("macro_f1",), seeds=[10, 20, 30],
+                                    resamples=resamples)["macro_f1"][1]
+    images = bootstrap_indices(y_true.size, resamples, BOOTSTRAP_SEED)
+    counts = seed_draw_counts(3, resamples)
+    assert (counts.sum(axis=1) == 3).all() and (counts.max(axis=1) > 1).any()
+    by_seed = [a, b, c]
+    for r in range(resamples):
+        f1 = [f1_score(y_true[images[r]], p[images[r]], labels=list(range(C)), average="macro", zero_division=0)
+              for p in by_seed]
+        assert draws[r] == pytest.approx(np.dot(counts[r], f1) / 3, abs=1e-12)
+
+
+def test_seed_draws_are_shared_by_pooled_runs_and_paired_with_the_baseline():
+    """Two ratios x two seeds: one seed draw for both ratios (matched by seed), and a run and its
+    baseline weigh the same; a run identical to its baseline gives exactly 0 in every draw."""
+    y_true, r0 = _noisy_predictions(90, 0.6, seed=41)
+    _, r1 = _noisy_predictions(90, 0.3, seed=42)
+    weights = seed_weights([0, 1, 0, 1], resamples=50)
+    assert (weights[:, 0] == weights[:, 2]).all() and (weights[:, 1] == weights[:, 3]).all()
+    zero = bootstrap_distributions(y_true, [r0, r1], C, baseline_preds=[r0, r1], seeds=[0, 1])
+    assert zero["macro_f1"][0] == 0.0 and not zero["macro_f1"][1].any()
+
+
+def test_seeds_that_disagree_widen_the_interval():
+    """Five seeds whose accuracies range from 0.3 to 0.9: the image-only CI of their mean is narrow;
+    the two-level CI includes the seed-to-seed spread and is much wider. Seeds that agree (the same
+    predictions) leave it unchanged."""
+    rng = np.random.default_rng(5)
+    y_true = np.repeat(np.arange(C), 40)
+    preds = [np.where(rng.random(y_true.size) < acc, y_true, (y_true + 1) % C) for acc in (0.3, 0.45, 0.6, 0.75, 0.9)]
+    seeds = [0, 1, 2, 3, 4]
+    _, lo, hi = bootstrap_ci(y_true, preds, C, metric="accuracy")
+    _, lo2, hi2 = bootstrap_ci(y_true, preds, C, metric="accuracy", seeds=seeds)
+    assert hi2 - lo2 > 3 * (hi - lo)
+    same = [preds[2]] * 5
+    assert bootstrap_ci(y_true, same, C, seeds=seeds) == bootstrap_ci(y_true, same, C)
+
+
+def test_seed_labels_must_match_the_predictions():
+    y_true, y_pred = _noisy_predictions(50, 0.5, seed=9)
+    with pytest.raises(SynthbenchError, match="2 seed labels for 1 prediction vectors"):
+        bootstrap_ci(y_true, y_pred, C, seeds=[0, 1])
+
+
+def test_two_level_coverage_when_seeds_vary():
+    """Each seed's classifier has its own accuracy (0.75 + N(0, 0.06)) and fresh test sets are
+    drawn; the target is the mean accuracy over seeds and test images (0.75). With 5 seeds the
+    image-only interval misses the seed spread (coverage far below 95%); the two-level one covers
+    it near the nominal level (a seed bootstrap of 5 is slightly liberal). 150 replications,
+    200 resamples each."""
+    rng = np.random.default_rng(12)
+    y_true = np.repeat(np.arange(C), 50)
+    reps, resamples, image_hits, two_hits = 150, 200, 0, 0
+    for _ in range(reps):
+        accuracies = np.clip(0.75 + rng.normal(0, 0.06, size=5), 0, 1)
+        preds = [np.where(rng.random(y_true.size) < acc, y_true, (y_true + 1) % C) for acc in accuracies]
+        _, lo, hi = bootstrap_ci(y_true, preds, C, metric="accuracy", resamples=resamples)
+        image_hits += lo <= 0.75 <= hi
+        _, lo, hi = bootstrap_ci(y_true, preds, C, metric="accuracy", resamples=resamples, seeds=range(5))
+        two_hits += lo <= 0.75 <= hi
+    assert image_hits / reps < 0.75
+    assert two_hits / reps >= 0.82

@@ -11,8 +11,10 @@ import pytest
 
 from benchmark.errors import ResultsError
 from benchmark.grid import finalise, run_metrics
+from benchmark.metrics import CI_METHOD, bootstrap_cis
 from benchmark.protocol import PROTOCOLS, SETTINGS
 from benchmark.results import (
+    READABLE_SCHEMA_VERSIONS,
     RESULT_SCHEMA_VERSION,
     load_result,
     result_path,
@@ -116,6 +118,9 @@ CASES = {
     "summary['real'].accuracy_mean": (lambda r: r["summary"]["real"].update(accuracy_mean=0.1), "runs' mean"),
     "summary['mixed@1'].n_seeds": (lambda r: r["summary"]["mixed@1"].update(n_seeds=5), "has 2 run(s)"),
     "summary": (lambda r: r["summary"].pop("mixed@1"), "no entry for setting(s) mixed@1"),
+    "summary['real'].ci_method": (lambda r: r["summary"]["real"].pop("ci_method"), "missing"),
+    "summary['mixed@1'].ci_method": (
+        lambda r: r["summary"]["mixed@1"].update(ci_method="bootstrap over test images"), "unknown CI method"),
     "skipped[0].setting": (lambda r: r["skipped"][0].update(setting="real"), "both skipped and run"),
     "provenance.seconds_total": (lambda r: r["provenance"].update(seconds_total=-1.0), ">= 0"),
     "official": (lambda r: r.update(official="yes"), "expected bool"),
@@ -175,6 +180,39 @@ def test_load_names_the_file_for_unreadable_records(tmp_path):
     old.write_text(json.dumps(dict(_record(), schema_version=0)))
     with pytest.raises(ResultsError, match="old.json: field schema_version: unknown version 0"):
         load_result(old)
+
+
+def test_summary_cis_are_two_level_and_named():
+    """Summary CIs resample seeds and test images; deltas use the same draws for both sides."""
+    record = _record()
+    labels = record["test"]["labels"]
+    mixed = [r for r in record["runs"] if r["setting"] == "mixed@1"]
+    real = {r["seed"]: r["predictions"] for r in record["runs"] if r["setting"] == "real"}
+    seeds = [r["seed"] for r in mixed]
+    plain = bootstrap_cis(labels, [r["predictions"] for r in mixed], len(CLASSES), seeds=seeds)
+    paired = bootstrap_cis(labels, [r["predictions"] for r in mixed], len(CLASSES),
+                           baseline_preds=[real[s] for s in seeds], seeds=seeds)
+    summary = record["summary"]["mixed@1"]
+    assert summary["ci_method"] == CI_METHOD
+    assert summary["macro_f1_ci"] == list(plain["macro_f1"][1:])
+    assert summary["delta_accuracy_ci"] == list(paired["accuracy"][1:])
+    image_only = bootstrap_cis(labels, [r["predictions"] for r in mixed], len(CLASSES))
+    assert summary["macro_f1_ci"] != list(image_only["macro_f1"][1:])
+
+
+def test_version_1_records_still_load_without_ci_method(tmp_path):
+    """Before version 2 the summary CIs were over test images only and named no method."""
+    old = _record()
+    old["schema_version"] = 1
+    for entry in old["summary"].values():
+        del entry["ci_method"]
+    assert 1 in READABLE_SCHEMA_VERSIONS and RESULT_SCHEMA_VERSION == 2
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    assert load_result(path) == old
+    old["schema_version"] = 2
+    with pytest.raises(ResultsError, match="ci_method: missing"):
+        validate_result_record(old)
 
 
 def test_result_path_layout_and_unsafe_names(tmp_path):
