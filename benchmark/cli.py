@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+from pathlib import Path
 
 from . import __version__
 from .errors import SynthbenchError
@@ -57,6 +59,39 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`synthbench ... | head`): stop quietly, as other command-line tools do;
+        # stdout goes to /dev/null so that the interpreter's final flush does not fail again
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass  # not a real file descriptor (tests, embedding)
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer whose pipe closed
+
+
+def positive_int(text: str) -> int:
+    """argparse type of the count flags: a clear message for "abc" and for 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def check_replaceable(path: str | os.PathLike, marker: str, what: str) -> None:
+    """Refuse `--overwrite` on an existing path that is not a `what` (no `marker` file inside it).
+
+    `--overwrite` deletes the old folder: a mistyped `--out` must never take a user's own files.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir() or not (path / marker).is_file():
+        raise SynthbenchError(
+            f"{path}: exists and is not {what} (no {marker} in it); refusing to replace it with --overwrite"
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

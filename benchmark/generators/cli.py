@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
+from ..cli import check_replaceable, positive_int
 from ..errors import SynthbenchError
 from .baselines import BASELINES
+
+#: A submission folder's name `<team>__<method>` (the id format of submission.yaml).
+_FOLDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*__[A-Za-z0-9][A-Za-z0-9._-]*$")
+DEFAULT_TEAM = "my-team"
 
 #: Every generator `synthbench generate` knows: the baselines, the demo editor and the adapters.
 GENERATORS: dict[str, str] = {
@@ -22,6 +28,8 @@ def _export(args: argparse.Namespace) -> int:
     from ..tasks import load_task
     from .inputs import export_inputs
 
+    if args.overwrite:
+        check_replaceable(args.out, "inputs.jsonl", "a generation-inputs folder")
     task = load_task(args.task, revision=args.revision)
     out = export_inputs(task, args.out, overwrite=args.overwrite)
     print(f"wrote {task.splits['generation_inputs'].num_rows} generation inputs of {task.name} to {out}")
@@ -36,12 +44,25 @@ def _report(out: Path, counts: dict) -> None:
     print(f"next: synthbench validate {out} --task <task>")
 
 
+def _team_and_method(args: argparse.Namespace, generator_name: str) -> None:
+    """Default --team and --method from an --out folder named `<team>__<method>`, so that the
+    submission's id is its folder's name (the leaderboard refuses an entry whose id differs)."""
+    folder = Path(args.out).name
+    team, _, method = folder.partition("__") if _FOLDER_ID.match(folder) else (None, "", None)
+    if args.team is None:
+        args.team = team or DEFAULT_TEAM
+    if args.method is None:
+        args.method = method if team is not None and args.team == team else generator_name.replace("/", "-")
+
+
 def _generate(args: argparse.Namespace) -> int:
     from ..tasks import load_task
     from .common import check_out_dir, generator_meta_from_args, load_inputs
 
     out = Path(args.out)
     name = args.generator
+    if args.overwrite:
+        check_replaceable(out, "submission.yaml", "a submission folder")
     if name in BASELINES or name == "demo-editor":
         if not args.task:
             raise SynthbenchError(f"synthbench generate {name}: --task is required (it reads the task's images)")
@@ -66,6 +87,7 @@ def _generate(args: argparse.Namespace) -> int:
 
         pipe = load_instructpix2pix(args.model, revision=args.model_revision, device=args.device)
         generator = {"name": "instructpix2pix", "version": args.model_revision or "main", "link": args.model}
+        _team_and_method(args, generator["name"])
         meta = generator_meta_from_args(args, generator, task_record, f"synthbench generate instructpix2pix, seed {args.seed}")
         counts = generate_instructpix2pix(
             inputs, out, meta, pipe=pipe, multiplier=args.multiplier, seed=args.seed, batch_size=args.batch_size,
@@ -82,6 +104,7 @@ def _generate(args: argparse.Namespace) -> int:
         extra = dict(item.split("=", 1) for item in args.param)
         editor = OpenAIImageEditor(base_url=args.base_url, model=args.model, size=args.size, quality=args.quality, extra=extra)
         generator = {"name": args.model, "version": "OpenAI images/edits API", "link": "https://platform.openai.com/docs/api-reference/images"}
+        _team_and_method(args, generator["name"])
         meta = generator_meta_from_args(args, generator, task_record, "synthbench generate openai")
         counts = generate_openai(inputs, out, meta, multiplier=args.multiplier, editor=editor,
                                  prompt_template=args.prompt_template, progress=progress)
@@ -90,6 +113,7 @@ def _generate(args: argparse.Namespace) -> int:
 
         editor = GeminiImageEditor(base_url=args.base_url, model=args.model)
         generator = {"name": args.model, "version": "Gemini generateContent API", "link": "https://ai.google.dev/gemini-api/docs/image-generation"}
+        _team_and_method(args, generator["name"])
         meta = generator_meta_from_args(args, generator, task_record, "synthbench generate gemini")
         counts = generate_gemini(inputs, out, meta, multiplier=args.multiplier, editor=editor,
                                  prompt_template=args.prompt_template, progress=progress)
@@ -101,14 +125,18 @@ def _common(parser: argparse.ArgumentParser, *, api: bool) -> None:
     parser.add_argument("--task", help="task folder or Hugging Face dataset repo id")
     parser.add_argument("--revision", help="Hub revision (commit) of the task, for a repo id")
     parser.add_argument("--out", required=True, help="the submission folder to write")
-    parser.add_argument("--multiplier", type=int, default=4, help="outputs per input / per real image (default 4: ratio 1:4)")
+    parser.add_argument("--multiplier", type=positive_int, default=4, help="outputs per input / per real image (default 4: ratio 1:4)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     if api:
         parser.add_argument("--inputs", help="a folder written by `synthbench inputs export` (instead of --task)")
-        parser.add_argument("--team", default="my-team", help="team name for submission.yaml")
-        parser.add_argument("--method", help="method name for submission.yaml (default: the generator's)")
+        parser.add_argument(
+            "--team", help=f"team name for submission.yaml (default: from an --out folder named TEAM__METHOD, else {DEFAULT_TEAM})"
+        )
+        parser.add_argument(
+            "--method", help="method name for submission.yaml (default: from an --out folder named TEAM__METHOD, else the generator's)"
+        )
         parser.add_argument("--contact", default="unknown", help="contact e-mail or URL for submission.yaml")
         parser.add_argument("--licence", default="see the generator's terms of use", help="licence of the images")
         parser.add_argument("--prompt-template", default="{prompt}",

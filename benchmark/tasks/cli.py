@@ -6,19 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
+from ..cli import check_replaceable, positive_int
 from ..errors import TaskError
 from .record import SPLITS, load_task
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _common_build_kwargs(args) -> dict:
     """The builder keywords from the flags of `_add_common_build_args` (`--out` goes by position)."""
+    if args.overwrite:
+        check_replaceable(args.out, "task.json", "a task folder")
     kwargs = {
         "seed": args.seed,
         "train_per_class": args.train_per_class,
@@ -125,12 +121,14 @@ def _add_common_build_args(
 ) -> None:
     """The flags every `task build` builder takes; `--resize` only where `resize_help` is given."""
     parser.add_argument("--out", required=True, type=Path, help="task folder to create")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-per-class", type=_positive, default=100)
-    parser.add_argument("--test-per-class", type=_positive, default=test_per_class, help=test_help)
+    parser.add_argument("--seed", type=int, default=0, help="selection seed (default 0)")
+    parser.add_argument("--train-per-class", type=positive_int, default=100, help="train_real images per class (default 100)")
+    parser.add_argument(
+        "--test-per-class", type=positive_int, default=test_per_class, help=test_help or f"test images per class (default {test_per_class})"
+    )
     if resize_help:
-        parser.add_argument("--resize", type=_positive, default=None, help=resize_help)
-    parser.add_argument("--overwrite", action="store_true")
+        parser.add_argument("--resize", type=positive_int, default=None, help=resize_help)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing task folder at --out")
 
 
 def register(subparsers) -> None:
@@ -145,7 +143,7 @@ def register(subparsers) -> None:
 
     xbd = build_sub.add_parser("xbd", help="the flagship xbd-disaster6 task from the official xBD download")
     xbd.add_argument("--xbd-root", required=True, type=Path, help="folder with train/ tier3/ test/ hold/")
-    _add_common_build_args(xbd, test_per_class=100, resize_help="resize tiles to N x N pixels")
+    _add_common_build_args(xbd, test_per_class=100, resize_help="resize tiles to N x N pixels (default: keep 1024 x 1024)")
     xbd.add_argument(
         "--label-source",
         choices=("table", "metadata"),
@@ -160,7 +158,7 @@ def register(subparsers) -> None:
         folder,
         test_per_class=None,
         test_help="default: as many as every class can give (balanced)",
-        resize_help="resize images to N x N pixels",
+        resize_help="resize images to N x N pixels (default: keep their size)",
     )
     folder.add_argument("--name", default=None, help="task name (default: the folder name)")
     folder.add_argument("--prompt-template", default=None, help="generation prompt with {name} (class)")
@@ -169,7 +167,7 @@ def register(subparsers) -> None:
 
     demo = build_sub.add_parser("demo", help="the procedural demo-disaster6 task (pipeline demo, seconds, offline)")
     _add_common_build_args(demo, test_per_class=50)
-    demo.add_argument("--image-size", type=int, default=96)
+    demo.add_argument("--image-size", type=int, default=96, help="image side in pixels, 32 to 1024 (default 96)")
     demo.set_defaults(func=_build_demo)
 
     verify = task_sub.add_parser("verify", help="check every file and image of a task against its manifest")
