@@ -185,12 +185,15 @@ def plan_units(
     backbones: Sequence[str],
     protocols: Sequence[str] = (DEFAULT_PROTOCOL,),
     options: GridOptions = GridOptions(),
+    unloadable: list[tuple[str, str]] | None = None,
 ) -> list[Unit]:
     """Every unit of `submissions x backbones x protocols` that applies.
 
     A submission of images gets every requested protocol but `checkpoint`, once per backbone; a
     checkpoint submission gets one `checkpoint` unit on the backbone its model.yaml names (the
     grid scores it whatever protocol was asked). Unknown protocol names raise with the valid ones.
+    A submission that cannot be read raises, or, with `unloadable` (a list), is appended to it as
+    (folder, problem) and planned no unit: one broken folder does not stop a campaign.
     """
     from .submissions import load_submission
 
@@ -200,7 +203,13 @@ def plan_units(
     units = []
     for folder in submissions:
         folder = Path(folder).resolve()
-        submission = load_submission(folder)
+        try:
+            submission = load_submission(folder)
+        except SynthbenchError as exc:
+            if unloadable is None:
+                raise
+            unloadable.append((str(folder), str(exc)))
+            continue
         if submission.kind == "checkpoint":
             backbone = (submission.checkpoint_config or {}).get("backbone")
             if not backbone:
@@ -1051,17 +1060,21 @@ def _handle_run_all(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_workers=args.num_workers,
     )
+    unloadable: list[tuple[str, str]] = []
     units = plan_units(
         args.task,
         find_submissions(args.submissions),
         backbones=backbones,
         protocols=_split(args.protocols) or [DEFAULT_PROTOCOL],
         options=options,
+        unloadable=unloadable,
     )
     report = run_units(
         units, executor=args.executor, slurm_config=args.slurm_config, wait=not args.no_wait,
         progress=not args.no_progress, validation="no-leakage" if args.no_leakage else "full",
     )
+    for folder, problem in unloadable:  # reported like a unit that failed validation
+        report.failures.append(Failure(f"{Path(folder).name} (every unit)", f"submission cannot be read: {problem}"))
     print(report.summary())
     return 0 if report.ok else 1
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import json
 import logging
 import os
 import platform
@@ -99,6 +100,16 @@ class _Pool:
 
     def counts(self) -> np.ndarray:
         return np.array([idx.size for idx in self.by_class], dtype=np.int64)
+
+
+def _looks_like_a_record(path: Path) -> bool:
+    """A JSON object with a `schema_version` and `runs`: a (maybe invalid) record of ours, which a
+    new run may replace; anything else at --out is someone's file and is left alone."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(obj, dict) and "schema_version" in obj and "runs" in obj
 
 
 def scene_of(task) -> dict[str, str]:
@@ -454,6 +465,11 @@ def run_grid(
         try:
             existing = load_result(path)
         except ResultsError as exc:
+            if not _looks_like_a_record(path):
+                raise HarnessError(
+                    f"{path}: exists and is not a synthbench result record; refusing to overwrite it "
+                    f"(remove it, or write the record elsewhere with --out)"
+                ) from None
             log.warning("existing record is invalid, recomputing it: %s", exc)
             existing = None
         if existing is not None and _identity(existing) == _identity(record):
@@ -609,23 +625,34 @@ def run_grid(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc=f"{submission.id} {backbone_name} {protocol}", unit="run")
-    for group in groups:
-        group_start = time.perf_counter()
-        trains = [train_data(setting, seed) for _, setting, seed in group]
-        if len(group) == 1:
-            outputs = [runner.fit_predict(trains[0][0], test, seed=group[0][2], context=context)]
-        else:
-            outputs = runner.fit_predict_many([t for t, _ in trains], test, seeds=[seed for _, _, seed in group], context=context)
-        seconds = (time.perf_counter() - group_start) / len(group)
-        for (name, setting, seed), (train, counts), (predictions, params) in zip(group, trains, outputs):
-            record_run(name, setting, seed, train, counts, predictions, params, seconds)
-        if bar is not None:
-            bar.update(len(group))
-        if time.perf_counter() - last_save >= CHECKPOINT_EVERY_S:
+    saved_runs = len(record["runs"])
+    try:
+        for group in groups:
+            group_start = time.perf_counter()
+            trains = [train_data(setting, seed) for _, setting, seed in group]
+            if len(group) == 1:
+                outputs = [runner.fit_predict(trains[0][0], test, seed=group[0][2], context=context)]
+            else:
+                outputs = runner.fit_predict_many(
+                    [t for t, _ in trains], test, seeds=[seed for _, _, seed in group], context=context
+                )
+            seconds = (time.perf_counter() - group_start) / len(group)
+            for (name, setting, seed), (train, counts), (predictions, params) in zip(group, trains, outputs):
+                record_run(name, setting, seed, train, counts, predictions, params, seconds)
+            if bar is not None:
+                bar.update(len(group))
+            if time.perf_counter() - last_save >= CHECKPOINT_EVERY_S:
+                save(final=False)
+                last_save, saved_runs = time.perf_counter(), len(record["runs"])
+    except KeyboardInterrupt:
+        # Ctrl-C: keep the runs finished since the last checkpoint (the next call resumes after them)
+        if len(record["runs"]) > saved_runs:
             save(final=False)
-            last_save = time.perf_counter()
-    if bar is not None:
-        bar.close()
+            log.warning("interrupted: %s keeps %d finished runs; run again to resume", path, len(record["runs"]))
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
     save(final=True)
     log.info("wrote %s (%d runs computed, %d reused)", path, len(todo), reused)
     return record

@@ -36,11 +36,30 @@ def sha256_json(obj: Any) -> str:
     return sha256_bytes(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode())
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows (os.umask sets it too,
+    process-wide, which a concurrent thread could notice)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _usual_mode(directory: bool) -> int:
+    """What open()/mkdir() would have given: mkstemp/mkdtemp make owner-only entries, which would
+    keep results, submissions and the published site from the other users of a shared machine."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _usual_mode(directory=False))
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -75,6 +94,7 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = False) -> Iter
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
     try:
+        tmp.chmod(_usual_mode(directory=True))
         yield tmp
         if target.exists():
             old = target.with_name(f".{target.name}.old")

@@ -183,6 +183,14 @@ def run_demo(
         if not (task_dir / "manifest.json").exists():
             build_demo_task(task_dir, train_per_class=train_per_class, test_per_class=test_per_class)
         task = load_task(task_dir)
+        # a rerun reuses the task it built, which must be the one asked for now
+        have = (set(task.class_counts("train_real").values()), set(task.class_counts("test").values()))
+        if have != ({train_per_class}, {test_per_class}):
+            raise SynthbenchError(
+                f"{task_dir} holds a demo task of {'/'.join(map(str, sorted(have[0])))} train and "
+                f"{'/'.join(map(str, sorted(have[1])))} test images per class, not the {train_per_class} and "
+                f"{test_per_class} asked for: use another --out, or remove {out} to start over"
+            )
 
     with _Stage(f"encode the task's images ({DEFAULT_BACKBONE}, {image_size} px)"):
         # Once, here, so that parallel jobs do not each encode the test and train_real images.

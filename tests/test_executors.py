@@ -279,3 +279,25 @@ def test_no_leakage_is_refused_for_official_records(small_grid, tmp_path):
                        options=small_options(tmp_path / "cache", official=True))
     with pytest.raises(SynthbenchError, match="official records need the leakage gate"):
         run_units(units, executor="local", validation="no-leakage")
+
+
+def test_run_all_reports_an_unreadable_submission_and_runs_the_rest(small_grid, tmp_path, capsys):
+    """One broken submission.yaml must not stop a campaign (docs/SCALE.md: its units fail)."""
+    from benchmark.cli import main
+
+    task_dir, submissions, _ = small_grid
+    subs = _fresh_copy(submissions, tmp_path / "submissions")
+    shutil.rmtree(subs / "baseline__classic")
+    broken = shutil.copytree(subs / "baseline__duplicate", subs / "team__broken")
+    meta = (broken / "submission.yaml").read_text().replace("track: open", "track: generative")
+    (broken / "submission.yaml").write_text(meta.replace("id: baseline__duplicate", "id: team__broken"))
+    with pytest.raises(SynthbenchError):
+        plan_units(task_dir, find_submissions(subs), backbones=["efficientnet-lite0"], options=small_options(tmp_path))
+    code = main(["run-all", "--task", str(task_dir), "--submissions", str(subs), "--seeds", "1",
+                 "--settings", "real,mixed@1", "--image-size", str(SMALL_IMAGE_SIZE), "--cache-dir",
+                 str(tmp_path / "cache"), "--device", "cpu", "--no-leakage", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "team__broken (every unit): submission cannot be read" in out and "track" in out
+    assert "1 succeeded, 1 failed" in out
+    assert (subs / "baseline__duplicate" / "results" / "efficientnet-lite0__linear-probe.json").exists()

@@ -350,3 +350,42 @@ def test_protocol_registry_matches_the_protocol_recipes():
     probe = get_runner("linear-probe", {"C_grid": [1.0]})
     assert probe.params()["C_grid"] == [1.0] and "description" not in probe.params()
     assert [get_runner(n).fixed_setting for n in PROTOCOLS] == [None, None, "zero-shot", "checkpoint"]
+
+
+def test_ctrl_c_keeps_the_finished_runs_and_the_next_call_resumes(task, submission, first, tmp_path):
+    out = tmp_path / "interrupted.json"
+    original = LinearProbeRunner.fit_predict
+    calls = []
+
+    def interrupt_third(self, train, test, *, seed, context):
+        calls.append(seed)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, train, test, seed=seed, context=context)
+
+    common = dict(seeds=SEEDS, settings=["real", "mixed@1"], cache_dir=first["cache"], validated=True,
+                  image_size=IMAGE_SIZE, progress=False, protocol_overrides=RECIPE, out_path=out)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LinearProbeRunner, "fit_predict", interrupt_third)
+        with pytest.raises(KeyboardInterrupt):
+            run_grid(task, submission, **common)
+    kept = load_result(out)
+    assert len(kept["runs"]) == 2 and kept["provenance"]["finished"] is None
+    resumed = run_grid(task, submission, **common)
+    assert resumed["provenance"]["runs_reused"] == 2 and resumed["provenance"]["runs_computed"] == 2
+    assert resumed["provenance"]["finished"] is not None
+
+
+def test_out_never_overwrites_a_file_that_is_not_a_record(task, submission, first, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    with pytest.raises(HarnessError, match="not a synthbench result record; refusing to overwrite"):
+        run_grid(task, submission, seeds=(0,), settings=["real"], cache_dir=first["cache"], validated=True,
+                 image_size=IMAGE_SIZE, progress=False, protocol_overrides=RECIPE, out_path=notes)
+    assert notes.read_text() == "my notes\n"
+    # a record of ours that no longer validates is recomputed in place
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"schema_version": 2, "runs": "not a list"}')
+    record = run_grid(task, submission, seeds=(0,), settings=["real"], cache_dir=first["cache"], validated=True,
+                      image_size=IMAGE_SIZE, progress=False, protocol_overrides=RECIPE, out_path=broken)
+    assert load_result(broken)["runs"] == record["runs"] and len(record["runs"]) == 1

@@ -55,6 +55,10 @@ def test_demo_runs_every_stage_in_parallel_workers_and_resumes(tmp_path, capsys)
     for sub_id in ids:
         assert f"{sub_id}: {40 * 6} images, valid ({gate[sub_id]}); 0 runs, 0 images encoded" in printed
 
+    # a rerun asking for another task size is refused, not silently served the old task
+    with pytest.raises(SynthbenchError, match="holds a demo task of 10 train and 5 test images per class, not the 20"):
+        run_demo(out, workers=1, progress=False, **{**SMALL, "train_per_class": 20})
+
 
 def test_demo_refuses_bad_worker_counts(tmp_path):
     with pytest.raises(SynthbenchError, match="--workers must be at least 1"):
