@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import shutil
 import threading
 import urllib.request
@@ -74,6 +75,10 @@ def test_leaderboard_json_and_csv_hold_the_ranked_boards(site):
     top = augment["entries"][0]
     assert data["ci_method"] == "bootstrap over seeds and test images"
     assert top["significantly_better"] == [] and "team-b__noisy" in top["significantly_worse"]
+    # the submission page shows the same comparisons in its standing table
+    page = (site / "submissions" / "team-b__noisy" / "index.html").read_text()
+    worse = re.search(r"significantly worse than ([^.]*)\.", page.split("Standing", 1)[1]).group(1)
+    assert "team-a__editor" in worse.split(", ")
     lo, hi = top["delta_macro_f1"]["ci"]
     assert lo <= top["delta_macro_f1"]["point"] <= hi and lo > 0
     assert set(top["per_setting"]) == {f"mixed@{k}" for k in (1, 2, 3, 4)}
