@@ -12,7 +12,6 @@ import importlib
 import logging
 import os
 import sys
-from pathlib import Path
 
 from . import __version__
 from .errors import SynthbenchError
@@ -78,20 +77,6 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
-
-
-def check_replaceable(path: str | os.PathLike, marker: str, what: str) -> None:
-    """Refuse `--overwrite` on an existing path that is not a `what` (no `marker` file inside it).
-
-    `--overwrite` deletes the old folder: a mistyped `--out` must never take a user's own files.
-    """
-    path = Path(path)
-    if not path.exists() and not path.is_symlink():
-        return
-    if path.is_symlink() or not path.is_dir() or not (path / marker).is_file():
-        raise SynthbenchError(
-            f"{path}: exists and is not {what} (no {marker} in it); refusing to replace it with --overwrite"
-        )
 
 
 if __name__ == "__main__":  # pragma: no cover

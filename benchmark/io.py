@@ -79,18 +79,39 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
+def check_replaceable(path: str | os.PathLike, marker: str, what: str) -> None:
+    """Refuse to replace an existing path that is not a `what` (no `marker` file inside it).
+
+    Replacing deletes the old folder: a mistyped `--out` must never take a user's own files.
+    """
+    from .errors import SynthbenchError
+
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir() or not (path / marker).is_file():
+        raise SynthbenchError(
+            f"{path}: exists and is not {what} (no {marker} in it); refusing to replace it with --overwrite"
+        )
+
+
 @contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_directory(
+    target: str | os.PathLike, overwrite: bool = False, replaces: tuple[str, str] | None = None
+) -> Iterator[Path]:
     """Build a directory in a temporary sibling and move it to `target` only on success.
 
     On any exception the temporary directory is removed and `target` is untouched. With
-    `overwrite`, an existing `target` is replaced only after the new one is complete.
+    `overwrite`, an existing `target` is replaced only after the new one is complete, and only
+    when it is of the same kind: `replaces` = (marker file, what) (`check_replaceable`).
     """
     target = Path(target)
     if target.exists() and not overwrite:
         from .errors import SynthbenchError
 
         raise SynthbenchError(f"{target}: already exists (pass --overwrite to replace it)")
+    if overwrite and replaces is not None:
+        check_replaceable(target, *replaces)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
     try:

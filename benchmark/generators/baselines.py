@@ -229,7 +229,7 @@ def generate_baseline(
         baseline=name,
         notes=f"made by `synthbench generate {name}` with multiplier {multiplier} and seed {seed}",
     )
-    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+    with atomic_directory(out_dir, overwrite=overwrite, replaces=("submission.yaml", "a submission folder")) as tmp:
         writer = SubmissionWriter(tmp, meta, resume=False)
         _GENERATE[name](task, writer, int(multiplier), int(seed))
         log.info("%s: %d images written", out_dir, len(writer))

@@ -65,7 +65,7 @@ def generate_demo_editor(
         out = edit_image(item.image(), item.class_name, derived_seed(seed, "demo-editor", item.image_id, variant))
         return encode_png(out), ".png"
 
-    with atomic_directory(Path(out_dir), overwrite=overwrite) as tmp:
+    with atomic_directory(Path(out_dir), overwrite=overwrite, replaces=("submission.yaml", "a submission folder")) as tmp:
         writer = SubmissionWriter(tmp, meta, resume=False)
         counts = run_jobs(
             writer, iter_jobs(inputs, int(multiplier)), one_at_a_time(edit), progress=progress, desc="demo editor"

@@ -47,7 +47,8 @@ def export_inputs(task, out_dir: str | Path, *, overwrite: bool = False) -> Path
     """Write `task`'s generation inputs into `out_dir` (built aside, moved in when complete)."""
     inputs = task_generation_inputs(task)
     phrases = {name: CLASS_PROMPT_PHRASES.get(name, name.replace("_", " ")) for name in task.classes}
-    with atomic_directory(Path(out_dir), overwrite=overwrite) as tmp:
+    replaces = ("inputs.jsonl", "a generation-inputs folder")
+    with atomic_directory(Path(out_dir), overwrite=overwrite, replaces=replaces) as tmp:
         lines = []
         for item in inputs:
             file_name = f"images/{item.image_id}.png"

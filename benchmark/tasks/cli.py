@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..cli import check_replaceable, positive_int
+from ..cli import positive_int
+from ..io import check_replaceable
 from ..errors import TaskError
 from .record import SPLITS, load_task
 

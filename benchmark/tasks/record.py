@@ -281,7 +281,7 @@ def save_task(
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise TaskError(f"{out_dir}: already exists (pass --overwrite to replace it)")
-    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+    with atomic_directory(out_dir, overwrite=overwrite, replaces=(TASK_INFO_FILE, "a task folder")) as tmp:
         for split in SPLITS:
             _write_split(tmp / split_path(split), splits[split], classes)
         atomic_write_json(tmp / TASK_INFO_FILE, info)
