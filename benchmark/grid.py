@@ -41,6 +41,7 @@ import numpy as np
 
 from . import __version__
 from .backbones import DEFAULT_BACKBONE
+from .cli import positive_int
 from .errors import HarnessError, ResultsError
 from .io import sha256_json
 from .metrics import CI_METHOD, bootstrap_cis, classification_metrics
@@ -709,16 +710,6 @@ def _parse_settings(text: str) -> list[str]:
     return names
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def register(subparsers) -> None:
     """Add `synthbench run` to the CLI."""
     from .backbones import BACKBONES
@@ -744,7 +735,7 @@ def register(subparsers) -> None:
         help=f"protocol(s) (default {DEFAULT_PROTOCOL}; checkpoint submissions: checkpoint); one of: {', '.join(PROTOCOLS)}",
     )
     seeds = parser.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=_positive_int, default=None, help=f"run seeds 0..N-1 (default {len(DEFAULT_SEEDS)})")
+    seeds.add_argument("--seeds", type=positive_int, default=None, help=f"run seeds 0..N-1 (default {len(DEFAULT_SEEDS)})")
     seeds.add_argument("--seed-list", type=_parse_seed_list, default=None, help="explicit seeds, e.g. 0,1")
     parser.add_argument(
         "--settings", type=_parse_settings, default=None,
@@ -756,7 +747,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES), help="torch device (default auto)")
     parser.add_argument("--weights", default=None, help="local backbone weights file or folder (offline use)")
-    parser.add_argument("--image-size", type=_positive_int, default=None, help="backbone input resolution")
+    parser.add_argument("--image-size", type=positive_int, default=None, help="backbone input resolution")
     parser.add_argument("--out", default=None, help="write the record here instead of the submission's results/")
     parser.add_argument("--official", action="store_true", help="mark the record as the maintainers' official run")
     parser.add_argument(
@@ -764,7 +755,7 @@ def register(subparsers) -> None:
         help="data-loader workers for encoding (default: 0 on the CPU, CPUs - 1 up to 8 on a GPU)",
     )
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=None, help="encoding batch size (default: 64 on the CPU, 256 on a GPU)"
+        "--batch-size", type=positive_int, default=None, help="encoding batch size (default: 64 on the CPU, 256 on a GPU)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     from .executors import add_executor_arguments
