@@ -22,9 +22,9 @@ import yaml
 from PIL import Image
 
 from .. import __version__
-from ..errors import SubmissionError, SynthbenchError
+from ..errors import SynthbenchError
 from ..images import ImageDecodeError, encode_png, open_rgb
-from ..io import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
+from ..io import atomic_write_bytes, atomic_write_text, check_replaceable, sha256_bytes, sha256_file
 from ..submissions.format import METADATA_FILE, SUBMISSION_FILE, SUBMISSION_SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -518,9 +518,9 @@ def generator_meta_from_args(args, generator: dict[str, str], task_record: dict,
 
 
 def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """With `overwrite`, remove the submission folder at `out_dir` (never a folder of another kind)."""
     if overwrite and out_dir.exists():
         import shutil
 
-        if not (out_dir / SUBMISSION_FILE).is_file():
-            raise SubmissionError(f"{out_dir}: exists and is not a submission folder; refusing to delete it")
+        check_replaceable(out_dir, SUBMISSION_FILE, "a submission folder")
         shutil.rmtree(out_dir)
