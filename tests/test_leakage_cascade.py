@@ -13,8 +13,8 @@ from scipy import ndimage
 
 from benchmark.images import ImageRef, encode_png
 from benchmark.io import sha256_bytes
-from benchmark.submissions import leakage
-from benchmark.submissions.leakage import (
+from benchmark import nearcopy as leakage
+from benchmark.nearcopy import (
     ReferenceGroup,
     dihedral,
     find_near_copies,

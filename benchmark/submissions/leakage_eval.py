@@ -21,7 +21,7 @@ from PIL import Image, ImageEnhance
 
 from ..images import ImageRef, encode_png
 from ..io import sha256_bytes
-from .leakage import ReferenceGroup, dihedral, find_near_copies, query_signature, reference_index
+from ..nearcopy import ReferenceGroup, dihedral, find_near_copies, query_signature, reference_index
 
 
 def _dihedral(image: Image.Image, rng: random.Random) -> Image.Image:

@@ -281,14 +281,9 @@ def _row_hash_problems(sub: Submission, report: ValidationReport) -> None:
 def _run_leakage_gate(
     sub: Submission, task, signatures: dict, report: ValidationReport, seconds: dict[str, float], *, cache, progress, device, image_size
 ) -> None:
-    from .leakage import ReferenceGroup, find_near_copies, reference_index
+    from .leakage import find_near_copies, reference_groups, reference_index, same_pair_ids
 
-    # References: the test split (and any other test split a task may add, e.g. pre-disaster twins
-    # of test tiles); in the generated track also train_real.
-    splits = ["test"] + [s for s in task.splits if s.startswith("test") and s != "test"]
-    groups = [ReferenceGroup(s, task.image_refs(s), task.column(s, "pair_id")) for s in splits]
-    if sub.track != "open":  # generated (or an invalid track, already reported): the strict rule
-        groups.append(ReferenceGroup("train_real", task.image_refs("train_real"), task.column("train_real", "pair_id")))
+    groups = reference_groups(task, sub.track)
 
     embedder = _embedder(cache, device, image_size)
     start = time.perf_counter()
@@ -302,9 +297,8 @@ def _run_leakage_gate(
     start = time.perf_counter()
     embeddings = embedder([ImageRef(e.sha256, e.path, name=e.file_name) for e in entries], progress)
     seconds["embeddings"] = time.perf_counter() - start
-    pair_of_input = dict(zip(task.image_ids("generation_inputs"), task.column("generation_inputs", "pair_id")))
     # An image made from a generation input may match that input's own train tile only by an exact copy.
-    same_pair = [(pair_of_input.get(e.source_id) or None) if e.source_id else None for e in entries]
+    same_pair = same_pair_ids(task, [e.source_id for e in entries])
     start = time.perf_counter()
     result = find_near_copies(
         index, [signatures[e.file_name] for e in entries], embeddings, same_pair=same_pair, progress=progress

@@ -1,0 +1,1078 @@
+"""Near-duplicate detection between two sets of images: which query images are near-copies of
+which reference images. The submissions' leakage gate (`benchmark.submissions.leakage`: which
+references for which track, the same-pair exemption, the stored indexes) and the task builders'
+deduplication of training splits against the test split (`find_near_duplicate_pairs`) both use it.
+
+A near-copy survives flips, 90-degree rotations, crops down to 70 % of the side, resizing, JPEG
+re-encoding, colour jitter and light noise, so no single signature is enough. The gate is a
+cascade, cheapest first; each stage keeps only the pairs (query, reference) that could still be
+near-copies:
+
+1. **Retrieval**, every query against every reference, as matrix products over blocks of queries:
+   * a perceptual hash (pHash, 64 bits, as `imagehash.phash`) of each reference in its 8 dihedral
+     orientations (flips x 90-degree rotations, from one DCT); distance = min Hamming distance over
+     them. A distance of at most PHASH_MAX_DISTANCE decides alone;
+   * backbone embeddings (EfficientNet-Lite0 through the shared `FeatureCache`, cosine
+     similarity): the very features the grid computes for the same images, so the gate encodes
+     nothing the grid would not.
+   The EMBEDDING_CANDIDATES and PHASH_CANDIDATES nearest references become candidates.
+2. **Prefilter** (PREFILTER_STAGES): the verification's coarse search (every orientation, crop
+   scale and offset, NCC) on band-passed thumbnails, at 16 px and then at 32 px (in the orientation
+   the 16-px stage found); run for all queries at once, reference by reference.
+3. **Geometric verification** of the candidates left:
+   * coarse: the query's 32-px grayscale thumbnail, in all 8 orientations, is slid by normalised
+     cross-correlation over the candidate rescaled so that the query covers 100 % down to 66 % of
+     its side (crops, flips, rotations and resizing are searched explicitly);
+   * fine: at each candidate's best coarse alignment for every crop scale, the query and the
+     candidate's region are compared at 64 px after a band-pass (difference of Gaussians) in a
+     6 x 6 grid of patches; the score is the median patch NCC. The 3 best are then re-scored at
+     half-pixel shifts and half-scale-step zooms around their alignment (the coarse search is
+     quantised). NCC ignores brightness and contrast changes, the band-pass drops noise, JPEG
+     blocks and large smooth structures, and the median asks for agreement everywhere, not along
+     one coastline or road.
+
+A query is a near-copy when its pHash distance is at most PHASH_MAX_DISTANCE or its fine score
+reaches NCC_MIN. The prefilter only drops candidates: with it open every decision stays or becomes
+a rejection (tests/test_leakage_cascade.py).
+
+Calibration (real aerial images, ../shared/data/aid6, 150 px JPEGs; EfficientNet-Lite0 at 224 px):
+300 references (50 per class), 600 distinct images of the same classes, and 300 near-copies per
+kind of transformation. Distinct images: pHash distance >= 8 (2 of 600 at 8, 3 at <= 10), fine
+score <= 0.39 (and <= 0.47 for 200 sparse procedural scenes against 300 others, the hardest case
+seen: a coast and a road on bare terrain). Near-copies: fine score >= 0.60 for every single
+transformation at its limit (70 % crops, 0.5-2x resizing, JPEG q30, +/-30 % jitter, noise sigma 10,
+any dihedral) and for chains of moderate ones. Prefilter, against their own source: every
+near-copy scores >= 0.62 at 16 px and >= 0.54 at 32 px (2400 of them; thresholds 0.50 and 0.45),
+while about 92 % of aid6's distinct candidate pairs stop at 16 px, and of the demo task's 164,980
+candidate pairs (demo-editor submission, 2400 images) 745 reach verification.
+A chain of all the transformations at their limits at once (a stress case beyond the promise) is
+found 98.7 % of the time: of its 4 misses in 300, 3 are verification misses (fine score < 0.52 at
+the right source) and 1 a retrieval miss (the upright-only embedding ranked its source 71st).
+At NCC_MIN = 0.52: recall 99.8 % pooled over the 8 kinds, false rejections 0 of 600; about 6 ms
+per query on 2 CPU cores, retrieval and cascade included.
+Images dominated by one periodic pattern (pure stripes) match each other at some shift: such an
+image carries no evidence of where it came from.
+`tests/test_validate_leakage.py` (slow) and `benchmarks/test_leakage_bench.py` re-measure this.
+
+The reference side (hashes, thumbnails, embeddings) is computed once per split and embedder and
+stored under `<feature cache>/leakage/`, keyed by the reference images' SHA-256s; a fresh index is
+rounded as the stored one is, so a cold and a warm run decide alike.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .images import ImageRef
+from .io import atomic_write_bytes, sha256_json
+
+log = logging.getLogger(__name__)
+
+#: Bumped whenever signatures or thresholds change (part of the reference-index cache key).
+GATE_VERSION = 2
+
+# -- signatures ---------------------------------------------------------------------------------
+#: pHash size: 8 -> 64-bit hashes (imagehash's default).
+PHASH_SIZE = 8
+#: Side of the grayscale thumbnail slid over candidates in the coarse search.
+THUMB_SIZE = 32
+#: Side of the query thumbnail compared in the fine stage; a smaller query is compared at its own
+#: short side (no less than MIN_FINE_SIZE): upsampling adds no detail to compare.
+FINE_SIZE = 64
+MIN_FINE_SIZE = 36
+#: Sides of the stored reference thumbnails (source of the prefilter and the coarse search; of the
+#: fine stage).
+REFERENCE_THUMB_SIZE = 64
+REFERENCE_FINE_SIZE = 96
+#: The fine stage compares detail through a band-pass (difference of Gaussians, sigmas in pixels
+#: at FINE_SIZE): the wide blur removes large smooth structures (water, haze, fields) that make
+#: distinct images agree at low resolution; the narrow one removes pixel-level noise, JPEG blocks
+#: and resampling aliasing. Edges and texture a copy shares with its source remain.
+BANDPASS_SIGMAS = (0.7, 2.0)
+#: Crop scales searched (fraction of the reference's side the query covers): 100 % down to 66 %,
+#: steps of about 7 %; the fine stage refines the scale by +/- FINE_ZOOM around the best one.
+CROP_SCALES: tuple[float, ...] = (1.0, 0.93, 0.86, 0.79, 0.72, 0.66)
+MIN_CROP = min(CROP_SCALES)
+FINE_ZOOM = 0.035
+#: The fine score is the median of band-passed NCCs over PATCH_GRID x PATCH_GRID patches: a copy
+#: agrees everywhere, while distinct images that share one strong structure (a straight coast, a
+#: road, the border of a fill) agree only in the few patches it crosses. 6 x 6 rather than 4 x 4:
+#: on sparse scenes (a coast and a road on bare terrain) such lines filled too many of 16 patches.
+PATCH_GRID = 6
+#: Query patches with less band-pass energy than this fraction of the median patch's are flat
+#: (water, sky, a fill colour): no evidence either way, left out of the median.
+FLAT_PATCH_FRACTION = 0.2
+
+# -- decision (calibration: module docstring) ---------------------------------------------------
+#: Candidates per query from each retrieval signature. The embeddings are the grid's (upright
+#: images): a turned or mirrored near-copy can rank its source lower than an upright one would, so
+#: the embedding proposes more; the prefilter keeps the cost of the extra candidates small.
+EMBEDDING_CANDIDATES = 50
+PHASH_CANDIDATES = 20
+#: Candidates whose fine score is refined (shift and zoom search) after a first pass at their
+#: coarse alignment.
+FINE_REFINED = 3
+#: The cascade's prefilter, run on the retrieved candidates before verification: (thumbnail side,
+#: minimum score) per stage, cheapest first. The score is the verification's coarse search (crop
+#: scales and offsets; every orientation at the first stage, the one it found best at the next) on
+#: band-passed thumbnails. A near-copy scores >= 0.62 and >= 0.54 against its source (aid6, 2400
+#: of every kind): the thresholds leave a margin of about 0.1 below that.
+PREFILTER_STAGES: tuple[tuple[int, float], ...] = ((16, 0.50), (32, 0.45))
+#: Difference-of-Gaussians sigmas (pixels at the prefilter's own size) of its band-pass.
+PREFILTER_SIGMAS = (0.7, 2.0)
+#: pHash Hamming distance at or below which an image is a near-copy by itself (distinct aerial
+#: images came as close as 8; exact, resized, noisy or re-encoded copies are mostly at 0-2).
+PHASH_MAX_DISTANCE = 4
+#: Fine score (median band-passed patch NCC) at or above which an image is a near-copy: between
+#: the distinct images' maximum (0.39 aerial, 0.47 sparse procedural scenes) and the
+#: single-transformation near-copies' minimum (0.60).
+NCC_MIN = 0.52
+#: Same-pair exemption (generated track): an image made from a train tile's pre-disaster twin is
+#: aligned with that tile's post image by construction, so against that one image only an exact
+#: copy counts: pHash distance 0 and full-frame NCC of the 32-px thumbnails at least this.
+SAME_PAIR_NCC_MIN = 0.99
+
+_DIHEDRAL = tuple(range(8))
+
+
+def dihedral(image: Image.Image, k: int) -> Image.Image:
+    """The k-th of the 8 dihedral transforms: k % 4 quarter turns, mirrored first when k >= 4."""
+    if k >= 4:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    turns = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270)[k % 4]
+    return image.transpose(turns) if turns is not None else image
+
+
+def _dihedral_array(array: np.ndarray, k: int) -> np.ndarray:
+    """`dihedral` on an (H, W) array (np.rot90 turns counter-clockwise, as PIL's ROTATE_90)."""
+    if k >= 4:
+        array = array[:, ::-1]
+    return np.rot90(array, k % 4)
+
+
+def phash_bits(image: Image.Image) -> np.uint64:
+    """64-bit pHash (`imagehash.phash`) packed into an unsigned integer."""
+    return phash_dihedral(image)[0]
+
+
+def phash_dihedral(image: Image.Image) -> np.ndarray:
+    """(8,) uint64: the pHash of `dihedral(image, k)` for k = 0..7, from one resize and one DCT.
+
+    Same steps as `imagehash.phash` (32-px Lanczos grayscale, 2-D DCT-II, low 8 x 8 block above its
+    median). A mirrored image's DCT is the original's with every odd row or column negated, and a
+    transposed image's is the transpose, so the 8 variants come from the one block; they differ
+    from hashing each rotated image only where Pillow's two-pass resize rounds differently.
+    """
+    import scipy.fftpack
+
+    side = PHASH_SIZE * 4
+    pixels = np.asarray(image.convert("L").resize((side, side), Image.Resampling.LANCZOS))
+    block = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)[:PHASH_SIZE, :PHASH_SIZE]
+    out = np.zeros(8, dtype=np.uint64)
+    for k in _DIHEDRAL:
+        variant = _dihedral_dct(block, k)
+        bits = (variant > np.median(variant)).flatten()
+        out[k] = np.uint64(int.from_bytes(np.packbits(bits).tobytes(), "big"))
+    return out
+
+
+_DCT_SIGNS = (-1.0) ** np.arange(PHASH_SIZE)
+
+
+def _dihedral_dct(block: np.ndarray, k: int) -> np.ndarray:
+    """`_dihedral_array` applied in the DCT domain: a left-right mirror negates odd columns, and a
+    quarter turn (np.rot90) is a left-right mirror then a transpose."""
+    if k >= 4:
+        block = block * _DCT_SIGNS[None, :]
+    for _ in range(k % 4):
+        block = (block * _DCT_SIGNS[None, :]).T
+    return block
+
+
+def gray_thumb(image: Image.Image, width: int, height: int | None = None) -> np.ndarray:
+    """Grayscale thumbnail (box-filtered: averages noise and JPEG blocks) as float32."""
+    return np.asarray(image.convert("L").resize((width, height or width), Image.Resampling.BOX), dtype=np.float32)
+
+
+def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise Hamming distances between uint64 hash arrays, broadcasting."""
+    return np.bitwise_count(np.bitwise_xor(a, b)).astype(np.int16)
+
+
+@dataclass
+class QuerySignature:
+    """What the gate needs of one submitted image (computed while validation decodes it)."""
+
+    phash: np.uint64
+    thumb: np.ndarray  # (THUMB_SIZE, THUMB_SIZE) float32
+    fine: np.ndarray  # (S, S) float32, S = the short side clipped to MIN_FINE_SIZE..FINE_SIZE
+    aspect: float  # width / height
+
+
+def query_signature(image: Image.Image) -> QuerySignature:
+    fine = int(np.clip(min(image.size), MIN_FINE_SIZE, FINE_SIZE))
+    return QuerySignature(
+        phash_bits(image), gray_thumb(image, THUMB_SIZE), gray_thumb(image, fine), image.width / image.height
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# embeddings
+# ----------------------------------------------------------------------------------------------
+
+#: (refs, progress) -> (N, D) float32 features; L2 normalisation happens here.
+EmbedFn = Callable[[Sequence[ImageRef], bool], np.ndarray]
+
+
+class BackboneEmbedder:
+    """Backbone features through the shared feature cache (so the grid reuses them)."""
+
+    def __init__(self, cache, backbone):
+        self.cache = cache
+        self.backbone = backbone
+
+    @property
+    def id(self) -> str:
+        b = self.backbone
+        return f"{b.name}/{b.weights_id}/{b.preprocessing_id}"
+
+    def __call__(self, refs: Sequence[ImageRef], progress: bool = False) -> np.ndarray:
+        if not refs:
+            return np.zeros((0, self.backbone.feature_dim), dtype=np.float32)
+        features = self.cache.features(self.backbone, list(refs), progress=progress)
+        return _normalise(features)
+
+
+def default_embedder(cache_root: str | Path, *, device: str = "cpu", image_size: int | None = None) -> BackboneEmbedder:
+    """EfficientNet-Lite0 (the offline default backbone) over a FeatureCache at `cache_root`."""
+    from .backbones import DEFAULT_BACKBONE, load_backbone
+    from .features import FeatureCache
+
+    backbone = load_backbone(DEFAULT_BACKBONE, device=device, image_size=image_size)
+    return BackboneEmbedder(FeatureCache(cache_root), backbone)
+
+
+def _normalise(features: np.ndarray) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float32)
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.maximum(norms, 1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# the reference index
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReferenceIndex:
+    """Signatures of the reference images (test split, and train_real for the generated track)."""
+
+    ids: list[str]
+    splits: list[str]
+    pair_ids: list[str]
+    hashes: np.ndarray  # (R, 8) uint64, one per dihedral orientation
+    thumbs: np.ndarray  # (R, REFERENCE_THUMB_SIZE, REFERENCE_THUMB_SIZE) float32, upright
+    fines: np.ndarray  # (R, REFERENCE_FINE_SIZE, REFERENCE_FINE_SIZE) float32, upright
+    aspects: np.ndarray  # (R,) width / height
+    embeddings: np.ndarray  # (R, D) float32, L2-normalised
+    key: str = ""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            ids=np.array(self.ids, dtype=str), splits=np.array(self.splits, dtype=str),
+            pair_ids=np.array(self.pair_ids, dtype=str), hashes=self.hashes, thumbs=self.thumbs.astype(np.float16),
+            fines=self.fines.astype(np.float16),
+            aspects=self.aspects, embeddings=self.embeddings.astype(np.float16), key=np.array(self.key),
+        )
+        atomic_write_bytes(path, buffer.getvalue())
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["ReferenceIndex"]) -> "ReferenceIndex":
+        return cls(
+            ids=[i for p in parts for i in p.ids], splits=[s for p in parts for s in p.splits],
+            pair_ids=[q for p in parts for q in p.pair_ids],
+            hashes=np.concatenate([p.hashes for p in parts]), thumbs=np.concatenate([p.thumbs for p in parts]),
+            fines=np.concatenate([p.fines for p in parts]), aspects=np.concatenate([p.aspects for p in parts]),
+            embeddings=np.concatenate([p.embeddings for p in parts]), key="+".join(p.key for p in parts),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> "ReferenceIndex":
+        with np.load(path, allow_pickle=False) as data:
+            return cls(
+                ids=data["ids"].tolist(), splits=data["splits"].tolist(), pair_ids=data["pair_ids"].tolist(),
+                hashes=data["hashes"], thumbs=data["thumbs"].astype(np.float32),
+                fines=data["fines"].astype(np.float32), aspects=data["aspects"],
+                embeddings=data["embeddings"].astype(np.float32), key=str(data["key"]),
+            )
+
+    # -- building ----------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls, refs: Sequence[ImageRef], splits: Sequence[str], pair_ids: Sequence[str], embed: EmbedFn, *, progress: bool = False
+    ) -> "ReferenceIndex":
+        """Signatures of `refs`: hashes and thumbnails from the pixels, embeddings of the images as
+        they are (the very features the grid computes for them, through the same cache)."""
+        hashes = np.zeros((len(refs), 8), dtype=np.uint64)
+        thumbs = np.zeros((len(refs), REFERENCE_THUMB_SIZE, REFERENCE_THUMB_SIZE), dtype=np.float32)
+        fines = np.zeros((len(refs), REFERENCE_FINE_SIZE, REFERENCE_FINE_SIZE), dtype=np.float32)
+        aspects = np.zeros(len(refs), dtype=np.float64)
+        for row, ref in enumerate(refs):
+            image = ref.open()
+            aspects[row] = image.width / image.height
+            thumbs[row] = gray_thumb(image, REFERENCE_THUMB_SIZE)
+            fines[row] = gray_thumb(image, REFERENCE_FINE_SIZE)
+            hashes[row] = phash_dihedral(image)
+        embeddings = _normalise(np.asarray(embed(list(refs), progress), dtype=np.float32).reshape(len(refs), -1))
+        # Rounded as `save` stores them, so a fresh index and one read back decide alike.
+        return cls(
+            ids=[r.name for r in refs], splits=list(splits), pair_ids=[p or "" for p in pair_ids],
+            hashes=hashes, thumbs=_float16_rounded(thumbs), fines=_float16_rounded(fines), aspects=aspects,
+            embeddings=_float16_rounded(embeddings),
+        )
+
+
+def _float16_rounded(array: np.ndarray) -> np.ndarray:
+    return array.astype(np.float16).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ReferenceGroup:
+    """Reference images of one split, with each image's pair id ("" when it has none)."""
+
+    split: str
+    refs: Sequence[ImageRef]
+    pair_ids: Sequence[str]
+
+
+def reference_index(
+    groups: Sequence[ReferenceGroup],
+    embed: EmbedFn,
+    *,
+    embedder_id: str,
+    cache_dir: Path | None,
+    progress: bool = False,
+) -> ReferenceIndex:
+    """The ReferenceIndex of every group, each read from `cache_dir/leakage/` when built before.
+
+    Each split is cached on its own (keyed by its images' SHA-256s, the embedder and GATE_VERSION),
+    so the open track (test only) and the generated track (test + train_real) share the test part.
+    """
+    parts = []
+    for group in groups:
+        key = sha256_json({
+            "gate_version": GATE_VERSION, "embedder": embedder_id, "split": group.split,
+            "refs": [[r.sha256, p or ""] for r, p in zip(group.refs, group.pair_ids)],
+        })
+        path = cache_dir / "leakage" / f"reference-{key[:32]}.npz" if cache_dir is not None else None
+        index = None
+        if path is not None and path.is_file():
+            try:
+                index = ReferenceIndex.load(path)
+                if index.key != key:
+                    index = None
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("leakage index %s unreadable (%s); rebuilding it", path, exc)
+                index = None
+        if index is None:
+            index = ReferenceIndex.build(group.refs, [group.split] * len(group.refs), group.pair_ids, embed, progress=progress)
+            index.key = key
+            if path is not None:
+                index.save(path)
+        parts.append(index)
+    return ReferenceIndex.concatenate(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# matching
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LeakageMatch:
+    """A submitted image found to be a near-copy of a reference image."""
+
+    query: int  # row in the query list
+    reference_id: str
+    split: str
+    reason: str  # "phash" (hash alone), "geometry" (verified alignment) or "exact" (same-pair copy)
+    phash_distance: int
+    cosine: float
+    ncc: float  # the fine score (nan when the pHash alone decided)
+
+    def describe(self) -> str:
+        score = "" if np.isnan(self.ncc) else f", match score {self.ncc:.3f}"
+        return (
+            f"near-copy of {self.split} image {self.reference_id} "
+            f"(pHash distance {self.phash_distance}/64{score}, embedding cosine {self.cosine:.3f})"
+        )
+
+
+#: (8,) bool: the orientations that swap an image's axes (odd quarter turns).
+_TRANSPOSED = torch.tensor([k % 2 == 1 for k in _DIHEDRAL])
+
+
+def _oriented_kernels(thumbs: torch.Tensor) -> torch.Tensor:
+    """(N, S, S) thumbnails -> (N, 8, S*S) NCC kernels: each thumbnail in the 8 orientations of
+    `_dihedral_array`, zero-mean and unit-norm."""
+    mirrored = thumbs.flip(2)
+    # torch.rot90 turns counter-clockwise like np.rot90.
+    oriented = torch.stack([torch.rot90(mirrored if k >= 4 else thumbs, k % 4, dims=(1, 2)) for k in _DIHEDRAL], dim=1)
+    kernels = oriented.flatten(2)
+    kernels = kernels - kernels.mean(dim=2, keepdim=True)
+    return kernels / kernels.norm(dim=2, keepdim=True).clamp_min(1e-6)
+
+
+@dataclass
+class _Alignment:
+    """Where a query sits in a reference: orientation k and the box (x0, y0, x1, y1) in [0, 1]."""
+
+    score: float
+    k: int
+    box: tuple[float, float, float, float]
+
+
+def _coarse_align(kernels: torch.Tensor, refs: torch.Tensor, ref_aspect: float, query_aspect: float) -> list[list[_Alignment]]:
+    """Coarse alignments of the query in each reference: per crop scale, the best orientation and
+    offset. Returns, per reference, one _Alignment per scale searched.
+
+    `kernels` is (8, 1, T, T): the query's THUMB_SIZE thumbnail as `_oriented_kernels`; `refs` is
+    (C, 1, S, S): candidate reference thumbnails of the same aspect. The query (aspect
+    `query_aspect`, width/height) covers a `fx` x `fy` fraction of a reference; the template is
+    slid over the reference resized so that such a region is THUMB_SIZE x THUMB_SIZE.
+    Orientations are applied to the query (the reference stays upright): kernel
+    dihedral(q, k) matches a region shaped like dihedral(q, k), so for odd quarter turns the
+    query's aspect is transposed. Every scale is kept, not only the best: at 32 px neighbouring
+    scales score alike, and the fine stage tells them apart.
+    """
+    T = THUMB_SIZE
+    n = refs.shape[0]
+    best: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # scale index -> score, k, box
+    for transposed in (False, True):
+        ks = (_TRANSPOSED == transposed).nonzero().flatten()
+        for scale_index, width, height in _search_sizes(T, ref_aspect, query_aspect, transposed):
+            x = F.interpolate(refs, size=(height, width), mode="area")
+            numerator = F.conv2d(x, kernels[ks])  # (C, K, h, w): sum(t * window), t zero-mean unit-norm
+            spread = _window_spread(x, T)
+            # + 1e-3 keeps flat windows (variance ~0) from dividing by zero; they score ~0.
+            values, where = (numerator / (spread + 1e-3)).flatten(1).max(dim=1)
+            h_out, w_out = numerator.shape[-2:]
+            k_index, rest = where // (h_out * w_out), where % (h_out * w_out)
+            top, left = (rest // w_out).float(), (rest % w_out).float()
+            box = torch.stack([left / width, top / height, (left + T) / width, (top + T) / height], dim=1)
+            if scale_index in best:
+                old_values, old_k, old_box = best[scale_index]
+                better = values > old_values
+                values = torch.where(better, values, old_values)
+                k_found = torch.where(better, ks[k_index], old_k)
+                box = torch.where(better[:, None], box, old_box)
+            else:
+                k_found = ks[k_index]
+            best[scale_index] = (values, k_found, box)
+    return [
+        [
+            _Alignment(float(values[c]), int(k_found[c]), tuple(float(v) for v in box[c]))
+            for values, k_found, box in best.values()
+        ]
+        for c in range(n)
+    ]
+
+
+def _search_sizes(size: int, ref_aspect: float, query_aspect: float, transposed: bool) -> list[tuple[int, int, int]]:
+    """(scale index, width, height) to resize a reference to, per crop scale searched, so that the
+    region a query (in an orientation that swaps its axes or not) covers is size x size."""
+    aspect = (1.0 / query_aspect if transposed else query_aspect) / ref_aspect
+    sizes = []
+    for scale_index, scale in enumerate(CROP_SCALES):
+        fx, fy = (scale, scale / aspect) if aspect >= 1 else (scale * aspect, scale)
+        if min(fx, fy) < MIN_CROP - 1e-9:
+            continue
+        sizes.append((scale_index, max(size, round(size / fx)), max(size, round(size / fy))))
+    return sizes
+
+
+def _window_spread(x: torch.Tensor, size: int) -> torch.Tensor:
+    """sqrt(size^2 x variance) of every size x size window of (N, 1, H, W): the norm of the
+    zero-mean window, the NCC denominator for a zero-mean unit-norm template."""
+    mean = _window_sums(x, size) / (size * size)
+    mean_sq = _window_sums(x * x, size) / (size * size)
+    return ((mean_sq - mean * mean).clamp_min(0) * (size * size)).sqrt()
+
+
+def _window_sums(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Sums over every size x size window of (N, 1, H, W), stride 1, from an integral image."""
+    integral = F.pad(x.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+    return (
+        integral[..., size:, size:] - integral[..., :-size, size:]
+        - integral[..., size:, :-size] + integral[..., :-size, :-size]
+    )
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    radius = max(1, int(3 * sigma + 0.5))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-(x * x) / (2 * sigma * sigma))
+    return kernel / kernel.sum()
+
+
+@functools.lru_cache(maxsize=256)
+def _blur_matrix(size: int, sigma: float) -> torch.Tensor:
+    """(size, size) matrix of a 1-D Gaussian blur with replicated borders: blur(v) = M @ v."""
+    kernel = _gaussian_kernel(sigma)
+    radius = len(kernel) // 2
+    matrix = torch.zeros(size, size)
+    for i in range(size):
+        for offset in range(-radius, radius + 1):
+            matrix[i, min(max(i + offset, 0), size - 1)] += kernel[offset + radius]
+    return matrix
+
+
+def _bandpass(x: torch.Tensor) -> torch.Tensor:
+    """Difference of Gaussians on (N, 1, S, S): the detail a copy shares with its source.
+
+    The sigmas scale with the thumbnail (BANDPASS_SIGMAS at FINE_SIZE), so the same band of detail
+    is kept whatever the fine size. Each separable blur is two small matrix products (M X M^T),
+    much faster on CPU than a one-channel convolution.
+    """
+    size = x.shape[-1]
+    return _bandpass_rect(x, tuple(round(sigma * size / FINE_SIZE, 4) for sigma in BANDPASS_SIGMAS))
+
+
+def _bandpass_rect(x: torch.Tensor, sigmas: tuple[float, float]) -> torch.Tensor:
+    """Difference of Gaussians (sigmas in pixels) on (N, 1, H, W), any H and W."""
+    height, width = x.shape[-2:]
+    (fine, coarse) = sigmas
+    return (
+        _blur_matrix(height, fine) @ x @ _blur_matrix(width, fine).T
+        - _blur_matrix(height, coarse) @ x @ _blur_matrix(width, coarse).T
+    )
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    flat = x.flatten(1)
+    flat = flat - flat.mean(dim=1, keepdim=True)
+    return flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-6)
+
+
+def _patches(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 1, S, S) -> unit vectors of its PATCH_GRID x PATCH_GRID patches, zero-mean each,
+    (N, P, p*p), and each patch's energy (N, P)."""
+    n, size = x.shape[0], x.shape[-1]
+    p = size // PATCH_GRID
+    patches = x[..., : p * PATCH_GRID, : p * PATCH_GRID].reshape(n, PATCH_GRID, p, PATCH_GRID, p)
+    patches = patches.permute(0, 1, 3, 2, 4).reshape(n, PATCH_GRID * PATCH_GRID, p * p)
+    patches = patches - patches.mean(dim=2, keepdim=True)
+    energy = patches.norm(dim=2)
+    return patches / energy.clamp_min(1e-6)[..., None], energy
+
+
+@dataclass
+class _QueryBands:
+    """The query's band-passed fine thumbnail in its 8 orientations: whole and per patch."""
+
+    whole: torch.Tensor  # (8, S*S) unit vectors
+    patches: torch.Tensor  # (8, P, p*p) unit vectors
+    informative: torch.Tensor  # (P,) bool: patches with detail enough to compare (same in every orientation's frame)
+
+
+def _query_bands(query_fine: np.ndarray) -> _QueryBands:
+    oriented = np.stack([np.ascontiguousarray(_dihedral_array(query_fine, k)) for k in _DIHEDRAL])
+    bands = _bandpass(torch.from_numpy(oriented)[:, None])
+    patches, energy = _patches(bands)
+    # Flat patches (sky, water, a fill colour) carry no evidence either way: they are left out of
+    # the median, unless the whole image is that flat.
+    informative = energy >= FLAT_PATCH_FRACTION * energy.median(dim=1, keepdim=True).values
+    return _QueryBands(_unit(bands), patches, informative)
+
+
+def _fine_ncc(
+    bands: _QueryBands, reference_fines: torch.Tensor, alignments: Sequence[_Alignment], *, refine: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fine scores of the query against the region of each reference the coarse stage found.
+
+    Returns (patch score, whole NCC), each (C,): the median over informative patches of the
+    band-passed patch NCCs, and the band-passed NCC of the whole thumbnail, at the best of the
+    resamplings tried. Each region is resampled (bilinear `grid_sample`) at its coarse box and,
+    with `refine`, at small shifts and scalings around it (half a coarse pixel, +/- FINE_ZOOM),
+    since the coarse search is quantised.
+    """
+    size = int(round(bands.whole.shape[1] ** 0.5))
+    zooms, shifts = ((1.0 - FINE_ZOOM, 1.0, 1.0 + FINE_ZOOM), (-1.0, 0.0, 1.0)) if refine else ((1.0,), (0.0,))
+    warps = []  # (scale x, offset x, scale y, offset y) in grid_sample's [-1, 1] units
+    for alignment in alignments:
+        x0, y0, x1, y1 = alignment.box
+        cx, cy, half_w, half_h = x0 + x1 - 1.0, y0 + y1 - 1.0, x1 - x0, y1 - y0
+        step_x, step_y = half_w / THUMB_SIZE, half_h / THUMB_SIZE
+        for zoom in zooms:
+            for dy in shifts:
+                for dx in shifts:
+                    warps.append((half_w * zoom, cx + dx * step_x, half_h * zoom, cy + dy * step_y))
+    per = len(warps) // len(alignments)
+    warp = torch.tensor(warps, dtype=torch.float32)
+    # Axis-aligned warps: the sampling grid is separable (cheaper than affine_grid).
+    base = (torch.arange(size, dtype=torch.float32) * 2 + 1) / size - 1  # pixel centres
+    grid_x = (warp[:, 0:1] * base + warp[:, 1:2])[:, None, :].expand(-1, size, -1)
+    grid_y = (warp[:, 2:3] * base + warp[:, 3:4])[:, :, None].expand(-1, -1, size)
+    grid = torch.stack([grid_x, grid_y], dim=-1)
+    source = reference_fines.repeat_interleave(per, dim=0)
+    warped = _bandpass(F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False))
+    orientation = torch.tensor([a.k for a in alignments]).repeat_interleave(per)
+    whole = (_unit(warped) * bands.whole[orientation]).sum(dim=1)
+    patch_units, _ = _patches(warped)
+    per_patch = (patch_units * bands.patches[orientation]).sum(dim=2)  # (C * per, P)
+    informative = bands.informative[orientation]
+    if not bool(informative.any()):
+        informative = torch.ones_like(informative)
+    per_patch = torch.where(informative, per_patch, torch.full_like(per_patch, float("nan")))
+    patch_score = per_patch.nanmedian(dim=1).values
+    return (
+        patch_score.view(len(alignments), per).max(dim=1).values,
+        whole.view(len(alignments), per).max(dim=1).values,
+    )
+
+
+# -- the cascade's prefilter --------------------------------------------------------------------
+
+
+class _ReferenceTensors:
+    """The index's thumbnails as torch tensors, and their band-passed crop-scale pyramids for the
+    prefilter (built on first use, shared by every query and thread of a gate run)."""
+
+    def __init__(self, index: ReferenceIndex):
+        self.thumbs = torch.from_numpy(index.thumbs)[:, None]  # (R, 1, S, S)
+        self.fines = torch.from_numpy(index.fines)[:, None]
+        self.aspect_keys = np.round(index.aspects, 2)
+        self._levels: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._lock = threading.Lock()
+
+    def level(self, size: int, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every reference resized to width x height and band-passed, (R, 1, height, width), and
+        the spread of each of its size x size windows, (R, 1, h, w)."""
+        key = (size, width, height)
+        found = self._levels.get(key)
+        if found is None:
+            with self._lock:
+                found = self._levels.get(key)
+                if found is None:
+                    x = _bandpass_rect(F.interpolate(self.thumbs, size=(height, width), mode="area"), PREFILTER_SIGMAS)
+                    found = self._levels[key] = (x, _window_spread(x, size))
+        return found
+
+
+def _batched_prefilter(
+    tensors: _ReferenceTensors,
+    signatures: Sequence[QuerySignature],
+    candidates: Sequence[np.ndarray],
+    size: int,
+    orientations: Sequence[np.ndarray] | None = None,
+    pool=None,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The prefilter's score of every (query, candidate) pair at one thumbnail size: the best
+    band-passed NCC of the query's size-px thumbnail in the candidate, over every crop scale and
+    offset, and every orientation (or only `orientations[q][c]` for pair (q, c)). This is the
+    verification's coarse search on band-passed thumbnails, where distinct images agree far less
+    than on raw intensities. Returns, per query in its candidates' order, the scores and the
+    orientation each was found in.
+
+    Pairs are grouped by reference, so each reference's windows at each crop scale are unfolded
+    once and scored against the kernels of every query that has it as a candidate in one matrix
+    product (a per-query convolution spends most of its time on tiny single-channel images).
+    References are scored in `pool` (an executor) when given."""
+    n_pairs = sum(len(c) for c in candidates)
+    scores = np.full(n_pairs, -1.0, dtype=np.float32)
+    found_k = np.zeros(n_pairs, dtype=np.int64)
+    if n_pairs == 0:
+        return [np.zeros(0, np.float32) for _ in candidates], [np.zeros(0, np.int64) for _ in candidates]
+    thumbs = torch.from_numpy(np.stack([s.thumb for s in signatures]))[:, None]
+    if size != thumbs.shape[-1]:
+        thumbs = F.interpolate(thumbs, size=(size, size), mode="area")
+    kernels = _oriented_kernels(_bandpass_rect(thumbs, PREFILTER_SIGMAS)[:, 0])  # (Q, 8, size^2)
+
+    query_of = np.repeat(np.arange(len(candidates)), [len(c) for c in candidates])
+    reference_of = np.concatenate(candidates)
+    pair_k = torch.from_numpy(np.concatenate(orientations)) if orientations is not None else None
+    # The shapes searched depend on the query's and the reference's aspect (usually one plan).
+    plans: dict[tuple, int] = {}
+    plan_of = np.zeros(n_pairs, dtype=np.int64)
+    plan_cache: dict[tuple[float, float], int] = {}
+    for pair, (q, r) in enumerate(zip(query_of, reference_of)):
+        key = (float(tensors.aspect_keys[r]), signatures[q].aspect)
+        if key not in plan_cache:
+            by_shape: dict[tuple[int, int], list[int]] = {}
+            for transposed in (False, True):
+                ks = (_TRANSPOSED == transposed).nonzero().flatten().tolist()
+                for _, width, height in _search_sizes(size, key[0], key[1], transposed):
+                    by_shape.setdefault((width, height), []).extend(ks)
+            plan = tuple((shape, tuple(ks)) for shape, ks in by_shape.items())
+            plan_cache[key] = plans.setdefault(plan, len(plans))
+        plan_of[pair] = plan_cache[key]
+    plan_list = list(plans)
+    order = np.lexsort((plan_of, reference_of))
+    bounds = np.flatnonzero(np.diff(reference_of[order] * len(plan_list) + plan_of[order])) + 1
+
+    def score(run: np.ndarray) -> None:
+        r, plan = int(reference_of[run[0]]), plan_list[plan_of[run[0]]]
+        queries = torch.from_numpy(query_of[run])
+        best = torch.full((len(run),), -1.0)
+        best_k = torch.zeros(len(run), dtype=torch.long)
+        for (width, height), ks in plan:
+            x, spread = tensors.level(size, width, height)
+            windows = F.unfold(x[r : r + 1], size)[0] / (spread[r].flatten() + 1e-3)  # (size^2, P)
+            ks_tensor = torch.tensor(ks)
+            if pair_k is None:
+                values, index = (kernels[queries][:, ks_tensor] @ windows).amax(dim=2).max(dim=1)
+                k_found = ks_tensor[index]
+            else:
+                own = pair_k[run]
+                values = torch.where(
+                    torch.isin(own, ks_tensor), (kernels[queries, own] @ windows).amax(dim=1), torch.tensor(-1.0)
+                )
+                k_found = own
+            better = values > best
+            best = torch.where(better, values, best)
+            best_k = torch.where(better, k_found, best_k)
+        scores[run] = best.numpy()
+        found_k[run] = best_k.numpy()
+
+    runs = np.split(order, bounds)
+    for _ in pool.map(score, runs) if pool is not None else map(score, runs):
+        pass
+    splits = np.cumsum([len(c) for c in candidates])[:-1]
+    return np.split(scores, splits), np.split(found_k, splits)
+
+
+# -- the decision --------------------------------------------------------------------------------
+
+
+@dataclass
+class GateResult:
+    matches: list[LeakageMatch] = field(default_factory=list)
+    n_checked: int = 0
+    #: How far the cascade went, summed over queries: "candidates" (query x reference pairs
+    #: retrieved), "prefilter<size>" (pairs past that stage), "verified" (pairs geometrically
+    #: verified), "phash" (queries decided by the hash alone).
+    stages: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Retrieved:
+    """One query's candidates left (after retrieval, then after each prefilter stage), with their
+    embedding cosine and pHash distance."""
+
+    candidates: np.ndarray  # reference rows
+    cosine: np.ndarray
+    distance: np.ndarray
+
+
+def find_near_copies(
+    index: ReferenceIndex,
+    signatures: Sequence[QuerySignature | None],
+    embeddings: np.ndarray,
+    *,
+    same_pair: Sequence[str | None] | None = None,
+    progress: bool = False,
+    workers: int | None = None,
+) -> GateResult:
+    """Near-copies among the queries (one signature + embedding row each; None rows are skipped).
+
+    `same_pair[i]` is the pair id of the generation input query i was made from: the reference
+    with that pair id (its own tile's post image) only counts as matched by an exact copy.
+    Retrieval (pHash distances and embedding cosines to every reference) runs for a block of
+    queries at once, and each prefilter stage for all queries at once, reference by reference;
+    both prefilter and verification run in `workers` threads (default: one per CPU core), each
+    running torch single-threaded: the tensors per query or reference are too small for intra-op
+    parallelism to pay. A query's decision depends on no other query.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    result = GateResult(stages=dict.fromkeys(_STAGES, 0))
+    if len(index) == 0:
+        return result
+    embeddings = _normalise(embeddings) if len(embeddings) else embeddings
+    tensors = _ReferenceTensors(index)
+    pair_array = np.array(index.pair_ids, dtype=object)
+    rows = [i for i, s in enumerate(signatures) if s is not None]
+    decided: dict[int, LeakageMatch] = {}
+    retrieved: dict[int, _Retrieved] = {}
+    with tqdm(total=len(rows), desc="leakage gate", unit="img", disable=not progress) as bar:
+        for start in range(0, len(rows), _QUERY_BLOCK):
+            block = rows[start : start + _QUERY_BLOCK]
+            cosines = embeddings[block] @ index.embeddings.T  # (B, R)
+            hashes = np.array([signatures[i].phash for i in block], dtype=np.uint64)
+            distances = hamming(index.hashes[None], hashes[:, None, None]).min(axis=2)  # (B, R): best orientation
+            for i, cosine, distance in zip(block, cosines, distances):
+                exempt = pair_array == same_pair[i] if same_pair is not None and same_pair[i] else None
+                outcome = _retrieve(index, tensors, signatures[i], cosine, distance, exempt, None, result.stages)
+                if isinstance(outcome, LeakageMatch):
+                    decided[i] = outcome
+                else:
+                    retrieved[i] = outcome
+        result.stages["candidates"] = sum(len(r.candidates) for r in retrieved.values())
+
+        def verify(i: int) -> tuple[int, LeakageMatch | None, dict[str, int]]:
+            stages: dict[str, int] = {}
+            return i, _verify(index, tensors, signatures[i], retrieved[i], None, stages), stages
+
+        workers = max(1, workers or os.cpu_count() or 1)
+        threads = torch.get_num_threads()
+        # Threads of single-threaded torch: its own thread pool would spin on these small tensors.
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                retrieved = _prefilter(tensors, signatures, retrieved, result.stages, pool)
+                bar.update(len(rows) - len(retrieved))
+                for i, found, stages in pool.map(verify, list(retrieved)):
+                    for stage, n in stages.items():
+                        result.stages[stage] += n
+                    if found is not None:
+                        decided[i] = found
+                    bar.update(1)
+        finally:
+            torch.set_num_threads(threads)
+    result.n_checked = len(rows)
+    for i in sorted(decided):
+        decided[i].query = i
+        result.matches.append(decided[i])
+    return result
+
+
+def query_scores(
+    index: ReferenceIndex, sig: QuerySignature, embedding: np.ndarray, tensors: _ReferenceTensors | None = None
+) -> dict[str, float]:
+    """The gate's scores for one query against its candidates (for calibration).
+
+    Keys: phash_distance (min over references), cosine (max), prefilter<size> (best prefilter score
+    of each stage), coarse_ncc, ncc and whole_ncc (verification, best refined candidate): every
+    stage is run on every candidate, whatever the decision.
+    """
+    embedding = _normalise(np.asarray(embedding, dtype=np.float32)[None])[0]
+    tensors = _ReferenceTensors(index) if tensors is None else tensors
+    scores: dict[str, float] = {}
+    distance = hamming(index.hashes, sig.phash).min(axis=1)
+    retrieved = _retrieve(index, tensors, sig, index.embeddings @ embedding, distance, None, scores, {})
+    orientations = None
+    for size, _ in PREFILTER_STAGES:
+        values, orientations = _batched_prefilter(tensors, [sig], [retrieved.candidates], size, orientations)
+        scores[f"prefilter{size}"] = float(values[0].max())
+    _verify(index, tensors, sig, retrieved, scores, {})
+    return scores
+
+
+def _exact_copy_ncc(sig: QuerySignature, reference_thumb: torch.Tensor, reference_hashes: np.ndarray) -> float:
+    """Plain NCC of the query and a reference, full frame, in the orientation their pHashes agree on.
+
+    Both thumbnails are box-filtered from the full images (the reference's 2x2-averaged from its
+    REFERENCE_THUMB_SIZE one), so a byte or pixel copy scores ~1 and anything edited visibly less.
+    """
+    k = int(np.argmin(hamming(reference_hashes, sig.phash)))
+    ref = F.avg_pool2d(reference_thumb[None, None], REFERENCE_THUMB_SIZE // THUMB_SIZE)[0, 0]
+    query = torch.from_numpy(np.ascontiguousarray(_dihedral_array(sig.thumb, k)))
+    return float((_unit(query[None]) * _unit(ref[None])).sum())
+
+
+#: Queries whose retrieval matrices (pHash distances, cosines to every reference) are computed
+#: together: bounds memory at B x R x 8 hashes.
+_QUERY_BLOCK = 256
+_STAGES = ("phash", "candidates", *(f"prefilter{size}" for size, _ in PREFILTER_STAGES), "verified")
+
+
+def _retrieve(
+    index: ReferenceIndex,
+    tensors: _ReferenceTensors,
+    sig: QuerySignature,
+    cosine: np.ndarray,
+    distance: np.ndarray,
+    exempt: np.ndarray | None,
+    scores: dict | None,
+    stages: dict,
+) -> LeakageMatch | _Retrieved:
+    """The decisions that need no verification (an exact copy of the exempt same-pair image, a
+    pHash distance within PHASH_MAX_DISTANCE), else the candidates for the cascade."""
+    if exempt is not None:
+        # The exempt same-pair image still counts when it is an exact copy.
+        for j in np.flatnonzero(exempt):
+            ncc = _exact_copy_ncc(sig, tensors.thumbs[j, 0], index.hashes[j]) if distance[j] == 0 else 0.0
+            if ncc >= SAME_PAIR_NCC_MIN:
+                return LeakageMatch(-1, index.ids[j], index.splits[j], "exact", 0, float(cosine[j]), ncc)
+        distance = np.where(exempt, 99, distance)
+        cosine = np.where(exempt, -2.0, cosine)
+    else:
+        exempt = np.zeros(len(index), dtype=bool)
+    nearest = int(distance.argmin())
+    if scores is not None:
+        scores.update(phash_distance=float(distance[nearest]), cosine=float(cosine.max()))
+    elif distance[nearest] <= PHASH_MAX_DISTANCE:
+        stages["phash"] = stages.get("phash", 0) + 1
+        return LeakageMatch(-1, index.ids[nearest], index.splits[nearest], "phash", int(distance[nearest]),
+                            float(cosine[nearest]), float("nan"))
+    by_embedding = np.argsort(-cosine, kind="stable")[:EMBEDDING_CANDIDATES]
+    by_hash = np.argsort(distance, kind="stable")[:PHASH_CANDIDATES]
+    candidates = np.array(sorted(set(by_embedding.tolist()) | set(by_hash.tolist())), dtype=np.int64)
+    candidates = candidates[~exempt[candidates]]
+    return _Retrieved(candidates, cosine[candidates], distance[candidates])
+
+
+def _prefilter(
+    tensors: _ReferenceTensors,
+    signatures: Sequence[QuerySignature],
+    retrieved: dict[int, _Retrieved],
+    stages: dict,
+    pool=None,
+) -> dict[int, _Retrieved]:
+    """The PREFILTER_STAGES, each for every query at once: per query (a row of `signatures`), the
+    candidates that could still be near-copies; queries left with none are dropped. The first
+    stage searches every orientation, the next ones only the one found best before."""
+    orientations: list[np.ndarray] | None = None
+    for size, threshold in PREFILTER_STAGES:
+        if not retrieved:
+            break
+        queries = list(retrieved)
+        values, found_k = _batched_prefilter(
+            tensors, [signatures[i] for i in queries], [retrieved[i].candidates for i in queries], size,
+            orientations, pool,
+        )
+        kept: dict[int, _Retrieved] = {}
+        orientations = []
+        for i, v, k in zip(queries, values, found_k):
+            keep = v >= threshold
+            stages[f"prefilter{size}"] = stages.get(f"prefilter{size}", 0) + int(keep.sum())
+            if keep.any():
+                r = retrieved[i]
+                kept[i] = _Retrieved(r.candidates[keep], r.cosine[keep], r.distance[keep])
+                orientations.append(k[keep])
+        retrieved = kept
+    return retrieved
+
+
+def _verify(
+    index: ReferenceIndex,
+    tensors: _ReferenceTensors,
+    sig: QuerySignature,
+    retrieved: _Retrieved,
+    scores: dict | None,
+    stages: dict,
+) -> LeakageMatch | None:
+    """The geometric verification of a query's candidates: a near-copy when the best fine score
+    reaches NCC_MIN. `scores` (calibration) collects the best coarse, fine and whole scores
+    instead of deciding."""
+    candidates, cosine, distance = retrieved.candidates, retrieved.cosine, retrieved.distance
+    if len(candidates) == 0:
+        return None
+    stages["verified"] = len(candidates)
+    thumb = torch.from_numpy(sig.thumb)
+    kernels = _oriented_kernels(thumb[None])[0].reshape(8, 1, *thumb.shape)
+    alignments: list[tuple[int, _Alignment]] = []  # (candidate position, alignment), one per candidate and scale
+    for key in np.unique(tensors.aspect_keys[candidates]):
+        group = np.flatnonzero(tensors.aspect_keys[candidates] == key)
+        found = _coarse_align(kernels, tensors.thumbs[candidates[group]], float(key), sig.aspect)
+        alignments += [(c, alignment) for c, per_scale in zip(group.tolist(), found) for alignment in per_scale]
+    # Every candidate gets a fine score at its coarse alignment at every scale (on aerial textures
+    # the coarse score alone ranks poorly); the FINE_REFINED best are then refined around theirs.
+    bands = _query_bands(sig.fine)
+    order = [int(candidates[c]) for c, _ in alignments]
+    fine, whole = _fine_ncc(bands, tensors.fines[order], [a for _, a in alignments], refine=False)
+    top = torch.argsort(fine, descending=True)[:FINE_REFINED].tolist()
+    refined, refined_whole = _fine_ncc(bands, tensors.fines[[order[t] for t in top]], [alignments[t][1] for t in top])
+    fine[top] = torch.maximum(fine[top], refined)
+    whole[top] = torch.maximum(whole[top], refined_whole)
+    best = int(fine.argmax())
+    best_c, best_ncc = alignments[best][0], float(fine[best])
+    if scores is not None:
+        scores.update(coarse_ncc=max(a.score for _, a in alignments), ncc=best_ncc, whole_ncc=float(whole.max()))
+        return None
+    if best_ncc >= NCC_MIN:
+        best_j = int(candidates[best_c])
+        return LeakageMatch(-1, index.ids[best_j], index.splits[best_j], "geometry", int(distance[best_c]),
+                            float(cosine[best_c]), best_ncc)
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# the task builders' entry point
+# ----------------------------------------------------------------------------------------------
+
+#: Environment variable naming the feature cache (the grid's; `benchmark.grid.CACHE_ENV`).
+_CACHE_ENV = "SYNTHBENCH_CACHE"
+
+
+@dataclass(frozen=True)
+class NearDuplicatePair:
+    """Query image `query` is a near-duplicate of reference image `reference` (rows in the lists
+    given to `find_near_duplicate_pairs`), with the evidence: the pHash Hamming distance (best
+    dihedral orientation, of 64 bits), the geometric match score (median band-passed patch NCC at
+    the best alignment) and the embedding cosine."""
+
+    query: int
+    reference: int
+    phash_distance: int
+    match_score: float
+    cosine: float
+
+
+def find_near_duplicate_pairs(
+    queries: Sequence[ImageRef],
+    references: Sequence[ImageRef],
+    *,
+    embedder: Callable | None,
+    progress: bool = False,
+) -> list[NearDuplicatePair]:
+    """The queries that are near-copies of a reference, each with the reference it matches best.
+
+    The same detector and decision as the submissions' leakage gate (flips, 90-degree rotations,
+    crops to 70 %, resizing, JPEG, colour jitter, noise, cutout and padding are seen through), so
+    a task deduplicated with it gives the gate nothing to find in the harness's own baselines.
+    `embedder` is what `default_embedder(...)` returns (embeddings through the feature cache, shared
+    with the grid); None uses the default backbone at its native size over the default feature
+    cache ($SYNTHBENCH_CACHE or ~/.cache/synthbench/features). At most one pair per query, sorted
+    by query; `match_score` is finite for every pair (a pair decided by its hash is also aligned).
+    Typical use: queries = a task's training images, references = its test images; drop the
+    training images named in the pairs.
+    """
+    if embedder is None:
+        env = os.environ.get(_CACHE_ENV)
+        embedder = default_embedder(Path(env).expanduser() if env else Path.home() / ".cache" / "synthbench" / "features")
+    if not queries or not references:
+        return []
+    index = ReferenceIndex.build(references, ["reference"] * len(references), [""] * len(references), embedder, progress=progress)
+    index.ids = [str(row) for row in range(len(references))]  # names need not be unique: match by row
+    signatures = [query_signature(ref.open()) for ref in queries]
+    result = find_near_copies(index, signatures, embedder(list(queries), progress), progress=progress)
+    tensors = _ReferenceTensors(index)
+    pairs = []
+    for match in result.matches:
+        reference = int(match.reference_id)
+        score = match.ncc
+        if not np.isfinite(score):
+            score = geometry_score(index, tensors, signatures[match.query], reference)
+        pairs.append(NearDuplicatePair(match.query, reference, int(match.phash_distance), float(score), float(match.cosine)))
+    return pairs
+
+
+def geometry_score(index: ReferenceIndex, tensors: "_ReferenceTensors", sig: QuerySignature, reference: int) -> float:
+    """The verification's fine score of one query against one reference row, whatever the cascade."""
+    scores: dict[str, float] = {}
+    one = np.array([reference])
+    _verify(index, tensors, sig, _Retrieved(one, index.embeddings[one, 0] * 0, np.zeros(1, np.int16)), scores, {})
+    return scores["ncc"]

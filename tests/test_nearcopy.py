@@ -1,0 +1,50 @@
+"""`benchmark.nearcopy.find_near_duplicate_pairs`, the task builders' entry point: pairs by row,
+with finite evidence, whichever signal decided."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+from benchmark.images import ImageRef, encode_png
+from benchmark.io import sha256_bytes
+from benchmark.nearcopy import NearDuplicatePair, dihedral, find_near_duplicate_pairs
+from benchmark.tasks.demo import render_scene
+
+
+def _scene(seed: int, size: int = 96) -> Image.Image:
+    return render_scene(np.random.default_rng(seed), size)
+
+
+def _ref(image: Image.Image, name: str) -> ImageRef:
+    data = encode_png(image)
+    return ImageRef(sha256_bytes(data), data, name=name)
+
+
+def _embed(refs, progress=False):
+    # Stand-in features (a fixed random vector per image): retrieval by embedding is blind.
+    return np.stack([np.random.default_rng(int(r.sha256[:8], 16)).normal(size=32) for r in refs]).astype(np.float32)
+
+
+def test_pairs_name_rows_and_carry_finite_scores():
+    references = [_ref(_scene(i), "same-name") for i in range(12)]  # names need not be unique
+    crop = _scene(7).crop((10, 6, 80, 76)).resize((96, 96), Image.Resampling.BILINEAR)
+    queries = [
+        _ref(_scene(500), "distinct"),
+        _ref(ImageEnhance.Brightness(dihedral(crop, 3)).enhance(1.15), "turned crop of 7"),
+        _ref(_scene(501), "distinct too"),
+        _ref(_scene(4), "exact copy of 4"),
+    ]
+    pairs = find_near_duplicate_pairs(queries, references, embedder=_embed)
+    assert [(p.query, p.reference) for p in pairs] == [(1, 7), (3, 4)]
+    assert all(isinstance(p, NearDuplicatePair) and math.isfinite(p.match_score) for p in pairs)
+    exact = pairs[1]
+    assert exact.phash_distance == 0 and exact.match_score > 0.9 and -1 <= exact.cosine <= 1
+
+
+def test_no_pairs_for_empty_sides():
+    refs = [_ref(_scene(1), "a")]
+    assert find_near_duplicate_pairs([], refs, embedder=_embed) == []
+    assert find_near_duplicate_pairs(refs, [], embedder=_embed) == []
