@@ -47,7 +47,7 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -107,6 +107,10 @@ class GridOptions:
     #: Data-loading workers (None: inside a Slurm job, its CPUs minus one; locally, the device's
     #: default: none on the CPU, up to 8 on CUDA).
     num_workers: int | None = None
+    #: False when the submissions are scored without the leakage gate (records say so).
+    leakage_checked: bool = True
+    #: Official runs: path of the Ed25519 private key (None: $SYNTHBENCH_SIGNING_KEY in the job).
+    signing_key: str | None = None
 
     def setting_names(self) -> list[str]:
         return [s.name for s in parse_settings(self.settings)]
@@ -252,6 +256,7 @@ def expected_identity(unit: Unit, task: Any, submission: Any = None) -> dict[str
         "content_hash": submission.content_hash,
         "protocol_params": get_runner(unit.protocol, unit.options.overrides_for(unit.protocol)).params(),
         "official": bool(unit.options.official),
+        "leakage_checked": bool(unit.options.leakage_checked),
     }
 
 
@@ -277,6 +282,8 @@ def unit_state(unit: Unit, identity: dict[str, Any] | None = None) -> UnitState:
             "content_hash": record["submission"]["content_hash"],
             "protocol_params": record["protocol"]["params"],
             "official": bool(record["official"]),
+            # a gated run completes an ungated record (same runs, rewritten as checked), never the reverse
+            "leakage_checked": record.get("leakage_checked") is True if identity.get("leakage_checked") else False,
         }
         # JSON round-trips tuples as lists: compare in JSON form.
         differs = [k for k in identity if json.dumps(found[k], sort_keys=True) != json.dumps(identity[k], sort_keys=True)]
@@ -302,6 +309,15 @@ def _limit_threads_to_allocation() -> None:
         import torch
 
         torch.set_num_threads(int(cpus))
+
+
+def _signing_key(options: GridOptions):
+    """The private key official records are signed with (benchmark.signing); None for other runs."""
+    if not options.official:
+        return None
+    from .signing import load_private_key
+
+    return load_private_key(options.signing_key)
 
 
 def run_unit(unit: Unit, task: Any = None, *, validated: bool = False, progress: bool = False) -> dict[str, Any]:
@@ -334,6 +350,8 @@ def run_unit(unit: Unit, task: Any = None, *, validated: bool = False, progress:
         protocol_overrides=options.overrides_for(unit.protocol),
         batch_size=batch_size,
         num_workers=workers,
+        leakage_checked=options.leakage_checked,
+        signing_key=_signing_key(options),
     )
     provenance = record.get("provenance", {})
     return {
@@ -1005,6 +1023,8 @@ def run_units(
     lookup({name: name for name in VALIDATION_MODES}, validation, "validation mode")
     if validation == "no-leakage" and any(unit.options.official for unit in units):
         raise SynthbenchError("official records need the leakage gate: drop --no-leakage or --official")
+    if validation == "no-leakage":  # the records must say the gate did not run
+        units = [replace(u, options=replace(u.options, leakage_checked=False)) for u in units]
     if executor == "local":
         return run_local(units, validation=validation, progress=progress)
     config = slurm_config if isinstance(slurm_config, SlurmConfig) else load_slurm_config(slurm_config)
@@ -1059,7 +1079,12 @@ def _handle_run_all(args: argparse.Namespace) -> int:
         official=args.official,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
+        leakage_checked=not args.no_leakage,
+        signing_key=str(Path(args.signing_key).resolve()) if args.signing_key else None,
     )
+    if args.signing_key and not args.official:
+        raise SynthbenchError("--signing-key is for --official runs")
+    _signing_key(options)  # an official run without a usable key stops here, before any compute
     unloadable: list[tuple[str, str]] = []
     units = plan_units(
         args.task,
@@ -1101,14 +1126,18 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (in each job)")
     parser.add_argument("--image-size", type=int, help="backbone input resolution (default: the backbone's)")
     parser.add_argument("--weights", help="local weights folder or cache for the backbone (offline runs)")
-    parser.add_argument("--official", action="store_true", help="mark the records as the maintainers' official run")
+    parser.add_argument("--official", action="store_true",
+                        help="the maintainers' official run: sign the records (needs --signing-key or $SYNTHBENCH_SIGNING_KEY)")
+    parser.add_argument("--signing-key", metavar="PATH",
+                        help="the maintainers' Ed25519 private key (PEM) for --official (default: $SYNTHBENCH_SIGNING_KEY)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="encoding batch size (default: 64 on CPU, 256 on CUDA)")
     parser.add_argument("--num-workers", type=int, default=None,
                         help="data-loader workers (default: the job's CPUs minus one on Slurm; locally "
                         "none on CPU, CPUs minus one up to 8 on CUDA)")
     parser.add_argument("--no-leakage", action="store_true",
-                        help="validate without the leakage gate (quick checks; refused with --official)")
+                        help="score without the leakage gate, for local exploration: records say leakage_checked: false "
+                        "and the leaderboard never ranks them (refused with --official)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_executor_arguments(parser)
     parser.set_defaults(func=_handle_run_all)

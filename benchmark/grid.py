@@ -350,6 +350,8 @@ def run_grid(
     protocol_overrides: dict[str, Any] | None = None,
     batch_size: int | None = None,
     num_workers: int | None = None,
+    leakage_checked: bool | None = None,
+    signing_key=None,
 ) -> dict:
     """Run (or resume) the grid of one submission for one backbone and protocol; return the record.
 
@@ -360,6 +362,9 @@ def run_grid(
     `check_leakage=False` validates without the leakage gate (tests of the grid itself).
     `protocol_overrides` changes recipe values (tests, ablations; recorded in the params, so such
     a record never resumes into an official one).
+    `leakage_checked`: what the record says about the leakage gate (default: `check_leakage`; a
+    caller that validated the submission itself passes whether its validation ran the gate).
+    `signing_key` (an Ed25519 private key, benchmark.signing): signs every write of the record.
     """
     from .protocols import RunContext, TestData, TrainData, get_runner
 
@@ -424,9 +429,12 @@ def run_grid(
             backbone_name, weights=weights, device=torch_device, image_size=image_size,
             random_init_config=random_init_config,
         )
-        backbone_block = {k: loaded_backbone.describe()[k] for k in ("name", "weights", "revision", "preprocessing")}
+        described = loaded_backbone.describe()
+        backbone_block = {k: described[k] for k in ("name", "weights", "revision", "preprocessing")}
+        backbone_block["input_size"] = described["preprocessing_recipe"]["size"]
     elif protocol == "checkpoint":
-        backbone_block = {"name": backbone_name, "weights": "submitted checkpoint", "revision": None, "preprocessing": None}
+        backbone_block = {"name": backbone_name, "weights": "submitted checkpoint", "revision": None,
+                          "preprocessing": None, "input_size": None}
     else:  # fine-tune loads its own fresh copy per run; identify it the same way
         from .backbones import load_backbone
 
@@ -435,6 +443,7 @@ def run_grid(
             random_init_config=random_init_config,
         ).describe()
         backbone_block = {k: described[k] for k in ("name", "weights", "revision", "preprocessing")}
+        backbone_block["input_size"] = described["preprocessing_recipe"]["size"]
     seconds_loading = time.perf_counter() - loading_start
     # bf16-autocast GPU features and fp32 CPU features differ: runs of the two never mix in a record
     backbone_block["precision"] = compute_precision(torch_device)
@@ -443,6 +452,7 @@ def run_grid(
         "schema_version": RESULT_SCHEMA_VERSION,
         "harness_version": __version__,
         "official": bool(official),
+        "leakage_checked": bool(check_leakage if leakage_checked is None else leakage_checked),
         "submission": {
             "id": submission.id,
             "content_hash": submission.content_hash,
@@ -581,6 +591,10 @@ def run_grid(
         provenance["images_encoded"] = int(encoded)
         provenance["finished"] = _now() if final else None
         finalise(record)
+        if signing_key is not None:
+            from .signing import sign_record
+
+            sign_record(record, signing_key)
         write_result(path, record)
 
     def record_run(name, setting, seed, train, counts, predictions, params, seconds) -> None:
@@ -591,6 +605,8 @@ def run_grid(
             record["backbone"]["revision"] = params.get("checkpoint_sha256")
             recipe = params.get("preprocessing")
             record["backbone"]["preprocessing"] = f"pp-{sha256_json(recipe)[:12]}" if recipe else None
+            size = recipe.get("size") if isinstance(recipe, dict) else None
+            record["backbone"]["input_size"] = size if isinstance(size, int) and size > 0 else None
         real_per_class = [v["real"] for v in counts.values()]
         synthetic_per_class = [v["synthetic"] for v in counts.values()]
         record["runs"].append(
@@ -749,7 +765,19 @@ def register(subparsers) -> None:
     parser.add_argument("--weights", default=None, help="local backbone weights file or folder (offline use)")
     parser.add_argument("--image-size", type=positive_int, default=None, help="backbone input resolution")
     parser.add_argument("--out", default=None, help="write the record here instead of the submission's results/")
-    parser.add_argument("--official", action="store_true", help="mark the record as the maintainers' official run")
+    parser.add_argument(
+        "--official", action="store_true",
+        help="the maintainers' official run: sign the record (needs --signing-key or $SYNTHBENCH_SIGNING_KEY)",
+    )
+    parser.add_argument(
+        "--signing-key", metavar="PATH", default=None,
+        help="the maintainers' Ed25519 private key (PEM) for --official (default: $SYNTHBENCH_SIGNING_KEY)",
+    )
+    parser.add_argument(
+        "--no-leakage", action="store_true",
+        help="score without the leakage gate, for local exploration: the record says leakage_checked: false "
+        "and the leaderboard never ranks it (refused with --official)",
+    )
     parser.add_argument(
         "--num-workers", type=int, default=None,
         help="data-loader workers for encoding (default: 0 on the CPU, CPUs - 1 up to 8 on a GPU)",
@@ -782,8 +810,11 @@ def _run_command(args: argparse.Namespace) -> int:
         list(range(args.seeds)) if args.seeds is not None else list(DEFAULT_SEEDS)
     )
     cache_dir = args.cache_dir or default_cache_dir()
+    signing_key = _official_signing_key(args)
     # once, before any compute (its leakage gate fills the feature cache the grid then reuses)
-    validate_submission(submission.path, task, cache=cache_dir, device=args.device).raise_if_failed()
+    validate_submission(
+        submission.path, task, cache=cache_dir, device=args.device, check_leakage=not args.no_leakage
+    ).raise_if_failed()
     if args.executor != "local":
         return _run_on_executor(args, submission, combos, seeds, cache_dir)
     for backbone, protocol in combos:
@@ -804,6 +835,8 @@ def _run_command(args: argparse.Namespace) -> int:
             validated=True,
             num_workers=args.num_workers,
             batch_size=args.batch_size,
+            leakage_checked=not args.no_leakage,
+            signing_key=signing_key,
         )
         title = f"{record['submission']['id']} | {record['backbone']['name']} | {record['protocol']['name']}"
         print(title)
@@ -824,6 +857,19 @@ def _run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _official_signing_key(args: argparse.Namespace):
+    """The private key an --official run signs with (checked before any compute); None otherwise."""
+    if args.signing_key and not args.official:
+        raise HarnessError("--signing-key is for --official runs")
+    if not args.official:
+        return None
+    if args.no_leakage:
+        raise HarnessError("official records need the leakage gate: drop --no-leakage or --official")
+    from .signing import load_private_key
+
+    return load_private_key(args.signing_key)
+
+
 def _run_on_executor(args: argparse.Namespace, submission, combos, seeds, cache_dir) -> int:
     """`synthbench run --executor slurm`: the same units, one job each, through benchmark.executors."""
     from .executors import GridOptions, Unit, run_units
@@ -841,6 +887,8 @@ def _run_on_executor(args: argparse.Namespace, submission, combos, seeds, cache_
         official=args.official,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
+        leakage_checked=not args.no_leakage,
+        signing_key=str(Path(args.signing_key).resolve()) if args.signing_key else None,
     )
     task_source = str(Path(args.task).resolve()) if Path(args.task).is_dir() else args.task
     units = [

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +25,18 @@ from .io import atomic_write_json
 from .metrics import CI_METHOD
 from .protocol import PROTOCOLS, SETTINGS
 
-#: 2: summary CIs are two-level (seeds and test images) and each summary entry names its
-#: `ci_method`. Version 1 records (summary CIs over test images only) still load: their runs are
-#: unchanged, a rerun recomputes the summary, and the leaderboard recomputes every CI anyway.
-RESULT_SCHEMA_VERSION = 2
+#: 3: `leakage_checked` (was the leakage gate run before scoring?) and `backbone.input_size` (the
+#: input resolution in pixels, beside the preprocessing id); an optional Ed25519 `signature`
+#: (benchmark.signing). 2: summary CIs are two-level (seeds and test images) and each summary entry
+#: names its `ci_method`. Versions 1 and 2 still load: their runs are unchanged, a rerun rewrites
+#: them as version 3, `leakage_checked` reads as unknown (False), and the leaderboard recomputes
+#: every CI anyway.
+RESULT_SCHEMA_VERSION = 3
 #: Every version this harness reads.
-READABLE_SCHEMA_VERSIONS = (1, 2)
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
+#: A record file larger than this is refused before it is read (a 5-backbone x 45-run record on a
+#: 3 000-image test split is a few MB).
+MAX_RECORD_BYTES = 64 * 1024 * 1024
 #: The one setting of each protocol that does not train on the submission's settings.
 NO_TRAINING_SETTINGS: dict[str, str] = {"zero-shot": "zero-shot", "checkpoint": "checkpoint"}
 SUBMISSION_KINDS = ("images", "hub", "checkpoint")
@@ -120,6 +127,12 @@ def validate_result_record(record: dict, path: str | os.PathLike | None = None) 
                f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))})")
     c.get(record, "harness_version", str, "harness_version")
     c.get(record, "official", bool, "official")
+    if version >= 3:
+        c.get(record, "leakage_checked", bool, "leakage_checked")
+    if record.get("signature") is not None:
+        signature = c.get(record, "signature", dict, "signature")
+        for key in ("algorithm", "key_id", "value"):
+            c.get(signature, key, str, f"signature.{key}")
 
     submission = c.get(record, "submission", dict, "submission")
     for key in ("id", "content_hash", "track"):
@@ -138,6 +151,10 @@ def validate_result_record(record: dict, path: str | os.PathLike | None = None) 
         c.get(backbone, key, str, f"backbone.{key}", nullable=True)
     if "precision" in backbone:  # "fp32" (CPU) or "bf16-autocast" (CUDA); absent in older records
         c.get(backbone, "precision", str, "backbone.precision")
+    if version >= 3:
+        input_size = c.get(backbone, "input_size", int, "backbone.input_size", nullable=True)
+        if input_size is not None and input_size <= 0:
+            c.fail("backbone.input_size", f"must be a positive number of pixels, got {input_size}")
 
     protocol = c.get(record, "protocol", dict, "protocol")
     protocol_name = c.get(protocol, "name", str, "protocol.name")
@@ -271,21 +288,61 @@ def _check_run_metrics(c: _Checker, run: dict, where: str, labels: np.ndarray, p
         c.fail(f"{where}.metrics.confusion_matrix", "does not match the predictions (rows true, columns predicted)")
 
 
+def leakage_checked(record: dict) -> bool:
+    """Was the leakage gate run before this record was scored? (Records before version 3: unknown, False.)"""
+    return record.get("leakage_checked") is True
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number a result record may hold")
+
+
+def parse_record_text(text: str | bytes, path: str | os.PathLike) -> dict:
+    """JSON text -> a validated record; every failure (deep nesting, NaN, huge integers, wrong
+    types anywhere) is a ResultsError naming `path`, never another exception."""
+    try:
+        record = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ResultsError(f"{path}: not a result record (JSON nested too deeply)") from None
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # NaN/Infinity, integers beyond Python's digit limit
+        raise ResultsError(f"{path}: not a valid result record ({str(exc)[:200]})") from None
+    try:
+        validate_result_record(record, path)
+    except ResultsError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
+        # A shape the field-by-field checks did not foresee: still one clean message.
+        raise ResultsError(f"{path}: malformed result record ({type(exc).__name__}: {str(exc)[:200]})") from None
+    return record
+
+
 def load_result(path: str | os.PathLike) -> dict:
-    """Read and validate a result record; ResultsError names the file and the problem."""
+    """Read and validate a result record; ResultsError names the file and the problem.
+
+    The file is checked (a regular file, at most MAX_RECORD_BYTES) before a byte is read.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()
     except FileNotFoundError:
         raise ResultsError(f"{path}: result file not found") from None
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read the result file ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ResultsError(f"{path}: not a regular file (a result record is a JSON file)")
+    if info.st_size > MAX_RECORD_BYTES:
+        raise ResultsError(
+            f"{path}: {info.st_size} bytes, larger than a result record may be ({MAX_RECORD_BYTES} bytes); not read"
+        )
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_RECORD_BYTES + 1)
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{path}: cannot read the result file ({exc})") from None
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}: not valid JSON ({exc})") from None
-    validate_result_record(record, path)
-    return record
+    return parse_record_text(text, path)
 
 
 def write_result(path: str | os.PathLike, record: dict) -> Path:
@@ -300,11 +357,14 @@ def write_result(path: str | os.PathLike, record: dict) -> Path:
 
 
 __all__ = [
+    "MAX_RECORD_BYTES",
     "NO_TRAINING_SETTINGS",
     "READABLE_SCHEMA_VERSIONS",
     "RESULT_SCHEMA_VERSION",
     "RESULTS_DIR",
+    "leakage_checked",
     "load_result",
+    "parse_record_text",
     "result_path",
     "validate_result_record",
     "write_result",

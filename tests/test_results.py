@@ -16,7 +16,9 @@ from benchmark.protocol import PROTOCOLS, SETTINGS
 from benchmark.results import (
     READABLE_SCHEMA_VERSIONS,
     RESULT_SCHEMA_VERSION,
+    leakage_checked,
     load_result,
+    parse_record_text,
     result_path,
     validate_result_record,
     write_result,
@@ -57,9 +59,11 @@ def _build_record(settings, seeds, n_test) -> dict:
         "schema_version": RESULT_SCHEMA_VERSION,
         "harness_version": "0.1.0",
         "official": False,
+        "leakage_checked": True,
         "submission": {"id": "team__method", "content_hash": "ab" * 32, "kind": "images", "track": "generated"},
         "task": {"name": "demo-disaster6", "revision": "local", "test_manifest_hash": "cd" * 32},
-        "backbone": {"name": "efficientnet-lite0", "weights": "pkg", "revision": "sha256-x", "preprocessing": "pp-y"},
+        "backbone": {"name": "efficientnet-lite0", "weights": "pkg", "revision": "sha256-x", "preprocessing": "pp-y",
+                     "input_size": 224},
         "protocol": {"name": "linear-probe", "params": {"C_grid": [0.1, 1.0]}},
         "classes": CLASSES,
         "test": {"n": int(labels.size), "labels": labels.tolist()},
@@ -124,6 +128,9 @@ CASES = {
     "skipped[0].setting": (lambda r: r["skipped"][0].update(setting="real"), "both skipped and run"),
     "provenance.seconds_total": (lambda r: r["provenance"].update(seconds_total=-1.0), ">= 0"),
     "official": (lambda r: r.update(official="yes"), "expected bool"),
+    "leakage_checked": (lambda r: r.pop("leakage_checked"), "missing"),
+    "backbone.input_size": (lambda r: r["backbone"].update(input_size="224px"), "expected an integer"),
+    "signature.value": (lambda r: r.update(signature={"algorithm": "ed25519", "key_id": "k", "value": 3}), "expected str"),
 }
 
 
@@ -206,13 +213,119 @@ def test_version_1_records_still_load_without_ci_method(tmp_path):
     old["schema_version"] = 1
     for entry in old["summary"].values():
         del entry["ci_method"]
-    assert 1 in READABLE_SCHEMA_VERSIONS and RESULT_SCHEMA_VERSION == 2
+    del old["leakage_checked"], old["backbone"]["input_size"]
+    assert 1 in READABLE_SCHEMA_VERSIONS and RESULT_SCHEMA_VERSION == 3
     path = tmp_path / "old.json"
     path.write_text(json.dumps(old))
     assert load_result(path) == old
+    assert leakage_checked(old) is False  # unknown before version 3: never counted as checked
     old["schema_version"] = 2
     with pytest.raises(ResultsError, match="ci_method: missing"):
         validate_result_record(old)
+
+
+def test_version_2_records_load_and_version_3_needs_the_new_fields():
+    record = _record()
+    assert leakage_checked(record) is True and record["backbone"]["input_size"] == 224
+    old = copy.deepcopy(record)
+    old["schema_version"] = 2
+    del old["leakage_checked"], old["backbone"]["input_size"]
+    validate_result_record(old)
+    assert leakage_checked(old) is False
+    unchecked = dict(record, leakage_checked=False)
+    validate_result_record(unchecked)
+    assert leakage_checked(unchecked) is False
+
+
+HOSTILE_TEXTS = {
+    "deep nesting": "[" * 200_000 + "]" * 200_000,
+    "NaN": '{"schema_version": NaN}',
+    "huge integer": '{"schema_version": ' + "9" * 5000 + "}",
+    "runs of the wrong type": lambda r: json.dumps(dict(r, runs="many")),
+    "run of the wrong type": lambda r: json.dumps(dict(r, runs=[["real", 0]])),
+    "labels of the wrong type": lambda r: json.dumps(dict(r, test={"n": 1, "labels": [[0]]})),
+    "summary entry of the wrong type": lambda r: json.dumps(dict(r, summary={"real": [1, 2]})),
+    "per-class entry of the wrong type": lambda r: json.dumps(
+        {**r, "runs": [{**r["runs"][0], "metrics": {**r["runs"][0]["metrics"], "per_class": {c: 1 for c in CLASSES}}}]}),
+    "skipped of the wrong type": lambda r: json.dumps(dict(r, skipped=[None])),
+    "not an object": "[1, 2, 3]",
+    "not UTF-8": b"\xff\xfe{}",
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_TEXTS))
+def test_hostile_record_files_give_one_clean_error_naming_the_file(tmp_path, case):
+    text = HOSTILE_TEXTS[case]
+    text = text(_record()) if callable(text) else text
+    path = tmp_path / "results" / "x__linear-probe.json"
+    path.parent.mkdir()
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ResultsError) as info:
+        load_result(path)
+    assert str(info.value).startswith(f"{path}: ") and len(str(info.value)) < 2000
+
+
+def test_a_huge_or_special_record_file_is_refused_before_reading(tmp_path, monkeypatch):
+    import benchmark.results as results
+
+    path = tmp_path / "big.json"
+    with path.open("wb") as handle:  # sparse: nothing is written, the size is what is checked
+        handle.truncate(results.MAX_RECORD_BYTES + 1)
+    monkeypatch.setattr(results.Path, "read_text", None)  # reading it at all would fail the test
+    with pytest.raises(ResultsError, match="larger than a result record may be"):
+        load_result(path)
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    with pytest.raises(ResultsError, match="not a regular file"):
+        load_result(folder)
+
+
+def test_fuzzed_records_never_raise_anything_but_a_results_error():
+    """Property: any JSON value, or the valid record with any one field replaced by any JSON value,
+    gives a valid record or one ResultsError, never another exception."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5),
+        lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+        max_leaves=10,
+    )
+    base = _record(settings=("real", "mixed@1"), seeds=(0,), n_test=12)
+    paths = []
+
+    def collect(value, path):
+        paths.append(path)
+        if isinstance(value, dict):
+            for key, child in value.items():
+                collect(child, path + (key,))
+        elif isinstance(value, list):
+            for index, child in enumerate(value[:2]):
+                collect(child, path + (index,))
+
+    collect(base, ())
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(paths[1:]), json_values)
+    def replaced_field(path, value):
+        record = copy.deepcopy(base)
+        target = record
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        try:
+            parse_record_text(json.dumps(record), "fuzz.json")
+        except ResultsError as exc:
+            assert str(exc).startswith("fuzz.json: ")
+
+    @settings(max_examples=100, deadline=None)
+    @given(json_values)
+    def any_value(value):
+        with pytest.raises(ResultsError):
+            parse_record_text(json.dumps(value), "fuzz.json")
+
+    replaced_field()
+    any_value()
 
 
 def test_result_path_layout_and_unsafe_names(tmp_path):
