@@ -100,16 +100,36 @@ def test_duplicate_baseline_may_repeat_files(submission_dir):
     assert len(sub.entries) == 19 and sub.entries[-1].sha256 == sub.entries[0].sha256
 
 
-def test_hub_kind_reads_a_local_dataset_directory(submission_dir, tmp_path, task):
-    dataset = tmp_path / "dataset"
+def test_hub_kind_reads_a_local_dataset_directory_inside_the_folder(submission_dir, task):
+    dataset = submission_dir / "dataset"
+    dataset.mkdir()
     shutil.move(str(submission_dir / "images"), dataset / "images")
     shutil.move(str(submission_dir / "metadata.jsonl"), dataset / "metadata.jsonl")
-    write_yaml(submission_dir, base_meta("demo-disaster6", kind="hub", hub={"repo_id": str(dataset), "revision": "local"}))
+    write_yaml(submission_dir, base_meta("demo-disaster6", kind="hub", hub={"repo_id": "dataset", "revision": "local"}))
     sub = load_submission(submission_dir)
-    assert sub.kind == "hub" and sub.image_root == dataset and len(sub.entries) == 18
+    assert sub.kind == "hub" and sub.image_root == submission_dir / "dataset" and len(sub.entries) == 18
     assert sub.entries[0].path == dataset / sub.entries[0].file_name
     report = validate_submission(submission_dir, task, check_leakage=False)
     assert any("local directory" in w for w in report.warnings)
+
+
+@pytest.mark.parametrize("where", ["absolute", "relative", "home"])
+def test_hub_kind_refuses_a_local_directory_outside_the_folder(submission_dir, tmp_path, where):
+    """A local repo_id outside the folder could make the harness read anything on the machine."""
+    dataset = tmp_path / "dataset"
+    shutil.move(str(submission_dir / "images"), dataset / "images")
+    shutil.move(str(submission_dir / "metadata.jsonl"), dataset / "metadata.jsonl")
+    repo_id = {"absolute": str(dataset), "relative": "../dataset", "home": "~"}[where]
+    write_yaml(submission_dir, base_meta("demo-disaster6", kind="hub", hub={"repo_id": repo_id, "revision": "local"}))
+    with pytest.raises(SubmissionError, match="is a local path outside the submission folder; use a Hub dataset id"):
+        load_submission(submission_dir)
+
+
+@pytest.mark.parametrize("repo_id", ["not a repo id", "a/b/c", "owner/na--me", "x" * 200])
+def test_hub_kind_refuses_what_is_not_a_hub_id(submission_dir, repo_id):
+    write_yaml(submission_dir, base_meta("demo-disaster6", kind="hub", hub={"repo_id": repo_id, "revision": "0" * 40}))
+    with pytest.raises(SubmissionError, match="is not a Hub dataset id"):
+        load_submission(submission_dir)
 
 
 def test_hub_kind_fetches_a_pinned_repo_through_huggingface_hub(submission_dir, tmp_path, monkeypatch):

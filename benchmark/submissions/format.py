@@ -8,9 +8,16 @@ A submission is a folder with `submission.yaml` and one of three payloads:
   out the same way, fetched with `huggingface_hub.snapshot_download` at the pinned revision;
 * `kind: checkpoint`: `model.safetensors` + `model.yaml`, scored directly by the harness.
 
-Everything here is written against untrusted input: YAML through `yaml.safe_load`, no pickle,
-every `file_name` checked to stay inside its folder (no `..`, absolute paths, backslashes, NUL,
-or symlinks resolving outside), images decoded only through `benchmark.images.open_rgb`.
+Everything here is written against untrusted input, and every input is bounded before it is read
+(the limits are the constants below, listed in docs/SUBMITTING.md): files are checked by `os.stat`
+(a regular file, within its byte limit) before they are opened, hashed or decoded, so a FIFO never
+blocks and a sparse terabyte file is never read; YAML goes through `load_yaml` (a SafeLoader that
+refuses aliases and deep nesting, with a byte limit); JSON lines through `parse_json_line` (line
+length, nesting depth and number size bounded, NaN/Infinity refused); no pickle; every `file_name`
+is checked to stay inside its folder (no `..`, absolute paths, backslashes, NUL, or symlinks
+resolving outside); images are decoded only through `benchmark.images.open_rgb`; archives are
+refused by name; values are echoed in messages only through `benchmark.io.shorten`. Problems of
+one kind on many metadata lines are summarised (the first few, then a count).
 
 `parse_submission` collects *every* structural problem (validation reports them all at once);
 `load_submission` raises one `SubmissionError` listing them, or returns a `Submission`.
@@ -30,8 +37,8 @@ import numpy as np
 import yaml
 
 from ..errors import SubmissionError
-from ..images import ImageRef
-from ..io import sha256_file, sha256_json
+from ..images import MAX_FILE_BYTES, ImageRef, archive_format
+from ..io import clip, read_bounded, regular_file_problem, sha256_bytes, sha256_file, sha256_json, shorten
 
 SUBMISSION_SCHEMA_VERSION = 1
 
@@ -59,6 +66,25 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 
 #: Tolerance on the sum of a soft label's weights.
 SOFT_LABEL_TOLERANCE = 1e-6
+
+# Limits on untrusted input (docs/SUBMITTING.md, "Limits"): each is checked before the input is read.
+#: submission.yaml and model.yaml, in bytes.
+MAX_YAML_BYTES = 64 * 1024
+#: Nesting of YAML collections and of a JSON line's arrays/objects.
+MAX_NESTING = 16
+#: metadata.jsonl, in bytes, and one of its lines.
+MAX_METADATA_BYTES = 64 * 1024 * 1024
+MAX_LINE_BYTES = 64 * 1024
+#: Digits of an integer, characters of a number (YAML or JSON).
+MAX_NUMBER_CHARS = 32
+#: model.safetensors, in bytes (a ViT-L image tower in float32 is 1.2 GB).
+MAX_CHECKPOINT_BYTES = 4 * 1024**3
+#: Problems of one kind listed line by line before "and N more".
+MAX_LISTED = 5
+#: Entries walked in a submission folder (archives and unlisted files are looked for among them).
+MAX_FOLDER_ENTRIES = 200_000
+#: Archives, by extension (and, for any other name, by their first bytes: images.archive_format).
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".7z", ".rar", ".zst", ".lz4")
 
 #: A pinned Hub revision is a full commit SHA (a branch or tag can move under the leaderboard).
 _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -99,16 +125,155 @@ SUBMISSION_FIELDS: dict[str, tuple[bool, str]] = {
 
 @dataclass
 class Problems:
-    """Collects every problem (errors) and warning, each one line naming the file and the field."""
+    """Collects every problem (errors) and warning, each one line naming the file and the field.
+
+    Problems on metadata lines go through `line_error` with a kind: `flush_lines` then lists the
+    first MAX_LISTED of each kind (lines with the same message share one entry) and counts the rest,
+    so 100 000 bad lines give a few lines of report, not 100 000.
+    """
 
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    _lines: dict[tuple[str, str], dict] = field(default_factory=dict, repr=False)
 
     def error(self, message: str) -> None:
         self.errors.append(message)
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
+
+    def line_error(self, label: str, line: int, kind: str, message: str | None = None) -> None:
+        """A problem on line `line` of file `label`; `message` defaults to `kind`."""
+        group = self._lines.setdefault((label, kind), {"by_message": {}, "more": 0})
+        lines = group["by_message"].get(message or kind)
+        if lines is None and len(group["by_message"]) >= MAX_LISTED:
+            group["more"] += 1
+        else:
+            group["by_message"].setdefault(message or kind, []).append(line)
+
+    def flush_lines(self) -> None:
+        for (label, kind), group in self._lines.items():
+            for message, lines in group["by_message"].items():
+                where = f"{label} line {lines[0]}" if len(lines) == 1 else f"{label} lines {listing(lines)}"
+                self.errors.append(f"{where}: {message}")
+            if group["more"]:
+                self.errors.append(f"{label}: and {group['more']} more line(s) with the same kind of problem ({kind})")
+        self._lines.clear()
+
+
+def listing(numbers: list[int]) -> str:
+    """'1, 2, 3, 4, 5 and 7 more': the first MAX_LISTED of `numbers`, then a count."""
+    shown = ", ".join(str(n) for n in numbers[:MAX_LISTED])
+    return shown + (f" and {len(numbers) - MAX_LISTED} more" if len(numbers) > MAX_LISTED else "")
+
+
+# ----------------------------------------------------------------------------------------------
+# bounded readers: YAML and JSON lines
+# ----------------------------------------------------------------------------------------------
+
+
+class BoundedSafeLoader(yaml.SafeLoader):
+    """yaml.SafeLoader refusing aliases (an alias bomb expands 900 bytes into gigabytes), nesting
+    deeper than MAX_NESTING and numbers longer than MAX_NUMBER_CHARS."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML aliases (*{shorten(event.anchor, 40)}) are not accepted", event.start_mark
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_NESTING} levels", self.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_yaml_int(self, node):
+        if len(node.value) > MAX_NUMBER_CHARS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"integer of {len(node.value)} characters (at most {MAX_NUMBER_CHARS})", node.start_mark
+            )
+        return super().construct_yaml_int(node)
+
+    def construct_yaml_float(self, node):
+        if len(node.value) > MAX_NUMBER_CHARS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"number of {len(node.value)} characters (at most {MAX_NUMBER_CHARS})", node.start_mark
+            )
+        return super().construct_yaml_float(node)
+
+
+BoundedSafeLoader.add_constructor("tag:yaml.org,2002:int", BoundedSafeLoader.construct_yaml_int)
+BoundedSafeLoader.add_constructor("tag:yaml.org,2002:float", BoundedSafeLoader.construct_yaml_float)
+
+
+def load_yaml(data: bytes | str) -> Any:
+    """Parse untrusted YAML with BoundedSafeLoader; every failure is a yaml.YAMLError or ValueError
+    (e.g. an impossible date), both caught by the callers that report them."""
+    loader = BoundedSafeLoader(data)
+    try:
+        return loader.get_single_data()
+    except RecursionError:  # a nesting the composer's depth check does not see (flow scalars)
+        raise ValueError(f"nested deeper than {MAX_NESTING} levels") from None
+    finally:
+        loader.dispose()
+
+
+def _json_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"integer of {len(text)} digits (at most {MAX_NUMBER_CHARS})")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text[: MAX_NUMBER_CHARS + 1])
+    if len(text) > MAX_NUMBER_CHARS or not math.isfinite(value):
+        raise ValueError(f"number {shorten(text, 40)} is out of range (finite, at most {MAX_NUMBER_CHARS} characters)")
+    return value
+
+
+def _json_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number: JSON has no NaN or Infinity")
+
+
+def _nesting_above(line: str, limit: int) -> bool:
+    """Whether `line`'s JSON arrays/objects nest deeper than `limit` (brackets inside strings ignored)."""
+    if line.count("[") + line.count("{") <= limit:
+        return False
+    depth, in_string, escaped = 0, False, False
+    for char in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+def parse_json_line(line: str) -> Any:
+    """One untrusted JSON value, or ValueError saying what is wrong (json.JSONDecodeError is one):
+    at most MAX_LINE_BYTES, nesting at most MAX_NESTING, bounded numbers, no NaN/Infinity."""
+    if len(line) > MAX_LINE_BYTES:
+        raise ValueError(f"line of {len(line)} characters, above the limit of {MAX_LINE_BYTES}")
+    if _nesting_above(line, MAX_NESTING):
+        raise ValueError(f"nested deeper than {MAX_NESTING} levels")
+    return json.loads(line, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
 
 
 def _check_str(meta: dict, key: str, where: str, problems: Problems, *, required: bool = True) -> str | None:
@@ -118,7 +283,7 @@ def _check_str(meta: dict, key: str, where: str, problems: Problems, *, required
             problems.error(f"{where}: missing required field '{key}'")
         return None
     if not isinstance(value, str) or not value.strip():
-        problems.error(f"{where}: field '{key}' must be a non-empty string (got {value!r})")
+        problems.error(f"{where}: field '{key}' must be a non-empty string (got {shorten(value)})")
         return None
     return value
 
@@ -128,14 +293,21 @@ def check_submission_yaml(meta: Any, where: str, problems: Problems) -> dict:
     if not isinstance(meta, dict):
         problems.error(f"{where}: must be a YAML mapping of fields (got {type(meta).__name__})")
         return {}
-    unknown = sorted(str(k) for k in meta if k not in SUBMISSION_FIELDS)
+    unknown = sorted(k if isinstance(k, str) else shorten(k) for k in meta if k not in SUBMISSION_FIELDS)
     if unknown:
-        problems.error(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(SUBMISSION_FIELDS)}")
+        names = ", ".join(shorten(k, 60) if len(k) > 60 else k for k in unknown[:20])
+        more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+        problems.error(f"{where}: unknown field(s) {names}{more}; allowed: {', '.join(SUBMISSION_FIELDS)}")
 
     version = meta.get("schema_version", SUBMISSION_SCHEMA_VERSION)
-    if version != SUBMISSION_SCHEMA_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
         problems.error(
-            f"{where}: schema_version {version!r} is not supported (this harness reads version {SUBMISSION_SCHEMA_VERSION})"
+            f"{where}: field 'schema_version' must be an integer, {SUBMISSION_SCHEMA_VERSION} "
+            f"(got {type(version).__name__} {shorten(version)})"
+        )
+    elif version != SUBMISSION_SCHEMA_VERSION:
+        problems.error(
+            f"{where}: schema_version {version} is not supported (this harness reads version {SUBMISSION_SCHEMA_VERSION})"
         )
 
     sub_id = _check_str(meta, "id", where, problems)
@@ -143,11 +315,11 @@ def check_submission_yaml(meta: Any, where: str, problems: Problems) -> dict:
     method = _check_str(meta, "method", where, problems)
     if sub_id is not None and not _ID_PATTERN.match(sub_id):
         problems.error(
-            f"{where}: field 'id' must read <team>__<method> using letters, digits, '.', '_' or '-' (got {sub_id!r})"
+            f"{where}: field 'id' must read <team>__<method> using letters, digits, '.', '_' or '-' (got {shorten(sub_id)})"
         )
     for key, value in (("team", team), ("method", method)):
         if value is not None and not _NAME_PATTERN.match(value.replace(" ", "-")):
-            problems.error(f"{where}: field '{key}' may use letters, digits, spaces, '.', '_' or '-' (got {value!r})")
+            problems.error(f"{where}: field '{key}' may use letters, digits, spaces, '.', '_' or '-' (got {shorten(value)})")
     _check_str(meta, "contact", where, problems)
     _check_str(meta, "licence", where, problems)
 
@@ -155,29 +327,29 @@ def check_submission_yaml(meta: Any, where: str, problems: Problems) -> dict:
         value = meta.get(key)
         if value is None:
             problems.error(f"{where}: missing required field '{key}'")
-        elif value not in allowed:
-            problems.error(f"{where}: field '{key}' must be one of {', '.join(allowed)} (got {value!r})")
+        elif not isinstance(value, str) or value not in allowed:
+            problems.error(f"{where}: field '{key}' must be one of {', '.join(allowed)} (got {shorten(value)})")
 
     generator = meta.get("generator")
     if generator is None:
         problems.error(f"{where}: missing required field 'generator'")
     elif not isinstance(generator, dict):
-        problems.error(f"{where}: field 'generator' must be a mapping {{name, version, link}} (got {generator!r})")
+        problems.error(f"{where}: field 'generator' must be a mapping {{name, version, link}} (got {shorten(generator)})")
     else:
         for key in ("name", "version", "link"):
             value = generator.get(key)
             if value is None:
                 problems.error(f"{where}: missing required field 'generator.{key}'")
-            elif not isinstance(value, (str, int, float)) or isinstance(value, bool) or not str(value).strip():
-                problems.error(f"{where}: field 'generator.{key}' must be a non-empty string (got {value!r})")
+            elif not isinstance(value, (str, int, float)) or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
+                problems.error(f"{where}: field 'generator.{key}' must be a non-empty string (got {shorten(value)})")
 
     fine_tuned = meta.get("fine_tuned")
     if fine_tuned is None:
         problems.error(f"{where}: missing required field 'fine_tuned'")
     elif not isinstance(fine_tuned, dict) or "used" not in fine_tuned:
-        problems.error(f"{where}: field 'fine_tuned' must be a mapping {{used: yes|no, data: ...}} (got {fine_tuned!r})")
+        problems.error(f"{where}: field 'fine_tuned' must be a mapping {{used: yes|no, data: ...}} (got {shorten(fine_tuned)})")
     elif not isinstance(fine_tuned["used"], bool):
-        problems.error(f"{where}: field 'fine_tuned.used' must be yes or no (got {fine_tuned['used']!r})")
+        problems.error(f"{where}: field 'fine_tuned.used' must be yes or no (got {shorten(fine_tuned['used'])})")
     elif fine_tuned["used"] and not (isinstance(fine_tuned.get("data"), str) and fine_tuned["data"].strip()):
         problems.error(f"{where}: field 'fine_tuned.data' must say on what data the generator was fine-tuned")
 
@@ -185,28 +357,28 @@ def check_submission_yaml(meta: Any, where: str, problems: Problems) -> dict:
     if task is None:
         problems.error(f"{where}: missing required field 'task'")
     elif not isinstance(task, dict):
-        problems.error(f"{where}: field 'task' must be a mapping {{name, revision}} (got {task!r})")
+        problems.error(f"{where}: field 'task' must be a mapping {{name, revision}} (got {shorten(task)})")
     else:
         for key in ("name", "revision"):
             if not isinstance(task.get(key), str) or not task[key].strip():
-                problems.error(f"{where}: field 'task.{key}' must be a non-empty string (got {task.get(key)!r})")
+                problems.error(f"{where}: field 'task.{key}' must be a non-empty string (got {shorten(task.get(key))})")
 
     baseline = meta.get("baseline")
     if baseline is not None:
         names = _baseline_names()
-        if baseline not in names:
-            problems.error(f"{where}: field 'baseline' must be one of {', '.join(names)} (got {baseline!r})")
+        if not isinstance(baseline, str) or baseline not in names:
+            problems.error(f"{where}: field 'baseline' must be one of {', '.join(names)} (got {shorten(baseline)})")
         elif meta.get("track") != "open":
-            problems.error(f"{where}: baselines belong to the 'open' track (baseline {baseline!r} has track {meta.get('track')!r})")
+            problems.error(f"{where}: baselines belong to the 'open' track (baseline {baseline!r} has track {shorten(meta.get('track'))})")
 
     hub = meta.get("hub")
     if meta.get("kind") == "hub":
         if not isinstance(hub, dict):
-            problems.error(f"{where}: kind hub needs a field 'hub' mapping {{repo_id, revision}} (got {hub!r})")
+            problems.error(f"{where}: kind hub needs a field 'hub' mapping {{repo_id, revision}} (got {shorten(hub)})")
         elif not isinstance(hub.get("repo_id"), str) or not hub["repo_id"].strip():
             problems.error(f"{where}: field 'hub.repo_id' must be a Hub dataset id or a local directory")
     elif hub is not None:
-        problems.error(f"{where}: field 'hub' is only allowed with kind hub (kind is {meta.get('kind')!r})")
+        problems.error(f"{where}: field 'hub' is only allowed with kind hub (kind is {shorten(meta.get('kind'))})")
     if "notes" in meta and meta["notes"] is not None and not isinstance(meta["notes"], str):
         problems.error(f"{where}: field 'notes' must be a string")
     return meta
@@ -220,7 +392,9 @@ def check_submission_yaml(meta: Any, where: str, problems: Problems) -> dict:
 def file_name_problem(name: Any) -> str | None:
     """Why `name` is not an acceptable relative file name, or None. Pure string checks."""
     if not isinstance(name, str) or not name:
-        return f"file_name must be a non-empty string (got {name!r})"
+        return f"file_name must be a non-empty string (got {shorten(name)})"
+    if len(name) > 1024:
+        return f"file_name {shorten(name)} is longer than 1024 characters"
     if "\x00" in name:
         return f"file_name {name!r} contains a NUL character"
     if "\\" in name:
@@ -239,21 +413,28 @@ def file_name_problem(name: Any) -> str | None:
     return None
 
 
-def resolve_inside(root: Path, name: str) -> tuple[Path | None, str | None]:
+def resolve_inside(root: Path, name: str, max_bytes: int | None = None) -> tuple[Path | None, str | None]:
     """(path, None) when `root/name` is a regular file whose real path stays inside `root`.
 
     Symlinks are followed only to check where they lead: one resolving outside `root` is refused
-    (it could make the harness read any file on the machine).
+    (it could make the harness read any file on the machine), naming the first path component
+    that escapes (a symlinked `images/` is one message for every row under it). Anything but a
+    regular file (a directory, FIFO, device, socket) is refused by what it is, from os.stat only.
     """
     candidate = root / name
     real_root = os.path.realpath(root)
-    real = os.path.realpath(candidate)
-    if os.path.commonpath([real_root, real]) != real_root:
-        return None, f"{name}: symlink resolves outside the submission folder (to {real})"
+    parts = name.split("/")
+    for end in range(1, len(parts) + 1):
+        partial = root.joinpath(*parts[:end])
+        if os.path.islink(partial):
+            real = os.path.realpath(partial)
+            if os.path.commonpath([real_root, real]) != real_root:
+                return None, f"{'/'.join(parts[:end])}: symlink resolves outside the submission folder (to {real})"
     if not os.path.lexists(candidate):
         return None, f"{name}: file not found"
-    if not os.path.isfile(real):
-        return None, f"{name}: not a regular file"
+    problem = regular_file_problem(candidate, max_bytes)
+    if problem is not None:
+        return None, f"{name}: {problem}"
     return candidate, None
 
 
@@ -278,18 +459,21 @@ def parse_label(label: Any) -> tuple[dict[str, float] | None, str | None]:
         weights: dict[str, float] = {}
         for name, weight in label.items():
             if not isinstance(weight, (int, float)) or isinstance(weight, bool):
-                return None, f"soft label weight for {name!r} must be a number (got {weight!r})"
-            weight = float(weight)
+                return None, f"soft label weight for {shorten(name)} must be a number (got {shorten(weight)})"
+            try:
+                weight = float(weight)
+            except OverflowError:
+                return None, f"soft label weight for {shorten(name)} is out of range ({shorten(weight)})"
             if not math.isfinite(weight):
-                return None, f"soft label weight for {name!r} is not finite ({weight})"
+                return None, f"soft label weight for {shorten(name)} is not finite ({weight})"
             if weight < 0:
-                return None, f"soft label weight for {name!r} is negative ({weight})"
+                return None, f"soft label weight for {shorten(name)} is negative ({weight})"
             weights[str(name)] = weight
         total = math.fsum(weights.values())
         if abs(total - 1.0) > SOFT_LABEL_TOLERANCE:
             return None, f"soft label weights sum to {total!r}, not 1 (tolerance {SOFT_LABEL_TOLERANCE})"
         return weights, None
-    return None, f"label must be a class name or a {{class: weight}} mapping (got {label!r})"
+    return None, f"label must be a class name or a {{class: weight}} mapping (got {shorten(label)})"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -308,6 +492,7 @@ class SubmissionImage:
     prompt: str
     sha256: str
     line: int  # line number in metadata.jsonl (for messages)
+    recorded_sha256: str | None = None  # the row's own `sha256` column, when it has one
 
     @property
     def hard_label(self) -> str:
@@ -384,31 +569,58 @@ class Submission:
 # ----------------------------------------------------------------------------------------------
 
 
-def read_yaml(path: Path, problems: Problems) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        problems.error(f"{path.name}: file not found")
+def read_file_bytes(
+    path: Path, label: str, max_bytes: int, problems: Problems, *, missing: str = "file not found"
+) -> bytes | None:
+    """The bytes of `path`, a regular file (not a symlink) of at most `max_bytes`, or None with a
+    problem naming `label`: checked by os.stat before it is opened (a directory, FIFO or device is
+    named as such; a sparse terabyte file is refused by its size, never read)."""
+    if os.path.islink(path):
+        problems.error(f"{label}: must be a regular file, not a symlink")
         return None
+    problem = regular_file_problem(path, max_bytes)
+    if problem is not None:
+        problems.error(f"{label}: {missing if problem == 'file not found' else problem}")
+        return None
+    try:
+        return read_bounded(path, max_bytes)
+    except (OSError, ValueError) as exc:
+        problems.error(f"{label}: cannot be read ({clip(str(exc), 200)})")
+        return None
+
+
+def parse_yaml_bytes(data: bytes, label: str, problems: Problems) -> Any:
+    """Parsed YAML (through `load_yaml`), or None with a problem naming `label`."""
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        problems.error(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+        problems.error(f"{label}: not UTF-8 text ({exc.reason} at byte {exc.start})")
         return None
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problems.error(f"{path.name}: invalid YAML{where} ({getattr(exc, 'problem', None) or exc})")
-        return None
+        problems.error(f"{label}: invalid YAML{where} ({clip(str(getattr(exc, 'problem', None) or exc), 200)})")
+    except (ValueError, OverflowError) as exc:  # e.g. a timestamp naming 30 February
+        problems.error(f"{label}: invalid YAML ({clip(str(exc), 200)})")
+    return None
 
 
-def read_metadata_rows(path: Path, problems: Problems) -> list[tuple[int, dict]]:
+def read_yaml(path: Path, problems: Problems, max_bytes: int = MAX_YAML_BYTES) -> Any:
+    """Parsed YAML of a bounded regular file, or None with a problem naming the file."""
+    data = read_file_bytes(path, path.name, max_bytes, problems)
+    return None if data is None else parse_yaml_bytes(data, path.name, problems)
+
+
+def read_metadata_rows(path: Path, problems: Problems, label: str | None = None) -> list[tuple[int, dict]]:
     """(line number, row) for every well-formed JSON object line; problems for the rest."""
-    label = path.name
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        problems.error(f"{label}: file not found (a kind images submission lists its images there)")
+    label = label or path.name
+    raw = read_file_bytes(
+        path, label, MAX_METADATA_BYTES, problems,
+        missing="file not found (a kind images submission lists its images there)",
+    )
+    if raw is None:
         return []
     try:
         text = raw.decode("utf-8")
@@ -421,17 +633,51 @@ def read_metadata_rows(path: Path, problems: Problems) -> list[tuple[int, dict]]
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = parse_json_line(line)
         except json.JSONDecodeError as exc:
-            problems.error(f"{label} line {number}: invalid JSON ({exc.msg} at column {exc.colno})")
+            problems.line_error(label, number, "invalid JSON", f"invalid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except RecursionError:
+            problems.line_error(label, number, "invalid JSON", f"invalid JSON (nested deeper than {MAX_NESTING} levels)")
+            continue
+        except ValueError as exc:
+            problems.line_error(label, number, "invalid JSON", f"invalid JSON ({clip(str(exc), 200)})")
             continue
         if not isinstance(row, dict):
-            problems.error(f"{label} line {number}: must be a JSON object (got {type(row).__name__})")
+            problems.line_error(label, number, "not a JSON object", f"must be a JSON object (got {type(row).__name__})")
             continue
         rows.append((number, row))
+    problems.flush_lines()
     if not rows and len(problems.errors) == n_errors:
         problems.error(f"{label}: no images listed")
     return rows
+
+
+def _kind_of(detail: str) -> str:
+    """A problem's kind for summaries: its text without the file name, parentheses and numbers."""
+    return re.sub(r"\d+", "N", re.sub(r" \(.*", "", detail.split(": ", 1)[-1]))
+
+
+def _row_problem(row: dict, name: str, allow: bool, seen_names: dict, seen_folded: dict) -> tuple[str, str] | None:
+    """(kind, message) for a row's names and fields, or None (and the name recorded as seen)."""
+    missing = [key for key in ("file_name", "label") if key not in row]
+    if missing:
+        return "missing fields", f"missing required field(s) {', '.join(missing)}"
+    problem = file_name_problem(name)
+    if problem:
+        return "bad file_name", problem
+    if name in seen_names and not allow:
+        return "duplicate file_name", (
+            f"duplicate file_name {name!r} (also on line {seen_names[name]}); "
+            "only the 'duplicate' baseline may list a file more than once"
+        )
+    folded = name.casefold()
+    if folded in seen_folded and seen_folded[folded] != name:
+        return "letter-case collision", (
+            f"file_name {name!r} differs from {seen_folded[folded]!r} only by letter case "
+            "(they collide on case-insensitive file systems)"
+        )
+    return None
 
 
 def parse_rows(
@@ -442,63 +688,53 @@ def parse_rows(
     *,
     allow_repeated_files: bool,
 ) -> list[SubmissionImage]:
-    """Turn metadata rows into SubmissionImages, recording every problem; bad rows are dropped."""
+    """Turn metadata rows into SubmissionImages, recording every problem; bad rows are dropped.
+
+    Each listed file is checked by os.stat (regular, at most MAX_FILE_BYTES) before it is hashed."""
     entries: list[SubmissionImage] = []
     seen_names: dict[str, int] = {}
     seen_folded: dict[str, str] = {}
     file_sha: dict[str, str] = {}
     for number, row in rows:
-        where = f"{metadata_label} line {number}"
-        missing = [key for key in ("file_name", "label") if key not in row]
-        if missing:
-            problems.error(f"{where}: missing required field(s) {', '.join(missing)}")
-            continue
-        name = row["file_name"]
-        problem = file_name_problem(name)
-        if problem:
-            problems.error(f"{where}: {problem}")
-            continue
-        if name in seen_names and not allow_repeated_files:
-            problems.error(
-                f"{where}: duplicate file_name {name!r} (also on line {seen_names[name]}); "
-                "only the 'duplicate' baseline may list a file more than once"
-            )
-            continue
-        folded = name.casefold()
-        if folded in seen_folded and seen_folded[folded] != name:
-            problems.error(
-                f"{where}: file_name {name!r} differs from {seen_folded[folded]!r} only by letter case "
-                "(they collide on case-insensitive file systems)"
-            )
+        name = row.get("file_name")
+        found = _row_problem(row, name, allow_repeated_files, seen_names, seen_folded)
+        if found:
+            problems.line_error(metadata_label, number, *found)
             continue
         seen_names.setdefault(name, number)
-        seen_folded.setdefault(folded, name)
+        seen_folded.setdefault(name.casefold(), name)
 
         soft, label_problem = parse_label(row["label"])
-        if label_problem:
-            problems.error(f"{where}: {label_problem}")
-            continue
         source_id = row.get("source_id")
-        if source_id is not None and (not isinstance(source_id, str) or not source_id):
-            problems.error(f"{where}: source_id must be a generation-input image_id or null (got {source_id!r})")
-            continue
         prompt = row.get("prompt") or ""
+        if label_problem:
+            problems.line_error(metadata_label, number, "bad label", label_problem)
+            continue
+        if source_id is not None and (not isinstance(source_id, str) or not source_id):
+            problems.line_error(metadata_label, number, "bad source_id", f"source_id must be a generation-input image_id or null (got {shorten(source_id)})")
+            continue
         if not isinstance(prompt, str):
-            problems.error(f"{where}: prompt must be a string (got {prompt!r})")
+            problems.line_error(metadata_label, number, "bad prompt", f"prompt must be a string (got {shorten(prompt)})")
             continue
 
-        path, path_problem = resolve_inside(image_root, name)
+        path, path_problem = resolve_inside(image_root, name, max_bytes=MAX_FILE_BYTES)
         if path_problem:
-            problems.error(f"{where}: {path_problem}")
+            problems.line_error(metadata_label, number, _kind_of(path_problem), path_problem)
             continue
         if name not in file_sha:
-            file_sha[name] = sha256_file(path)
+            try:
+                file_sha[name] = sha256_file(path, MAX_FILE_BYTES)
+            except (OSError, ValueError) as exc:
+                problems.line_error(metadata_label, number, "unreadable file", f"{name}: cannot be read ({clip(str(exc), 200)})")
+                continue
         entries.append(
             SubmissionImage(
                 file_name=name, path=path, label=soft, source_id=source_id, prompt=prompt,
                 sha256=file_sha[name], line=number,
+                recorded_sha256=row["sha256"] if isinstance(row.get("sha256"), str) else None,
             )
         )
+    problems.flush_lines()
     return entries
 
 
@@ -510,34 +746,96 @@ def compute_content_hash(yaml_sha256: str, entries: Iterable[SubmissionImage], e
     return sha256_json({"submission_yaml": yaml_sha256, "rows": rows, **(extra or {})})
 
 
+def _local_hub_root(repo_id: str, folder: Path, problems: Problems) -> tuple[bool, Path | None]:
+    """(is it a local path, the directory): a local `hub.repo_id` must stay inside the folder."""
+    candidate = folder / repo_id
+    if "\x00" in repo_id:
+        problems.error(f"{SUBMISSION_FILE}: field 'hub.repo_id' contains a NUL character")
+        return True, None
+    if not (repo_id.startswith(("/", ".", "~")) or os.path.isdir(candidate)):
+        return False, None
+    real_folder = os.path.realpath(folder)
+    real = os.path.realpath(os.path.expanduser(repo_id) if repo_id.startswith("~") else candidate)
+    if os.path.commonpath([real_folder, real]) != real_folder or real == real_folder:
+        problems.error(
+            f"{SUBMISSION_FILE}: hub.repo_id {shorten(repo_id)} is a local path outside the submission folder; "
+            "use a Hub dataset id (owner/name) pinned by commit, or kind images with the images in the folder"
+        )
+        return True, None
+    if not os.path.isdir(real):
+        problems.error(f"{SUBMISSION_FILE}: hub.repo_id {shorten(repo_id)} is not a directory")
+        return True, None
+    problems.warn(
+        f"{SUBMISSION_FILE}: hub.repo_id {repo_id!r} is a local directory; the official run needs a Hub "
+        "dataset repo pinned by commit"
+    )
+    return True, candidate
+
+
 def resolve_hub_root(meta: dict, folder: Path, problems: Problems) -> Path | None:
     """The directory holding a kind hub submission's metadata.jsonl and images.
 
-    `hub.repo_id` is either a local directory (absolute, or relative to the submission folder) or a
-    Hub dataset id fetched with `snapshot_download` at `hub.revision`, which must then be a full
-    commit SHA (a branch can move after validation). HF_HUB_OFFLINE / a local cache work as usual.
+    `hub.repo_id` is either a Hub dataset id (`owner/name`) fetched with `snapshot_download` at
+    `hub.revision`, which must then be a full commit SHA (a branch can move after validation), or,
+    for local checks, a directory inside the submission folder (a path outside it is refused: it
+    could make the harness read anything on the machine). HF_HUB_OFFLINE / a local cache work as usual.
     """
     hub = meta.get("hub") or {}
     repo_id, revision = hub.get("repo_id"), hub.get("revision")
-    local = Path(repo_id).expanduser()
-    if not local.is_absolute():
-        local = folder / local
-    if local.is_dir():
-        problems.warn(
-            f"{SUBMISSION_FILE}: hub.repo_id {repo_id!r} is a local directory; the official run needs a Hub "
-            "dataset repo pinned by commit"
-        )
+    is_local, local = _local_hub_root(repo_id, folder, problems)
+    if is_local:
         return local
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+        if repo_id.count("/") != 1:
+            raise HFValidationError("must read owner/name")
+    except HFValidationError as exc:
+        problems.error(f"{SUBMISSION_FILE}: hub.repo_id {shorten(repo_id)} is not a Hub dataset id ({clip(str(exc), 160)})")
+        return None
     if not isinstance(revision, str) or not _COMMIT_SHA.match(revision):
-        problems.error(f"{SUBMISSION_FILE}: field 'hub.revision' must be a full 40-character commit SHA (got {revision!r})")
+        problems.error(f"{SUBMISSION_FILE}: field 'hub.revision' must be a full 40-character commit SHA (got {shorten(revision)})")
         return None
     try:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(repo_id=repo_id, repo_type="dataset", revision=revision))
     except Exception as exc:  # network, auth, unknown repo/revision: all reported, not raised
-        problems.error(f"{SUBMISSION_FILE}: could not fetch Hub dataset {repo_id}@{revision} ({type(exc).__name__}: {exc})")
+        problems.error(f"{SUBMISSION_FILE}: could not fetch Hub dataset {repo_id}@{revision} ({type(exc).__name__}: {clip(str(exc), 300)})")
         return None
+
+
+_SMALL_FILE_SUFFIXES = (".yaml", ".yml", ".jsonl", ".json", ".md", ".txt", ".safetensors") + IMAGE_EXTENSIONS
+
+
+def archive_problems(folder: Path) -> list[str]:
+    """One problem per archive in `folder` (by extension, or by magic bytes for other names).
+
+    The walk does not follow symlinks and stops after MAX_FOLDER_ENTRIES entries (a problem too)."""
+    problems, seen = [], 0
+    for dirpath, dirs, files in os.walk(folder):
+        seen += len(dirs) + len(files)
+        if seen > MAX_FOLDER_ENTRIES:
+            problems.append(f"{folder.name}: holds more than {MAX_FOLDER_ENTRIES} files and folders (not checked further)")
+            break
+        for name in sorted(files):
+            path = Path(dirpath, name)
+            rel = path.relative_to(folder).as_posix()
+            lower = name.lower()
+            kind = next((suffix[1:] for suffix in ARCHIVE_SUFFIXES if lower.endswith(suffix)), None)
+            if kind is None and not lower.endswith(_SMALL_FILE_SUFFIXES) and regular_file_problem(path, None, follow=False) is None:
+                try:
+                    with open(path, "rb") as handle:
+                        kind = archive_format(handle.read(512))
+                except OSError:
+                    continue
+            if kind is not None:
+                problems.append(
+                    f"{rel}: is a {kind} archive; archives are not accepted (unpack it: {METADATA_FILE} "
+                    "lists the image files themselves)"
+                )
+    return problems
 
 
 def parse_submission(path: str | os.PathLike) -> tuple[Submission | None, Problems]:
@@ -553,29 +851,29 @@ def parse_submission(path: str | os.PathLike) -> tuple[Submission | None, Proble
     if not folder.is_dir():
         problems.error(f"{folder}: not a directory")
         return None, problems
-    yaml_path = folder / SUBMISSION_FILE
+    yaml_bytes = read_file_bytes(folder / SUBMISSION_FILE, SUBMISSION_FILE, MAX_YAML_BYTES, problems)
     raw_meta = None
-    if yaml_path.is_symlink():
-        problems.error(f"{SUBMISSION_FILE}: must be a regular file, not a symlink")
-    else:
+    if yaml_bytes is not None:
         n_before = len(problems.errors)
-        raw_meta = read_yaml(yaml_path, problems)
+        raw_meta = parse_yaml_bytes(yaml_bytes, SUBMISSION_FILE, problems)
         if raw_meta is None and len(problems.errors) == n_before:
             problems.error(f"{SUBMISSION_FILE}: file is empty")
     meta = check_submission_yaml(raw_meta, SUBMISSION_FILE, problems) if raw_meta is not None else {}
-    yaml_sha = sha256_file(yaml_path) if yaml_path.is_file() and not yaml_path.is_symlink() else ""
+    yaml_sha = sha256_bytes(yaml_bytes) if yaml_bytes is not None else ""
     if isinstance(meta.get("id"), str) and meta["id"] != folder.name:
-        problems.warn(f"{SUBMISSION_FILE}: id {meta['id']!r} differs from the folder name {folder.name!r}")
+        problems.warn(f"{SUBMISSION_FILE}: id {shorten(meta['id'])} differs from the folder name {folder.name!r}")
+    for problem in archive_problems(folder):
+        problems.error(problem)
 
     kind = meta.get("kind")
     if kind not in KINDS:  # unusable yaml: check what the files say the payload is
-        kind = "checkpoint" if (folder / CHECKPOINT_FILE).exists() and not (folder / METADATA_FILE).exists() else "images"
+        kind = "checkpoint" if os.path.lexists(folder / CHECKPOINT_FILE) and not os.path.lexists(folder / METADATA_FILE) else "images"
     if kind == "checkpoint":
-        checkpoint, config = _parse_checkpoint(folder, problems)
+        checkpoint, config, config_sha = _parse_checkpoint(folder, problems)
         extra = {}
         if checkpoint is not None:
-            extra["model_safetensors"] = sha256_file(checkpoint)
-            extra["model_yaml"] = sha256_file(folder / CHECKPOINT_CONFIG_FILE)
+            extra["model_safetensors"] = sha256_file(checkpoint, MAX_CHECKPOINT_BYTES)
+            extra["model_yaml"] = config_sha
         submission = Submission(
             path=folder, meta=meta, kind=kind, entries=[], image_root=folder,
             content_hash=compute_content_hash(yaml_sha, [], extra), yaml_sha256=yaml_sha,
@@ -585,21 +883,17 @@ def parse_submission(path: str | os.PathLike) -> tuple[Submission | None, Proble
 
     if kind == "hub":
         image_root = resolve_hub_root(meta, folder, problems) if isinstance(meta.get("hub"), dict) else None
-        metadata_label = f"hub:{meta.get('hub', {}).get('repo_id')}/{METADATA_FILE}" if image_root else METADATA_FILE
+        metadata_label = f"hub:{meta['hub']['repo_id']}/{METADATA_FILE}" if image_root else METADATA_FILE
     else:
         image_root = folder
         metadata_label = METADATA_FILE
     entries: list[SubmissionImage] = []
     if image_root is not None:
-        metadata_path = image_root / METADATA_FILE
-        if metadata_path.is_symlink():
-            problems.error(f"{metadata_label}: must be a regular file, not a symlink")
-        else:
-            rows = read_metadata_rows(metadata_path, problems)
-            entries = parse_rows(
-                rows, image_root, metadata_label, problems,
-                allow_repeated_files=meta.get("baseline") == "duplicate",
-            )
+        rows = read_metadata_rows(image_root / METADATA_FILE, problems, metadata_label)
+        entries = parse_rows(
+            rows, image_root, metadata_label, problems,
+            allow_repeated_files=meta.get("baseline") == "duplicate",
+        )
     extra = {"hub": meta.get("hub")} if kind == "hub" else None
     submission = Submission(
         path=folder, meta=meta, kind=kind, entries=entries, image_root=image_root or folder,
@@ -612,57 +906,60 @@ _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container (a zip holding a pickle)
 
 
-def _parse_checkpoint(folder: Path, problems: Problems) -> tuple[Path | None, dict | None]:
-    """Check model.safetensors (header only, through safetensors, never unpickled) and model.yaml."""
-    weights_path = folder / CHECKPOINT_FILE
-    config_path = folder / CHECKPOINT_CONFIG_FILE
-    weights_ok = True
-    config: dict | None = None
-    for candidate in (weights_path, config_path):
-        if candidate.is_symlink():
-            problems.error(f"{candidate.name}: must be a regular file, not a symlink")
-            weights_ok = False
-    if not weights_ok:
-        return None, None
-    if not weights_path.is_file():
+def _weights_problem(weights_path: Path, folder: Path) -> str | None:
+    """Why model.safetensors cannot be read at all (header only, through safetensors), or None."""
+    if os.path.islink(weights_path):
+        return "must be a regular file, not a symlink"
+    problem = regular_file_problem(weights_path, MAX_CHECKPOINT_BYTES)
+    if problem == "file not found":
         others = sorted(p.name for p in folder.glob("*") if p.suffix in (".pt", ".pth", ".bin", ".ckpt", ".pkl"))
         hint = f" (found {', '.join(others)}: pickled checkpoints are not accepted, convert to safetensors)" if others else ""
-        problems.error(f"{CHECKPOINT_FILE}: file not found{hint}")
-        weights_ok = False
-    else:
-        head = weights_path.read_bytes()[:8] if weights_path.stat().st_size else b""
-        if not head:
-            problems.error(f"{CHECKPOINT_FILE}: empty file (0 bytes)")
-            weights_ok = False
-        elif head.startswith(_PICKLE_MAGIC) or head.startswith(_ZIP_MAGIC):
-            problems.error(
-                f"{CHECKPOINT_FILE}: this is a pickle/torch.save file, not safetensors "
-                "(pickles can run code and are never loaded; save with safetensors.torch.save_file)"
-            )
-            weights_ok = False
-        else:
-            try:
-                from safetensors import safe_open
+        return f"file not found{hint}"
+    if problem is not None:
+        return problem
+    with open(weights_path, "rb") as handle:
+        head = handle.read(8)
+    if not head:
+        return "empty file (0 bytes)"
+    if head.startswith(_PICKLE_MAGIC) or head.startswith(_ZIP_MAGIC):
+        return (
+            "this is a pickle/torch.save file, not safetensors "
+            "(pickles can run code and are never loaded; save with safetensors.torch.save_file)"
+        )
+    try:
+        from safetensors import safe_open
 
-                with safe_open(str(weights_path), framework="numpy") as handle:
-                    if not list(handle.keys()):
-                        problems.error(f"{CHECKPOINT_FILE}: holds no tensors")
-                        weights_ok = False
-            except Exception as exc:  # safetensors raises its own error types for bad headers
-                problems.error(f"{CHECKPOINT_FILE}: not a valid safetensors file ({type(exc).__name__}: {exc})")
-                weights_ok = False
-    if not config_path.is_file():
-        problems.error(f"{CHECKPOINT_CONFIG_FILE}: file not found (it describes the architecture and class order)")
-    else:
-        parsed = read_yaml(config_path, problems)
-        if parsed is not None and not isinstance(parsed, dict):
-            problems.error(f"{CHECKPOINT_CONFIG_FILE}: must be a YAML mapping (got {type(parsed).__name__})")
-        elif isinstance(parsed, dict):
-            config = parsed
-            classes = parsed.get("classes")
-            if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
-                problems.error(f"{CHECKPOINT_CONFIG_FILE}: field 'classes' must be a list of class names")
-    return (weights_path if weights_ok else None), config
+        with safe_open(str(weights_path), framework="numpy") as handle:
+            if not list(handle.keys()):
+                return "holds no tensors"
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        return f"not a valid safetensors file ({type(exc).__name__}: {clip(str(exc), 200)})"
+    return None
+
+
+def _parse_checkpoint(folder: Path, problems: Problems) -> tuple[Path | None, dict | None, str]:
+    """Check model.safetensors (header only, never unpickled) and read model.yaml (bounded).
+
+    Returns (weights path or None, the parsed model.yaml or None, model.yaml's SHA-256 or "").
+    The tensors themselves are `checkpoints.check_checkpoint`'s (validate and run share it)."""
+    weights_path = folder / CHECKPOINT_FILE
+    weights_problem = _weights_problem(weights_path, folder)
+    if weights_problem is not None:
+        problems.error(f"{CHECKPOINT_FILE}: {weights_problem}")
+    config: dict | None = None
+    data = read_file_bytes(
+        folder / CHECKPOINT_CONFIG_FILE, CHECKPOINT_CONFIG_FILE, MAX_YAML_BYTES, problems,
+        missing="file not found (it describes the architecture and class order)",
+    )
+    parsed = None if data is None else parse_yaml_bytes(data, CHECKPOINT_CONFIG_FILE, problems)
+    if parsed is not None and not isinstance(parsed, dict):
+        problems.error(f"{CHECKPOINT_CONFIG_FILE}: must be a YAML mapping (got {type(parsed).__name__})")
+    elif isinstance(parsed, dict):
+        config = parsed
+        classes = parsed.get("classes")
+        if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+            problems.error(f"{CHECKPOINT_CONFIG_FILE}: field 'classes' must be a list of class names")
+    return (None if weights_problem else weights_path), config, (sha256_bytes(data) if data is not None else "")
 
 
 def load_submission(path: str | os.PathLike) -> Submission:

@@ -13,15 +13,17 @@ Checks, in order (docs/SUBMITTING.md lists them for participants):
 5. no two listed files are byte-identical (except in the duplicate baseline);
 6. the leakage gate (benchmark.submissions.leakage): no near-copy of a test image, and in the
    generated track no near-copy of a real train image;
-7. checkpoints: files present, safetensors header parses (never unpickled), model.yaml matches.
+7. checkpoints: `checkpoints.check_checkpoint`, the check `synthbench run` makes before it
+   loads a checkpoint (files, model.yaml, backbone_config, tensor names/shapes/dtypes, finite
+   values; never unpickled), so validate accepts exactly what run accepts.
 
-Validation only reads the submission; it writes nothing into it (the feature cache and the
-leakage index live in the cache directory).
+Every input is bounded before it is read (format.py's limits, docs/SUBMITTING.md); problems of one
+kind on many rows or files are summarised. Validation only reads the submission; it writes nothing
+into it (the feature cache and the leakage index live in the cache directory).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -34,21 +36,23 @@ import numpy as np
 
 from ..errors import SubmissionError
 from ..images import ImageDecodeError, ImageRef, open_rgb, read_image_bytes
-from ..io import sha256_bytes
+from ..io import sha256_bytes, shorten
 from ..protocol import RATIOS
 from .format import (
-    CHECKPOINT_CONFIG_FILE,
     IMAGE_EXTENSIONS,
+    MAX_LISTED,
     METADATA_FILE,
     SUBMISSION_FILE,
     Submission,
+    _kind_of,
+    listing,
     parse_submission,
 )
 
 log = logging.getLogger(__name__)
 
 #: How many offending rows one message lists before "and N more".
-_MAX_LISTED = 5
+_MAX_LISTED = MAX_LISTED
 
 
 @dataclass
@@ -115,9 +119,7 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _listing(lines: list[int]) -> str:
-    shown = ", ".join(str(n) for n in lines[:_MAX_LISTED])
-    return shown + (f" and {len(lines) - _MAX_LISTED} more" if len(lines) > _MAX_LISTED else "")
+_listing = listing
 
 
 def _check_task_fields(sub: Submission, task, report: ValidationReport) -> None:
@@ -126,11 +128,11 @@ def _check_task_fields(sub: Submission, task, report: ValidationReport) -> None:
         return  # already reported by the schema check
     if declared.get("name") != task.name:
         report.problems.append(
-            f"{SUBMISSION_FILE}: task.name is {declared.get('name')!r} but it is validated against task {task.name!r}"
+            f"{SUBMISSION_FILE}: task.name is {shorten(declared.get('name'))} but it is validated against task {task.name!r}"
         )
-    elif str(declared.get("revision")) != str(task.revision):
+    elif declared.get("revision") != str(task.revision):
         report.warnings.append(
-            f"{SUBMISSION_FILE}: made for task revision {declared.get('revision')!r}, validated against {task.revision!r}"
+            f"{SUBMISSION_FILE}: made for task revision {shorten(declared.get('revision'))}, validated against {task.revision!r}"
         )
 
 
@@ -153,21 +155,29 @@ def _check_rows(sub: Submission, task, report: ValidationReport, metadata_label:
         if source is None or source in generation_ids:
             continue
         if source in test_ids:
-            source_problems[f"source_id {source!r} is a test image: test images must never be used for generation"].append(entry.line)
+            source_problems[f"source_id {shorten(source)} is a test image: test images must never be used for generation"].append(entry.line)
         elif source in train_ids:
             if sub.track != "open":
                 source_problems[
-                    f"source_id {source!r} is a train_real image; the generated track starts from generation_inputs "
+                    f"source_id {shorten(source)} is a train_real image; the generated track starts from generation_inputs "
                     "(augmentations of real images belong to the open track)"
                 ].append(entry.line)
         else:
-            source_problems[f"source_id {source!r} is not a generation_inputs image_id of task {task.name}"].append(entry.line)
-    for name, lines in unknown.items():
+            source_problems[f"source_id {shorten(source)} is not a generation_inputs image_id of task {task.name}"].append(entry.line)
+    names = list(unknown)
+    for name in names[:_MAX_LISTED]:
         report.problems.append(
-            f"{metadata_label}: unknown class {name!r} on line(s) {_listing(lines)} (task classes: {', '.join(task.classes)})"
+            f"{metadata_label}: unknown class {shorten(name)} on line(s) {_listing(unknown[name])} (task classes: {', '.join(task.classes)})"
         )
-    for message, lines in source_problems.items():
-        report.problems.append(f"{metadata_label} line(s) {_listing(lines)}: {message}")
+    if len(names) > _MAX_LISTED:
+        more = sum(len(unknown[name]) for name in names[_MAX_LISTED:])
+        report.problems.append(f"{metadata_label}: and {len(names) - _MAX_LISTED} more unknown class(es) on {more} line(s)")
+    messages = list(source_problems)
+    for message in messages[:_MAX_LISTED]:
+        report.problems.append(f"{metadata_label} line(s) {_listing(source_problems[message])}: {message}")
+    if len(messages) > _MAX_LISTED:
+        more = sum(len(source_problems[m]) for m in messages[_MAX_LISTED:])
+        report.problems.append(f"{metadata_label}: and {more} more line(s) with a source_id problem")
     return good
 
 
@@ -224,15 +234,16 @@ def _decode_all(sub: Submission, report: ValidationReport, want_signatures: bool
     seen: dict[str, str] = {}  # sha256 -> first file name
     duplicates: list[str] = []
     decoded: set[str] = set()
+    failures: dict[str, list[str]] = defaultdict(list)  # kind of problem -> messages
     for entry in sub.entries:
         if entry.file_name in decoded:
             continue
         decoded.add(entry.file_name)
         try:
-            data = read_image_bytes(entry.path)
+            data = read_image_bytes(entry.path, name=entry.file_name)
             image = open_rgb(data, name=entry.file_name)
         except ImageDecodeError as exc:
-            report.problems.append(str(exc))
+            failures[_kind_of(str(exc))].append(str(exc))
             continue
         digest = sha256_bytes(data)
         if digest != entry.sha256:
@@ -245,6 +256,10 @@ def _decode_all(sub: Submission, report: ValidationReport, want_signatures: bool
             start = time.perf_counter()
             signatures[entry.file_name] = query_signature(image)
             seconds["signatures"] += time.perf_counter() - start
+    for kind, messages in failures.items():  # the first few of each kind, then a count
+        report.problems.extend(messages[:_MAX_LISTED])
+        if len(messages) > _MAX_LISTED:
+            report.problems.append(f"and {len(messages) - _MAX_LISTED} more image(s) with the same kind of problem ({kind})")
     if duplicates:
         report.problems.append(
             f"{len(duplicates)} image(s) are byte-identical copies of another listed image "
@@ -257,25 +272,16 @@ def _decode_all(sub: Submission, report: ValidationReport, want_signatures: bool
 def _row_hash_problems(sub: Submission, report: ValidationReport) -> None:
     # Generators written by this package record each file's sha256 in its row: a mismatch means
     # the file was replaced after generation.
-    path = sub.image_root / METADATA_FILE
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return
-    by_line = {e.line: e for e in sub.entries}
-    for number, line in enumerate(lines, start=1):
-        entry = by_line.get(number)
-        if entry is None:
-            continue
-        try:
-            recorded = json.loads(line).get("sha256")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(recorded, str) and recorded != entry.sha256:
-            report.problems.append(
-                f"{METADATA_FILE} line {number}: {entry.file_name} does not match the sha256 recorded in its row "
-                "(the file was changed after it was generated)"
-            )
+    changed = [e for e in sub.entries if e.recorded_sha256 is not None and e.recorded_sha256 != e.sha256]
+    for entry in changed[:_MAX_LISTED]:
+        report.problems.append(
+            f"{METADATA_FILE} line {entry.line}: {entry.file_name} does not match the sha256 recorded in its row "
+            "(the file was changed after it was generated)"
+        )
+    if len(changed) > _MAX_LISTED:
+        report.problems.append(
+            f"{METADATA_FILE}: and {len(changed) - _MAX_LISTED} more line(s) whose file does not match its recorded sha256"
+        )
 
 
 def _run_leakage_gate(
@@ -342,12 +348,13 @@ def _embedder(cache, device, image_size):
 
 
 def _check_checkpoint(sub: Submission, task, report: ValidationReport) -> None:
-    from ..errors import HarnessError
-    from ..protocols.checkpoint import check_checkpoint_config
+    """The checkpoint protocol's own check (run calls it before loading): one code path for both."""
+    from ..errors import SynthbenchError
+    from .checkpoints import check_checkpoint
 
     try:
-        check_checkpoint_config(sub.path / CHECKPOINT_CONFIG_FILE, task.classes)
-    except HarnessError as exc:
+        check_checkpoint(sub.path, task.classes)
+    except SynthbenchError as exc:
         report.problems.append(str(exc).replace(str(sub.path) + os.sep, ""))
 
 
