@@ -17,7 +17,7 @@ from benchmark.io import sha256_file
 from benchmark.protocol import XBD_CLASSES, XBD_EVENT_TO_CLASS
 from benchmark.tasks import load_task
 from benchmark.protocol import XBD_METADATA_TYPE_TO_CLASS
-from benchmark.tasks.xbd import build_xbd_task, scan_folder
+from benchmark.tasks.xbd import build_xbd_task, same_location, scan_folder
 
 #: disaster_type as xBD's own label JSONs give it per event.
 XBD_DISASTER_TYPES = {
@@ -45,15 +45,20 @@ XBD_DISASTER_TYPES = {
 TILES_PER_FOLDER = {"train": 3, "tier3": 1, "test": 2, "hold": 1}
 
 
+def _polygon(x0: float, y0: float, width: float, height: float) -> str:
+    return f"POLYGON (({x0} {y0}, {x0 + width} {y0}, {x0 + width} {y0 + height}, {x0} {y0 + height}, {x0} {y0}))"
+
+
 def _label(event: str, image_name: str, rng: np.random.Generator) -> dict:
-    """A label JSON shaped like xBD's: metadata + features.xy / lng_lat building polygons."""
+    """A label JSON shaped like xBD's: metadata + features.xy / lng_lat building polygons (each
+    tile's buildings at their own place on the ground, about 500 m apart)."""
     x, y = (float(v) for v in rng.uniform(0, 900, 2))
-    wkt = f"POLYGON (({x} {y}, {x + 20} {y}, {x + 20} {y + 15}, {x} {y + 15}, {x} {y}))"
+    number = int(image_name.split("_")[1])
     props = {"feature_type": "building", "subtype": "no-damage", "uid": f"uid-{image_name}"}
     return {
         "features": {
-            "lng_lat": [{"properties": props, "wkt": wkt.replace(str(x), "-94.5")}],
-            "xy": [{"properties": props, "wkt": wkt}],
+            "lng_lat": [{"properties": props, "wkt": _polygon(-94.5 + 0.005 * number, 37.0, 0.0002, 0.0002)}],
+            "xy": [{"properties": props, "wkt": _polygon(x, y, 20, 15)}],
         },
         "metadata": {
             "sensor": "WORLDVIEW02",
@@ -243,8 +248,82 @@ def test_class_with_too_few_training_tiles(xbd_tree, tmp_path):
     out = tmp_path / "task"
     with pytest.raises(TaskError) as error:
         build(xbd_tree, out, train_per_class=5)
-    assert "class earthquake: needs 5 training tiles from train/tier3, found 4 (mexico-earthquake: 4)" in str(error.value)
+    message = str(error.value)
+    assert "class(es) earthquake need 5 training tiles from train/tier3" in message
+    assert "earthquake: 4 (too few) (mexico-earthquake: 4)" in message
     _assert_nothing_left(out)
+
+
+def test_too_few_training_tiles_names_every_class_with_its_counts(xbd_tree, tmp_path):
+    with pytest.raises(TaskError) as error:
+        build(xbd_tree, tmp_path / "task", train_per_class=9)
+    message = str(error.value)
+    # earthquake (1 event), volcano and tsunami (2 events each) have 4 tiles per event.
+    assert "class(es) earthquake, volcano, tsunami need 9 training tiles" in message
+    assert "volcano: 8 (too few) (guatemala-volcano: 4, lower-puna-volcano: 4)" in message
+    assert "tsunami: 8 (too few) (palu-tsunami: 4, sunda-tsunami: 4)" in message
+    # The classes that have enough are listed too, with their counts.
+    assert "wildfire: 20 (pinery-bushfire: 4," in message and "storm: 20 (" in message
+    assert "wildfire: 20 (too few)" not in message
+
+
+def test_download_without_tier3_builds_from_train_and_says_so(tree_copy, tmp_path, capsys):
+    shutil.rmtree(tree_copy / "tier3")
+    task = load_task(build(tree_copy, tmp_path / "task", train_per_class=3))
+    assert {s.split("/")[0] for s in task.column("train_real", "source_file")} == {"train"}
+    note = "no tier3/ folder in the download: train_real is drawn from train only"
+    assert note in task.info["notes"]
+    assert f"warning: {note}" in capsys.readouterr().out
+    with pytest.raises(TaskError, match="class\\(es\\) earthquake need 4 training tiles from train;"):
+        build(tree_copy, tmp_path / "task4", train_per_class=4)
+
+
+def _label_file(root: Path, folder: str, stem: str) -> Path:
+    return root / folder / "labels" / f"{stem}_post_disaster.json"
+
+
+def test_a_location_stays_on_one_side_of_the_split(tree_copy, tmp_path):
+    """A training tile with a test tile's id, or whose buildings overlap a test tile's, is left out."""
+    quake = "mexico-earthquake"
+    # All three earthquake test tiles are chosen (test_per_class=3): two in test/, one in hold/.
+    test_stems = sorted(p.name[: -len("_post_disaster.json")] for f in ("test", "hold")
+                        for p in (tree_copy / f / "labels").glob(f"{quake}_*_post_disaster.json"))
+    train_stems = sorted(p.name[: -len("_post_disaster.json")] for p in (tree_copy / "train" / "labels").glob(f"{quake}_*_post*"))
+    # 1. a training tile whose building footprint overlaps test tile 0's by half
+    overlapping = json.loads(_label_file(tree_copy, "train", train_stems[0]).read_text())
+    test_label = json.loads(_label_file(tree_copy, "test", test_stems[0]).read_text())
+    wkt = test_label["features"]["lng_lat"][0]["wkt"]
+    x0, y0 = (float(v) for v in wkt.split("((")[1].split(",")[0].split())
+    overlapping["features"]["lng_lat"][0]["wkt"] = _polygon(x0 + 0.0001, y0, 0.0002, 0.0002)
+    _label_file(tree_copy, "train", train_stems[0]).write_text(json.dumps(overlapping))
+    # 2. a tier3 tile with the id of test tile 1 (the same tile, shipped in two split folders)
+    same = test_stems[1]
+    for phase in ("pre", "post"):
+        shutil.copy(tree_copy / "test" / "images" / f"{same}_{phase}_disaster.png", tree_copy / "tier3" / "images")
+        shutil.copy(tree_copy / "test" / "labels" / f"{same}_{phase}_disaster.json", tree_copy / "tier3" / "labels")
+
+    task = load_task(build(tree_copy, tmp_path / "task", train_per_class=3, test_per_class=3))
+    train_sources = task.column("train_real", "source_file")
+    assert f"train/images/{train_stems[0]}_post_disaster.png" not in train_sources
+    assert f"tier3/images/{same}_post_disaster.png" not in train_sources
+    assert task.class_counts("train_real")["earthquake"] == 3
+    assert task.near_duplicates["same_location"] == [
+        {"tile": train_stems[0], "source_file": f"train/images/{train_stems[0]}_post_disaster.png",
+         "test_tile": test_stems[0], "reason": "overlapping building footprints"},
+        {"tile": f"tier3-{same}", "source_file": f"tier3/images/{same}_post_disaster.png",
+         "test_tile": f"test-{same}", "reason": "same tile id"},
+    ]
+    assert any("2 training tile(s) left out" in note for note in task.info["notes"])
+    assert "2 training tile(s) were left out" in (task.path / "README.md").read_text()
+
+
+def test_neighbouring_tiles_are_not_one_location(xbd_sample_root):
+    """The real joplin tiles 0-1-2 are neighbours: a building cut by the shared edge shows in both,
+    which is no overlap."""
+    tiles = scan_folder(xbd_sample_root, "tier3", need_pre=True, progress=False)
+    assert all(t.footprint is not None for t in tiles)
+    assert same_location(tiles[:1], tiles[1:]) == {}
+    assert same_location(tiles[1:2], tiles[1:2]) == {tiles[1]: (tiles[1], "same tile id")}
 
 
 def test_cli_build_and_failure_exit_codes(xbd_tree, tmp_path, monkeypatch, capsys):

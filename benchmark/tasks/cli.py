@@ -21,29 +21,41 @@ def _common_build_kwargs(args) -> dict:
         "train_per_class": args.train_per_class,
         "test_per_class": args.test_per_class,
         "overwrite": args.overwrite,
+        "progress": not args.no_progress,
     }
     if hasattr(args, "resize"):
         kwargs["resize"] = args.resize
     return kwargs
 
 
+def _embedder(args, image_size: int | None = None):
+    """The deduplication's embedder from `--cache-dir` / `--device` (default backbone)."""
+    from ..device import resolve_device
+    from .dedup import resolve_embedder
+
+    return resolve_embedder(None, cache_dir=args.cache_dir, device=str(resolve_device(args.device)), image_size=image_size)
+
+
 def _build_xbd(args) -> int:
     from .xbd import build_xbd_task
 
-    path = build_xbd_task(args.xbd_root, args.out, label_source=args.label_source, **_common_build_kwargs(args))
+    kwargs = _common_build_kwargs(args)
+    path = build_xbd_task(args.xbd_root, args.out, label_source=args.label_source, embedder=_embedder(args), **kwargs)
     return _report_built(path)
 
 
 def _build_imagefolder(args) -> int:
     from .imagefolder import DEFAULT_LICENCE, DEFAULT_PROMPT_TEMPLATE, build_imagefolder_task
 
+    kwargs = _common_build_kwargs(args)
     path = build_imagefolder_task(
         args.root,
         args.out,
         name=args.name,
         prompt_template=args.prompt_template or DEFAULT_PROMPT_TEMPLATE,
         licence=args.licence or DEFAULT_LICENCE,
-        **_common_build_kwargs(args),
+        embedder=_embedder(args),
+        **kwargs,
     )
     return _report_built(path)
 
@@ -51,7 +63,8 @@ def _build_imagefolder(args) -> int:
 def _build_demo(args) -> int:
     from .demo import build_demo_task
 
-    path = build_demo_task(args.out, image_size=args.image_size, **_common_build_kwargs(args))
+    kwargs = _common_build_kwargs(args)
+    path = build_demo_task(args.out, image_size=args.image_size, embedder=_embedder(args, args.image_size), **kwargs)
     return _report_built(path)
 
 
@@ -60,7 +73,19 @@ def _report_built(path: Path) -> int:
     print(f"built task {task.name} at {path}")
     _print_sizes(task)
     print(f"test_manifest_hash: {task.test_manifest_hash}")
+    removed = (task.near_duplicates or {}).get("removed", [])
+    print(f"near-duplicates of test images removed from training: {len(removed)}")
+    for pair in removed:
+        print(f"  {_describe_pair(pair)}")
     return 0
+
+
+def _describe_pair(pair: dict) -> str:
+    return (
+        f"{pair['split']} {pair['image_id']} ({pair['source_file']}) ~ test {pair['test_image_id']} "
+        f"({pair['test_source_file']}): pHash distance {pair['phash_distance']}, match score "
+        f"{pair['match_score']:.3f}, cosine {pair['cosine']:.3f}"
+    )
 
 
 def _print_sizes(task) -> None:
@@ -70,8 +95,24 @@ def _print_sizes(task) -> None:
 
 
 def _verify(args) -> int:
+    from .dedup import check_near_duplicates
+
     task = load_task(args.path, revision=args.revision, verify=True)
     print(f"ok: {task.name} ({task.path}, revision {task.revision}): every file and image matches manifest.json")
+    if args.no_near_duplicates:
+        return 0
+    record = task.near_duplicates
+    if record is None:
+        print(f"note: {task.name} was built without deduplication (task schema_version {task.manifest['schema_version']})")
+    embedder = _embedder(args, record.get("image_size") if record else None)
+    pairs = check_near_duplicates(task, embedder, progress=not args.no_progress)
+    if pairs:
+        raise TaskError(
+            f"{task.path}: {len(pairs)} training image(s) are near-copies of test images:\n  - "
+            + "\n  - ".join(pair.describe() for pair in pairs)
+        )
+    checked = ", ".join(s for s in task.splits if s != "test")
+    print(f"ok: no image of {checked} is a near-copy of a test image (near-duplicate detector re-run)")
     return 0
 
 
@@ -130,6 +171,17 @@ def _add_common_build_args(
     if resize_help:
         parser.add_argument("--resize", type=positive_int, default=None, help=resize_help)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing task folder at --out")
+    _add_detector_args(parser)
+
+
+def _add_detector_args(parser: argparse.ArgumentParser) -> None:
+    """The near-duplicate detector's flags (build and verify) and --no-progress."""
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None,
+        help="feature cache of the near-duplicate detector's embeddings (default: $SYNTHBENCH_CACHE or ~/.cache/synthbench/features)",
+    )
+    parser.add_argument("--device", default="auto", help="device of the detector's backbone: auto, cpu, cuda (default auto)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def register(subparsers) -> None:
@@ -171,9 +223,16 @@ def register(subparsers) -> None:
     demo.add_argument("--image-size", type=int, default=96, help="image side in pixels, 32 to 1024 (default 96)")
     demo.set_defaults(func=_build_demo)
 
-    verify = task_sub.add_parser("verify", help="check every file and image of a task against its manifest")
+    verify = task_sub.add_parser(
+        "verify", help="check every file and image of a task against its manifest, and that no training image is a near-copy of a test image"
+    )
     verify.add_argument("path", help="task folder or Hub dataset repo id")
     verify.add_argument("--revision", default=None, help="Hub revision (repo ids only)")
+    verify.add_argument(
+        "--no-near-duplicates", action="store_true",
+        help="only check files and images against the manifest (skip re-running the near-duplicate detector)",
+    )
+    _add_detector_args(verify)
     verify.set_defaults(func=_verify)
 
     info = task_sub.add_parser("info", help="print a task's classes, split sizes and identity")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -29,10 +30,12 @@ from scipy import ndimage
 from ..errors import TaskError
 from ..images import encode_png
 from ..protocol import PROMPT_TEMPLATES, XBD_CLASSES, prompt_for
+from .dedup import TrainingUnit, deduplicate, resolve_embedder
 from .record import TaskImage, save_task
 
 DEMO_TASK_NAME = "demo-disaster6"
-DEMO_BUILDER_VERSION = 1
+#: 2: the training side is deduplicated against the test split.
+DEMO_BUILDER_VERSION = 2
 #: The demo's classes are the flagship task's classes.
 DEMO_CLASSES: tuple[str, ...] = XBD_CLASSES
 #: The demo images are made by this package: its licence.
@@ -329,31 +332,40 @@ def edit_image(pre: Image.Image, class_name: str, seed: int) -> Image.Image:
 # ----------------------------------------------------------------------------------------------
 
 
+def demo_tile(seed: int, split: str, class_name: str, index: int, image_size: int) -> TrainingUnit:
+    """One demo tile: its post image (in `split`) and, for a training tile, its pre scene as a
+    generation input. Each tile is a fresh scene, its post image an edit of it."""
+    tile = f"demo-{split.replace('_', '-')}-{class_name}-{index:04d}"
+    pre = render_scene(_rng(seed, "scene", tile), image_size)
+    post = edit_image(pre, class_name, int(_rng(seed, "post", tile).integers(2**31)))
+    event = f"demo-{class_name}"
+    rows = [(split, TaskImage(encode_png(post), class_name, f"{tile}_post", event, f"procedural:{tile}", "", tile))]
+    if split == "train_real":  # only train tiles give generation inputs
+        rows.append(
+            ("generation_inputs",
+             TaskImage(encode_png(pre), class_name, f"{tile}_pre", event, f"procedural:{tile}", prompt_for(class_name), tile))
+        )
+    return TrainingUnit(class_name, tuple(rows))
+
+
 def demo_rows(
     *, seed: int = 0, train_per_class: int = 100, test_per_class: int = 50, image_size: int = 96
 ) -> dict[str, list[TaskImage]]:
-    """The demo task's rows: each tile is a fresh scene, its post image an edit of it."""
+    """The demo task's rows before deduplication (tiles 0..n-1 of each class and split)."""
     splits: dict[str, list[TaskImage]] = {"train_real": [], "test": [], "generation_inputs": []}
     for split, per_class in (("train_real", train_per_class), ("test", test_per_class)):
         for class_name in DEMO_CLASSES:
             for index in range(per_class):
-                tile = f"demo-{split.replace('_', '-')}-{class_name}-{index:04d}"
-                scene_rng = _rng(seed, "scene", tile)
-                pre = render_scene(scene_rng, image_size)
-                post_seed = int(_rng(seed, "post", tile).integers(2**31))
-                post = edit_image(pre, class_name, post_seed)
-                event = f"demo-{class_name}"
-                splits[split].append(
-                    TaskImage(encode_png(post), class_name, f"{tile}_post", event, f"procedural:{tile}", "", tile)
-                )
-                if split == "train_real":  # only train tiles give generation inputs
-                    splits["generation_inputs"].append(
-                        TaskImage(
-                            encode_png(pre), class_name, f"{tile}_pre", event, f"procedural:{tile}",
-                            prompt_for(class_name), tile,
-                        )
-                    )
+                for row_split, row in demo_tile(seed, split, class_name, index, image_size).rows:
+                    splits[row_split].append(row)
     return splits
+
+
+def _training_pool(seed: int, class_name: str, image_size: int, per_class: int) -> Iterator[TrainingUnit]:
+    # Tiles per_class, per_class + 1, ... replace removed ones; procedural scenes are all distinct,
+    # so a spare of the class's size is far more than deduplication can use.
+    for index in range(2 * per_class + 10):
+        yield demo_tile(seed, "train_real", class_name, index, image_size)
 
 
 def build_demo_task(
@@ -363,14 +375,32 @@ def build_demo_task(
     train_per_class: int = 100,
     test_per_class: int = 50,
     image_size: int = 96,
+    embedder: Callable | None = None,
     overwrite: bool = False,
+    progress: bool = False,
 ) -> Path:
-    """Build the procedural `demo-disaster6` task folder at `out_dir` (a pipeline demo)."""
+    """Build the procedural `demo-disaster6` task folder at `out_dir` (a pipeline demo).
+
+    The training side is deduplicated against the test split (`benchmark.tasks.dedup`) with
+    `embedder` (default: the default backbone at `image_size` over the grid's feature cache, so
+    a grid at the demo's size reuses the features).
+    """
     if train_per_class < 1 or test_per_class < 1:
         raise TaskError("the demo task needs at least 1 train and 1 test image per class")
     if not 32 <= image_size <= 1024:
         raise TaskError(f"demo image size {image_size} is outside 32..1024")
-    splits = demo_rows(seed=seed, train_per_class=train_per_class, test_per_class=test_per_class, image_size=image_size)
+    if Path(out_dir).exists() and not overwrite:
+        raise TaskError(f"{out_dir}: already exists (pass --overwrite to replace it)")
+    test = [
+        row
+        for class_name in DEMO_CLASSES
+        for index in range(test_per_class)
+        for _, row in demo_tile(seed, "test", class_name, index, image_size).rows
+    ]
+    pools = {c: _training_pool(seed, c, image_size, train_per_class) for c in DEMO_CLASSES}
+    embedder = resolve_embedder(embedder, image_size=image_size)
+    kept = deduplicate(test, pools, train_per_class, embedder=embedder, progress=progress)
+    splits = {"train_real": kept.rows("train_real"), "test": test, "generation_inputs": kept.rows("generation_inputs")}
     return save_task(
         out_dir,
         splits,
@@ -388,11 +418,13 @@ def build_demo_task(
             "Pipeline demo, not a scientific result: every image is procedurally rendered by "
             "benchmark.tasks.demo (render_scene + edit_image).",
             f"Images are {image_size}x{image_size}; post images of train_real and test are edit_image of fresh scenes.",
+            *kept.notes(train_per_class),
         ],
         description=(
             "Six procedurally rendered disaster classes (flooding, wildfire, volcano, earthquake, storm, "
             "tsunami) on synthetic overhead scenes. `generation_inputs` holds the pre-disaster scenes of "
             "the `train_real` tiles; `benchmark.tasks.demo.edit_image` is the demo's procedural editor."
         ),
+        near_duplicates=kept.record(["train_real", "generation_inputs"]),
         overwrite=overwrite,
     )

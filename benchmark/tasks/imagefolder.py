@@ -8,6 +8,8 @@
   the train_real images themselves, each with its class prompt (an image-to-image generator then
   makes variations of the real training images). Same bytes, ids suffixed `_input`, `pair_id`
   linking each to its train_real row.
+- deduplication (`benchmark.tasks.dedup`): a training image that is a near-copy of a test image
+  is removed and replaced by the next image of its class's shuffle not used by either split.
 
 Every image is decoded (refusing anything that does not decode) and re-encoded as an RGB PNG,
 optionally resized to `resize` x `resize`.
@@ -18,15 +20,18 @@ from __future__ import annotations
 import random
 import re
 from pathlib import Path
+from typing import Callable, Iterator
 
 from PIL import Image
 from tqdm import tqdm
 
 from ..errors import TaskError
 from ..images import ImageDecodeError, encode_png, open_rgb
+from .dedup import TrainingUnit, deduplicate, resolve_embedder
 from .record import TaskImage, save_task
 
-IMAGEFOLDER_BUILDER_VERSION = 1
+#: 2: the training side is deduplicated against the test split.
+IMAGEFOLDER_BUILDER_VERSION = 2
 #: Image files considered inside class folders (others are ignored).
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp")
 #: Default prompt of an image-folder task's generation inputs; `{name}` is the class folder name.
@@ -51,6 +56,23 @@ def _load_png(path: Path, resize: int | None) -> bytes:
     return encode_png(image)
 
 
+def _row(root: Path, class_name: str, path: Path, resize: int | None) -> TaskImage:
+    image_id = f"{_safe_id(class_name)}__{_safe_id(path.stem)}"
+    return TaskImage(_load_png(path, resize), class_name, image_id, class_name, path.relative_to(root).as_posix(), "", image_id)
+
+
+def _units(
+    root: Path, class_name: str, paths: list[Path], resize: int | None, prompt_template: str, bar
+) -> Iterator[TrainingUnit]:
+    """A class's training draws, decoded only when drawn: the image and its generation input."""
+    prompt = prompt_template.format(name=class_name)
+    for path in paths:
+        row = _row(root, class_name, path, resize)
+        generation_input = TaskImage(row.png, class_name, f"{row.image_id}_input", class_name, row.source_file, prompt, row.image_id)
+        bar.update()
+        yield TrainingUnit(class_name, (("train_real", row), ("generation_inputs", generation_input)))
+
+
 def build_imagefolder_task(
     root: str | Path,
     out_dir: str | Path,
@@ -62,10 +84,15 @@ def build_imagefolder_task(
     name: str | None = None,
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
     licence: str = DEFAULT_LICENCE,
+    embedder: Callable | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Build a task from `root/<class>/<images>` into `out_dir` (see the module docstring)."""
+    """Build a task from `root/<class>/<images>` into `out_dir` (see the module docstring).
+
+    `embedder` embeds images for the deduplication (default: the default backbone at its native
+    size over the grid's feature cache).
+    """
     root = Path(root)
     if not root.is_dir():
         raise TaskError(f"{root}: image folder not found")
@@ -103,26 +130,21 @@ def build_imagefolder_task(
             + ", ".join(f"{c} has {n}" for c, n in short.items())
         )
 
-    splits: dict[str, list[TaskImage]] = {"train_real": [], "test": [], "generation_inputs": []}
-    jobs = [
-        (split, class_name, path)
-        for class_name in classes
-        for split, chosen in (
-            ("train_real", files[class_name][:train_per_class]),
-            ("test", files[class_name][train_per_class : train_per_class + test_per_class]),
-        )
-        for path in chosen
-    ]
-    for split, class_name, path in tqdm(jobs, desc="imagefolder images", unit="image", disable=not progress):
-        png = _load_png(path, resize)
-        image_id = f"{_safe_id(class_name)}__{_safe_id(path.stem)}"
-        source = path.relative_to(root).as_posix()
-        splits[split].append(TaskImage(png, class_name, image_id, class_name, source, "", image_id))
-        if split == "train_real":
-            prompt = prompt_template.format(name=class_name)
-            splits["generation_inputs"].append(
-                TaskImage(png, class_name, f"{image_id}_input", class_name, source, prompt, image_id)
-            )
+    bar = tqdm(total=len(classes) * (train_per_class + test_per_class), desc="imagefolder images", unit="image", disable=not progress)
+    test = []
+    for class_name in classes:
+        for path in files[class_name][train_per_class : train_per_class + test_per_class]:
+            test.append(_row(root, class_name, path, resize))
+            bar.update()
+    # Training draws in shuffle order: the first train_per_class, then the images left over after
+    # the test split (the replacements of removed near-duplicates).
+    pools = {
+        c: _units(root, c, files[c][:train_per_class] + files[c][train_per_class + test_per_class :], resize, prompt_template, bar)
+        for c in classes
+    }
+    kept = deduplicate(test, pools, train_per_class, embedder=resolve_embedder(embedder), progress=progress)
+    bar.close()
+    splits = {"train_real": kept.rows("train_real"), "test": test, "generation_inputs": kept.rows("generation_inputs")}
     return save_task(
         out_dir,
         splits,
@@ -139,7 +161,9 @@ def build_imagefolder_task(
         notes=[
             "generation_inputs are the train_real images themselves (an image folder has no "
             "pre-disaster twins): generators make variations of the real training images.",
+            *kept.notes(train_per_class),
         ],
         description=f"An image-folder task built from `{root.name}/` ({len(classes)} class folders).",
+        near_duplicates=kept.record(["train_real", "generation_inputs"]),
         overwrite=overwrite,
     )

@@ -34,7 +34,10 @@ from ..errors import TaskError
 from ..images import ImageRef
 from ..io import atomic_directory, atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
 
-TASK_SCHEMA_VERSION = 1
+#: 2: manifest.json gained `near_duplicates` (the build-time deduplication record).
+TASK_SCHEMA_VERSION = 2
+#: Versions this harness reads (a version-1 task simply has no deduplication record).
+READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
 #: The splits of every task, in this order.
 SPLITS: tuple[str, ...] = ("train_real", "test", "generation_inputs")
 #: The columns of every split, in this order.
@@ -154,8 +157,9 @@ def _write_split(path: Path, rows: Sequence[TaskImage], classes: Sequence[str]) 
     pq.write_table(table, path, row_group_size=PARQUET_ROW_GROUP_SIZE)
 
 
-def render_card(info: Mapping[str, Any], description: str) -> str:
-    """The dataset card (README.md): Hub YAML front matter, then prose generated from `info`."""
+def render_card(info: Mapping[str, Any], description: str, near_duplicates: Mapping[str, Any] | None = None) -> str:
+    """The dataset card (README.md): Hub YAML front matter, then prose generated from `info` (and
+    the deduplication record, when the builder made one)."""
     front = {
         "license": info["licence"],
         "pretty_name": info["name"],
@@ -220,10 +224,42 @@ def render_card(info: Mapping[str, Any], description: str) -> str:
         f"- resize: {info['resize'] if info['resize'] else 'none (original size)'}",
         f"- licence: `{info['licence']}`",
     ]
+    if near_duplicates is not None:
+        lines += _card_deduplication(near_duplicates)
     if info["notes"]:
         lines += ["", "## Notes", ""]
         lines += [f"- {note}" for note in info["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _card_deduplication(record: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## Deduplication",
+        "",
+        f"Every image of {', '.join(f'`{s}`' for s in record['queries'])} was compared with every `test` image by",
+        f"the leakage gate's near-duplicate detector (`{record['detector']}`, version {record['detector_version']},",
+        f"embeddings `{record['embedder']}`); training images that are near-copies of a test image were removed",
+        "and replaced by the next draw of their class. `synthbench task verify` re-checks it.",
+        "",
+    ]
+    removed = record["removed"]
+    if not removed:
+        lines.append("No training image was a near-copy of a test image.")
+    else:
+        lines += [
+            "| split | removed image | source | test image | test source | pHash distance | match score | cosine |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{p['split']}` | `{p['image_id']}` | `{p['source_file']}` | `{p['test_image_id']}` | "
+            f"`{p['test_source_file']}` | {p['phash_distance']} | {p['match_score']:.4f} | {p['cosine']:.4f} |"
+            for p in removed
+        ]
+    if record.get("same_location"):
+        lines += ["", f"{len(record['same_location'])} training tile(s) were left out because they show the location "
+                  "of a test tile (listed in `manifest.json`, `near_duplicates.same_location`)."]
+    return lines
 
 
 def _make_readable(root: Path) -> None:
@@ -249,9 +285,13 @@ def save_task(
     is_demo: bool = False,
     notes: Iterable[str] = (),
     description: str = "",
+    near_duplicates: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a complete task folder at `out_dir` (atomically) and return its path.
+
+    `near_duplicates` is the builder's deduplication record (`benchmark.tasks.dedup`), stored in
+    the manifest and shown in the card; None records a task that was not deduplicated.
 
     `licence` is a Hub licence identifier (e.g. `cc-by-nc-sa-4.0`). Raises TaskError for rows that
     break the record (unknown label, duplicate or unsafe image id, empty split, a test image
@@ -285,7 +325,7 @@ def save_task(
         for split in SPLITS:
             _write_split(tmp / split_path(split), splits[split], classes)
         atomic_write_json(tmp / TASK_INFO_FILE, info)
-        atomic_write_text(tmp / CARD_FILE, render_card(info, description))
+        atomic_write_text(tmp / CARD_FILE, render_card(info, description, near_duplicates))
         images = {
             split: {row.image_id: row.sha256 for row in sorted(splits[split], key=lambda r: r.image_id)}
             for split in SPLITS
@@ -298,6 +338,7 @@ def save_task(
             },
             "images": images,
             "test_manifest_hash": compute_test_manifest_hash(images["test"]),
+            "near_duplicates": dict(near_duplicates) if near_duplicates is not None else None,
         }
         atomic_write_json(tmp / MANIFEST_FILE, manifest)
         _make_readable(tmp)
@@ -339,6 +380,11 @@ class Task:
     @property
     def test_manifest_hash(self) -> str:
         return self.manifest["test_manifest_hash"]
+
+    @property
+    def near_duplicates(self) -> dict | None:
+        """The build-time deduplication record (None: built without it, e.g. schema_version 1)."""
+        return self.manifest.get("near_duplicates")
 
     def _table(self, split: str) -> pa.Table:
         if split not in self.splits:
@@ -387,8 +433,9 @@ def _read_json(path: Path, what: str) -> dict:
     if not isinstance(data, dict):
         raise TaskError(f"{path}: expected a JSON object")
     version = data.get("schema_version")
-    if version != TASK_SCHEMA_VERSION:
-        raise TaskError(f"{path}: schema_version {version!r} is not supported (this harness reads {TASK_SCHEMA_VERSION})")
+    if type(version) is not int or version not in READABLE_SCHEMA_VERSIONS:
+        readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS))
+        raise TaskError(f"{path}: schema_version {version!r} is not supported (this harness reads {readable})")
     return data
 
 
@@ -396,9 +443,13 @@ def _check_info(path: Path, info: dict, manifest: dict) -> None:
     for key in ("name", "builder", "classes", "split_sizes", "is_demo"):
         if key not in info:
             raise TaskError(f"{path / TASK_INFO_FILE}: missing field {key!r}")
-    for key in ("files", "images", "test_manifest_hash"):
+    required = ("files", "images", "test_manifest_hash") + (("near_duplicates",) if manifest["schema_version"] >= 2 else ())
+    for key in required:
         if key not in manifest:
             raise TaskError(f"{path / MANIFEST_FILE}: missing field {key!r}")
+    record = manifest.get("near_duplicates")
+    if record is not None and not (isinstance(record, dict) and isinstance(record.get("removed"), list)):
+        raise TaskError(f"{path / MANIFEST_FILE}: near_duplicates must be null or an object with a 'removed' list")
     for split in SPLITS:
         if split not in manifest["images"]:
             raise TaskError(f"{path / MANIFEST_FILE}: no image list for split {split!r}")

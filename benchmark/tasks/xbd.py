@@ -9,10 +9,14 @@ The official layout (Gupta et al. 2019; CC BY-NC-SA 4.0) has four split folders,
 A label JSON holds `metadata` (`disaster`, `disaster_type`, `img_name`, ...) and `features`
 (`xy` and `lng_lat` lists of building polygons as WKT).
 
-- train_real: `train_per_class` post-disaster tiles per class from train/ + tier3/, balanced over
-  each class's events (round robin over events, each event's tiles shuffled by the seed).
-- test: a balanced, disjoint set from test/ + hold/ chosen the same way (fewer only when xBD has
-  fewer; reported in task.json notes).
+- test: `test_per_class` post-disaster tiles per class from test/ + hold/, balanced over each
+  class's events (round robin over events, each event's tiles shuffled by the seed); fewer only
+  when xBD has fewer (reported in task.json notes).
+- train_real: `train_per_class` tiles per class from train/ + tier3/ (tier3/ may be absent: the
+  notes say so), chosen the same way, among the tiles that do not show the location of a test
+  tile (the same `<event>_<id>`, or building footprints in `lng_lat` that overlap), and
+  deduplicated against the test split (`benchmark.tasks.dedup`: a near-copy of a test image is
+  replaced by the class's next tile).
 - generation_inputs: the pre-disaster twins of the train_real tiles, with class prompts.
 
 Classes come from `benchmark.protocol.XBD_EVENT_TO_CLASS` (`--label-source table`, the default)
@@ -30,6 +34,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 from PIL import Image
 from tqdm import tqdm
@@ -37,15 +42,22 @@ from tqdm import tqdm
 from ..errors import TaskError
 from ..images import ImageDecodeError, encode_png, open_rgb, read_image_bytes
 from ..protocol import PROMPT_TEMPLATES, XBD_CLASSES, XBD_EVENT_TO_CLASS, XBD_METADATA_TYPE_TO_CLASS, prompt_for
+from .dedup import TrainingUnit, deduplicate, resolve_embedder
 from .record import TaskImage, save_task
 
 log = logging.getLogger(__name__)
 
 XBD_TASK_NAME = "xbd-disaster6"
-XBD_BUILDER_VERSION = 1
+#: 2: test chosen first; same-location tiles and near-duplicates of test tiles kept out of training.
+XBD_BUILDER_VERSION = 2
 XBD_LICENCE = "cc-by-nc-sa-4.0"
 #: The official split folders: the first two feed train_real, the last two the test split.
 TRAIN_FOLDERS: tuple[str, ...] = ("train", "tier3")
+#: Split folders a download may lack (some releases ship without tier3/): the build says so.
+OPTIONAL_FOLDERS: tuple[str, ...] = ("tier3",)
+#: Two tiles' building footprints overlap when they share this fraction of the smaller one's area:
+#: less is the strip where a building cut by the tile edge shows in both neighbours.
+OVERLAP_MIN_FRACTION = 0.1
 TEST_FOLDERS: tuple[str, ...] = ("test", "hold")
 LABEL_SOURCES: tuple[str, ...] = ("table", "metadata")
 _TILE_NAME = re.compile(r"^(?P<event>[a-z0-9-]+)_(?P<number>\d+)_(?P<phase>pre|post)_disaster\.png$")
@@ -62,14 +74,17 @@ class XbdTile:
     pre_image: Path
     label_file: Path
     disaster_type: str
+    #: (min lng, min lat, max lng, max lat) of the tile's building polygons; None without any
+    footprint: tuple[float, float, float, float] | None = None
 
     @property
     def stem(self) -> str:
         return f"{self.event}_{self.number}"
 
 
-def _read_label(path: Path, image_name: str, event: str) -> str:
-    """The `disaster_type` of a post-disaster label JSON, after checking it is a real xBD label."""
+def _read_label(path: Path, image_name: str, event: str) -> tuple[str, tuple[float, float, float, float] | None]:
+    """The `disaster_type` and building footprint of a post-disaster label JSON, after checking it
+    is a real xBD label."""
     if not path.is_file():
         raise TaskError(f"{path}: missing label JSON for image {image_name}")
     try:
@@ -89,7 +104,27 @@ def _read_label(path: Path, image_name: str, event: str) -> str:
         raise TaskError(f"{path}: metadata.img_name is {metadata['img_name']!r}, expected {image_name!r}")
     if metadata["disaster"] != event:
         raise TaskError(f"{path}: metadata.disaster is {metadata['disaster']!r} but the file name says {event!r}")
-    return metadata["disaster_type"]
+    return metadata["disaster_type"], _footprint(features.get("lng_lat"))
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def _footprint(polygons) -> tuple[float, float, float, float] | None:
+    """Bounding box (lng/lat) of a label's building polygons (WKT), or None when it has none.
+
+    The tile covers at least this box, so two tiles whose boxes overlap show the same ground.
+    """
+    lngs: list[float] = []
+    lats: list[float] = []
+    for polygon in polygons if isinstance(polygons, list) else []:
+        wkt = polygon.get("wkt") if isinstance(polygon, dict) else None
+        numbers = [float(n) for n in _NUMBER.findall(wkt)] if isinstance(wkt, str) else []
+        lngs += numbers[0::2]
+        lats += numbers[1::2][: len(numbers[0::2])]
+    if not lngs or not lats:
+        return None
+    return (min(lngs), min(lats), max(lngs), max(lats))
 
 
 def scan_folder(root: Path, folder: str, *, need_pre: bool, progress: bool = True) -> list[XbdTile]:
@@ -110,8 +145,8 @@ def scan_folder(root: Path, folder: str, *, need_pre: bool, progress: bool = Tru
         if need_pre and not pre.is_file():
             raise TaskError(f"{pre}: missing pre-disaster twin of {post.name}")
         label_file = labels / f"{event}_{number}_post_disaster.json"
-        disaster_type = _read_label(label_file, post.name, event)
-        tiles.append(XbdTile(folder, event, number, post, pre, label_file, disaster_type))
+        disaster_type, footprint = _read_label(label_file, post.name, event)
+        tiles.append(XbdTile(folder, event, number, post, pre, label_file, disaster_type, footprint))
     return tiles
 
 
@@ -190,6 +225,94 @@ def _image_ids(tiles: list[XbdTile]) -> dict[XbdTile, str]:
     return {tile: (tile.stem if counts[tile.stem] == 1 else f"{tile.folder}-{tile.stem}") for tile in tiles}
 
 
+def _check_root(root: Path) -> list[str]:
+    """The training folders present (tier3/ may be absent: some downloads lack it)."""
+    if not root.is_dir():
+        raise TaskError(f"{root}: xBD root folder not found")
+    required = [folder for folder in TRAIN_FOLDERS + TEST_FOLDERS if folder not in OPTIONAL_FOLDERS]
+    missing = [folder for folder in required if not (root / folder).is_dir()]
+    if missing:
+        raise TaskError(
+            f"{root}: missing xBD split folder(s) {', '.join(missing)} "
+            f"(the official layout has {', '.join(TRAIN_FOLDERS + TEST_FOLDERS)}; {', '.join(OPTIONAL_FOLDERS)} may be absent)"
+        )
+    return [folder for folder in TRAIN_FOLDERS if (root / folder).is_dir()]
+
+
+def _by_class(pool: list[XbdTile], label_source: str) -> dict[str, dict[str, list[XbdTile]]]:
+    grouped: dict[str, dict[str, list[XbdTile]]] = {c: defaultdict(list) for c in XBD_CLASSES}
+    for tile in pool:
+        grouped[_class_of(tile, label_source)][tile.event].append(tile)
+    return grouped
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    """Whether two footprints share at least OVERLAP_MIN_FRACTION of the smaller one's area."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return False
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return smaller <= 0 or width * height >= OVERLAP_MIN_FRACTION * smaller
+
+
+def same_location(train_pool: list[XbdTile], test_tiles: list[XbdTile]) -> dict[XbdTile, tuple[XbdTile, str]]:
+    """Training tiles that show the ground of a chosen test tile: the same tile id (`<event>_<id>`)
+    in another split folder, or a building footprint overlapping the test tile's (same event)."""
+    by_stem = {tile.stem: tile for tile in test_tiles}
+    by_event: dict[str, list[XbdTile]] = defaultdict(list)
+    for tile in test_tiles:
+        if tile.footprint is not None:
+            by_event[tile.event].append(tile)
+    excluded: dict[XbdTile, tuple[XbdTile, str]] = {}
+    for tile in train_pool:
+        if tile.stem in by_stem:
+            excluded[tile] = (by_stem[tile.stem], "same tile id")
+            continue
+        if tile.footprint is None:
+            continue
+        for test in by_event.get(tile.event, ()):
+            if _overlap(tile.footprint, test.footprint):
+                excluded[tile] = (test, "overlapping building footprints")
+                break
+    return excluded
+
+
+def _check_training_counts(groups: dict[str, dict[str, list[XbdTile]]], needed: int, folders: list[str], excluded: int) -> None:
+    """One error naming every class with its counts when any class has too few training tiles."""
+    counts = {c: {e: len(t) for e, t in sorted(groups[c].items()) if t} for c in XBD_CLASSES}
+    short = [c for c in XBD_CLASSES if sum(counts[c].values()) < needed]
+    if not short:
+        return
+    lines = [
+        f"{c}: {sum(counts[c].values())}{' (too few)' if c in short else ''} "
+        f"({', '.join(f'{e}: {n}' for e, n in counts[c].items()) or 'no events'})"
+        for c in XBD_CLASSES
+    ]
+    where = "/".join(folders)
+    left_out = f", after leaving out {excluded} tile(s) at the location of a test tile" if excluded else ""
+    raise TaskError(
+        f"class(es) {', '.join(short)} need {needed} training tiles from {where}; training tiles per class{left_out}:\n  "
+        + "\n  ".join(lines)
+    )
+
+
+def _tile_rows(tile: XbdTile, class_name: str, image_id: str, root: Path, resize: int | None, split: str) -> list[tuple[str, TaskImage]]:
+    """A tile's post image in `split` and, for a training tile, its pre image as a generation input."""
+    rows = [(split, TaskImage(_tile_png(tile.post_image, resize), class_name, f"{image_id}_post", tile.event,
+                              tile.post_image.relative_to(root).as_posix(), "", image_id))]
+    if split == "train_real":
+        rows.append(("generation_inputs", TaskImage(_tile_png(tile.pre_image, resize), class_name, f"{image_id}_pre", tile.event,
+                                                    tile.pre_image.relative_to(root).as_posix(), prompt_for(class_name), image_id)))
+    return rows
+
+
+def _training_units(order: list[XbdTile], class_name: str, ids, root: Path, resize: int | None, bar) -> Iterator[TrainingUnit]:
+    for tile in order:
+        bar.update()
+        yield TrainingUnit(class_name, tuple(_tile_rows(tile, class_name, ids[tile], root, resize, "train_real")))
+
+
 def build_xbd_task(
     xbd_root: str | Path,
     out_dir: str | Path,
@@ -199,6 +322,7 @@ def build_xbd_task(
     test_per_class: int = 100,
     label_source: str = "table",
     resize: int | None = None,
+    embedder: Callable | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
@@ -206,6 +330,8 @@ def build_xbd_task(
 
     Raises TaskError (and writes nothing) for a missing root or split folder, a missing or
     malformed label JSON, an image that does not decode, or a class with too few training tiles.
+    `embedder` embeds images for the deduplication (default: the default backbone at its native
+    size over the grid's feature cache).
     """
     root = Path(xbd_root)
     if label_source not in LABEL_SOURCES:
@@ -214,82 +340,56 @@ def build_xbd_task(
         raise TaskError("train_per_class and test_per_class must be at least 1")
     if resize is not None and not 16 <= resize <= 4096:
         raise TaskError(f"resize {resize} is outside 16..4096")
-    if not root.is_dir():
-        raise TaskError(f"{root}: xBD root folder not found")
-    missing = [folder for folder in TRAIN_FOLDERS + TEST_FOLDERS if not (root / folder).is_dir()]
-    if missing:
-        raise TaskError(
-            f"{root}: missing xBD split folder(s) {', '.join(missing)} "
-            f"(the official layout has {', '.join(TRAIN_FOLDERS + TEST_FOLDERS)})"
-        )
+    train_folders = _check_root(root)
     if Path(out_dir).exists() and not overwrite:
         raise TaskError(f"{out_dir}: already exists (pass --overwrite to replace it)")
+    notes = []
+    for folder in sorted(set(TRAIN_FOLDERS) - set(train_folders)):
+        notes.append(f"no {folder}/ folder in the download: train_real is drawn from {'/'.join(train_folders)} only")
 
-    train_pool = [t for f in TRAIN_FOLDERS for t in scan_folder(root, f, need_pre=True, progress=progress)]
+    train_pool = [t for f in train_folders for t in scan_folder(root, f, need_pre=True, progress=progress)]
     test_pool = [t for f in TEST_FOLDERS for t in scan_folder(root, f, need_pre=False, progress=progress)]
-    notes = label_disagreements(train_pool + test_pool)
+    notes += label_disagreements(train_pool + test_pool)
+
+    # The test split first; then every training tile showing the ground of a chosen test tile is
+    # left out of the training pool, so one location stays on one side of the split.
+    test_groups = _by_class(test_pool, label_source)
+    chosen_test = {c: balanced_pick(test_groups[c], test_per_class, seed, "test") for c in XBD_CLASSES}
+    for class_name, tiles in chosen_test.items():
+        if not tiles:
+            raise TaskError(f"class {class_name}: no test tiles in {'/'.join(TEST_FOLDERS)}")
+        if len(tiles) < test_per_class:
+            notes.append(f"short test class: {class_name} has {len(tiles)} test tiles in {'/'.join(TEST_FOLDERS)} (asked {test_per_class})")
+    excluded = same_location(train_pool, [t for c in XBD_CLASSES for t in chosen_test[c]])
+    if excluded:
+        notes.append(f"{len(excluded)} training tile(s) left out: they show the location of a test tile (same tile id or overlapping building footprints)")
+    train_groups = _by_class([t for t in train_pool if t not in excluded], label_source)
+    _check_training_counts(train_groups, train_per_class, train_folders, len(excluded))
     for note in notes:
         log.warning(note)
-
-    def by_class(pool: list[XbdTile]) -> dict[str, dict[str, list[XbdTile]]]:
-        grouped: dict[str, dict[str, list[XbdTile]]] = {c: defaultdict(list) for c in XBD_CLASSES}
-        for tile in pool:
-            grouped[_class_of(tile, label_source)][tile.event].append(tile)
-        return grouped
-
-    train_groups, test_groups = by_class(train_pool), by_class(test_pool)
-    chosen_train: dict[str, list[XbdTile]] = {}
-    chosen_test: dict[str, list[XbdTile]] = {}
-    for class_name in XBD_CLASSES:
-        available = {event: len(tiles) for event, tiles in sorted(train_groups[class_name].items())}
-        chosen_train[class_name] = balanced_pick(train_groups[class_name], train_per_class, seed, "train")
-        if len(chosen_train[class_name]) < train_per_class:
-            raise TaskError(
-                f"class {class_name}: needs {train_per_class} training tiles from {'/'.join(TRAIN_FOLDERS)}, "
-                f"found {sum(available.values())} ({', '.join(f'{e}: {n}' for e, n in available.items()) or 'no events'})"
-            )
-        chosen_test[class_name] = balanced_pick(test_groups[class_name], test_per_class, seed, "test")
-        found = len(chosen_test[class_name])
-        if found == 0:
-            raise TaskError(f"class {class_name}: no test tiles in {'/'.join(TEST_FOLDERS)}")
-        if found < test_per_class:
-            note = f"short test class: {class_name} has {found} test tiles in {'/'.join(TEST_FOLDERS)} (asked {test_per_class})"
-            notes.append(note)
-            log.warning(note)
+        if not note.startswith("label disagreement"):
             print(f"warning: {note}")
 
-    all_chosen = [t for c in XBD_CLASSES for t in chosen_train[c] + chosen_test[c]]
-    ids = _image_ids(all_chosen)
-    splits: dict[str, list[TaskImage]] = {"train_real": [], "test": [], "generation_inputs": []}
-    jobs = [("train_real", c, t) for c in XBD_CLASSES for t in chosen_train[c]]
-    jobs += [("test", c, t) for c in XBD_CLASSES for t in chosen_test[c]]
-    for split, class_name, tile in tqdm(jobs, desc="xbd images", unit="tile", disable=not progress):
-        image_id = ids[tile]
-        splits[split].append(
-            TaskImage(
-                _tile_png(tile.post_image, resize),
-                class_name,
-                f"{image_id}_post",
-                tile.event,
-                tile.post_image.relative_to(root).as_posix(),
-                "",
-                image_id,
-            )
-        )
-        if split == "train_real":
-            splits["generation_inputs"].append(
-                TaskImage(
-                    _tile_png(tile.pre_image, resize),
-                    class_name,
-                    f"{image_id}_pre",
-                    tile.event,
-                    tile.pre_image.relative_to(root).as_posix(),
-                    prompt_for(class_name),
-                    image_id,
-                )
-            )
-    sizes = {split: len(rows) for split, rows in splits.items()}
-    log.info("xbd task: %s", sizes)
+    ids = _image_ids(train_pool + test_pool)
+    test_jobs = [(c, t) for c in XBD_CLASSES for t in chosen_test[c]]
+    bar = tqdm(total=len(test_jobs) + train_per_class * len(XBD_CLASSES), desc="xbd images", unit="tile", disable=not progress)
+    test = []
+    for class_name, tile in test_jobs:
+        test += [row for _, row in _tile_rows(tile, class_name, ids[tile], root, resize, "test")]
+        bar.update()
+    pools = {
+        c: _training_units(balanced_pick(train_groups[c], len(train_pool), seed, "train"), c, ids, root, resize, bar)
+        for c in XBD_CLASSES
+    }
+    kept = deduplicate(test, pools, train_per_class, embedder=resolve_embedder(embedder), progress=progress)
+    bar.close()
+    notes += kept.notes(train_per_class)
+    splits = {"train_real": kept.rows("train_real"), "test": test, "generation_inputs": kept.rows("generation_inputs")}
+    log.info("xbd task: %s", {split: len(rows) for split, rows in splits.items()})
+    locations = [
+        {"tile": ids[tile], "source_file": tile.post_image.relative_to(root).as_posix(), "test_tile": ids[test_tile], "reason": reason}
+        for tile, (test_tile, reason) in sorted(excluded.items(), key=lambda item: ids[item[0]])
+    ]
     return save_task(
         out_dir,
         splits,
@@ -311,5 +411,6 @@ def build_xbd_task(
             "train/tier3, `test` from xBD test/hold, `generation_inputs` are the pre-disaster twins of the "
             "`train_real` tiles."
         ),
+        near_duplicates=kept.record(["train_real", "generation_inputs"], locations),
         overwrite=overwrite,
     )
