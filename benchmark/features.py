@@ -11,8 +11,10 @@ Features are keyed by the SHA-256 of the image bytes (`ImageRef.sha256`), so the
 encoded once whichever task, submission, setting, ratio or seed asks for it. A shard is written
 atomically (temporary file + rename) and listed in the index only afterwards, under a file lock:
 an interrupted run leaves at worst an unlisted shard file, never a listed partial one. A listed
-shard that is unreadable, has the wrong shape, or whose bytes no longer match the SHA-256 in the
-index is logged, dropped from the index and its images encoded again.
+shard that is unreadable (truncated, corrupt), has the wrong shape, or whose bytes no longer match
+the SHA-256 in the index is logged by name, dropped from the index and its images encoded again.
+The temporary files of a writer that was killed (`.shard-*.tmp`, named after their host and pid)
+are removed the first time a cache object uses the folder (`io.remove_stale_temp_files`).
 
 Features are stored as float16 (half the disk) and always returned as the float16 values widened to
 float32, whether just computed or read back: a cold and a warm run give bit-identical features.
@@ -48,7 +50,7 @@ from .backbones import Backbone, ImageTransform
 from .device import compute_precision, encoding_defaults, is_cuda
 from .errors import HarnessError
 from .images import ImageRef, open_rgb
-from .io import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from .io import atomic_write_bytes, atomic_write_json, remove_stale_temp_files, sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +183,7 @@ class FeatureCache:
         self.n_encoded = 0
         # directory -> {shard file name -> verified shard}; each shard is read and hashed once.
         self._loaded: dict[Path, dict[str, _Shard]] = {}
+        self._swept: set[Path] = set()  # folders whose killed writers' temporary files are gone
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -202,6 +205,15 @@ class FeatureCache:
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _sweep(self, directory: Path) -> None:
+        """Remove the temporary files that killed writers left in `directory` (once per object)."""
+        if directory in self._swept:
+            return
+        self._swept.add(directory)
+        removed = remove_stale_temp_files(directory)
+        if removed:
+            log.info("feature cache %s: removed %d temporary file(s) of killed runs", directory, len(removed))
 
     def _read_index(self, directory: Path, backbone: Backbone) -> dict:
         path = directory / "index.json"
@@ -342,6 +354,7 @@ class FeatureCache:
         """
         batch_size, num_workers = encoding_defaults(backbone.device, batch_size, num_workers)
         directory = self.directory(backbone)
+        self._sweep(directory)
         order = [ref.sha256 for ref in refs]
         wanted = set(order)
         found = self._lookup(directory, backbone, wanted)
