@@ -176,10 +176,14 @@ class Entry:
     #: Names of the entries significantly better / worse than this one (paired comparisons).
     beaten_by: list[str] = field(default_factory=list)
     beats: list[str] = field(default_factory=list)
+    #: A record of the entry was scored without the leakage gate (leakage_checked false or unknown).
+    unchecked: bool = False
+    #: Why a complete entry is still not ranked ("" when it is): unchecked on a real task's board.
+    held_back: str = ""
 
     @property
     def ranked(self) -> bool:
-        return not self.missing
+        return not self.missing and not self.held_back
 
     @property
     def verdict(self) -> str:
@@ -218,6 +222,8 @@ class Entry:
             "per_setting": {name: stats.to_dict() for name, stats in self.per_setting.items()},
             "missing": self.missing,
             "status": self.status,
+            "leakage_checked": not self.unchecked,
+            "held_back": self.held_back or None,
             "harness_versions": self.harness_versions,
             "n_runs": self.n_runs,
         }
@@ -380,10 +386,24 @@ def _order_protocols(names: Iterable[str]) -> list[str]:
 
 
 def build_leaderboard(tree: Tree) -> Leaderboard:
-    """Aggregate a validated tree (Tree.raise_if_problems() passed) into ranked board views."""
-    if tree.problems:
-        tree.raise_if_problems()
+    """Aggregate a verified tree into ranked board views.
+
+    The tree's records are the ones its checks kept (leaderboard.tree); its problems are listed
+    on the site, not fatal here. An entry with a record scored without the leakage gate is
+    "unchecked": never ranked on the board of a real task (on the demo task it is only labelled).
+    """
     return _Builder(tree).build()
+
+
+#: Why an unchecked entry is not ranked on a real task's board.
+UNCHECKED_NOTE = "scored without the leakage gate (unchecked)"
+
+
+def _hold_back(entry: "Entry", records: Sequence[Record], is_demo: bool) -> "Entry":
+    entry.unchecked = any(not r.leakage_checked for r in records)
+    if entry.unchecked and not is_demo:
+        entry.held_back = UNCHECKED_NOTE
+    return entry
 
 
 class _Builder:
@@ -554,7 +574,7 @@ class _Builder:
             for i, key in enumerate(stats.runs):
                 minus = stats.baseline[i] if paired and stats.baseline else None
                 cells[(key[2], key[1], SETTINGS[s].ratio if s in SETTINGS else 0, key[4])] = (key, minus)
-        return Entry(
+        entry = Entry(
             **columns,
             accuracy=est.estimate("accuracy", runs),
             macro_f1=est.estimate("macro_f1", runs),
@@ -571,6 +591,7 @@ class _Builder:
             rank_metric=BOARDS[board]["metric"],
             cells=cells,
         )
+        return _hold_back(entry, records, self.tree.is_demo)
 
     def reference_entry(self, board: str, profile: Profile, records: list[Record]) -> Entry:
         real = profile.settings[REAL]
@@ -669,7 +690,7 @@ class _Builder:
                 cells={(key[2], key[1], 0, key[4]): (key, None) for key in runs},
             )
             entry.images_per_class = None
-            view.entries.append(entry)
+            view.entries.append(_hold_back(entry, records, self.tree.is_demo))
         view.entries = rank_entries(view.entries, self.estimator)
         return view
 

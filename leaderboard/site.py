@@ -14,6 +14,10 @@
 The site is built in a temporary sibling folder and moved into place only when complete, so a
 failed build leaves the previous site untouched. It only ever replaces a folder that holds a site
 (marked by SITE_MARKER) or an empty one.
+
+A bad entry never stops the build: the tree's checks (leaderboard.tree) leave it off the boards,
+and the index lists it under "Not shown" with its file and the reason (as do the entry's own
+page and leaderboard.json). Only `strict=True` refuses to publish a tree with any problem.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ from .aggregate import (
     verdict,
 )
 from .ranking import TIE_RULE
-from .tree import LeaderboardError, Submission, hard_label, validate_tree
+from .tree import SELF_REPORTED, LeaderboardError, Problem, Submission, Tree, hard_label, validate_tree
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +74,11 @@ STATIC_DIR = PACKAGE_DIR / "static"
 DEFAULT_SITE_DIR = PACKAGE_DIR / "site"
 #: A file every built site holds: `build` replaces only a folder that has it (or an empty one).
 SITE_MARKER = ".synthbench-site"
-#: 2: entries carry significantly_better / significantly_worse (paired comparisons beside the
-#: overlap rank), two-level CIs (`ci_method`).
-LEADERBOARD_SCHEMA_VERSION = 2
+#: 3: `not_shown` (every problem: path, reason, shown_as), entries' and submissions' `status`
+#: (official = signature verified) and `leakage_checked`, entries' `held_back`. 2: entries carry
+#: significantly_better / significantly_worse (paired comparisons beside the overlap rank),
+#: two-level CIs (`ci_method`).
+LEADERBOARD_SCHEMA_VERSION = 3
 THUMBNAIL_SIZE = 160
 #: Sample images per class shown on a submission page.
 THUMBNAILS_PER_CLASS = 1
@@ -88,14 +94,31 @@ BOARD_COLUMNS = {
 assert set(BOARD_COLUMNS) == set(BOARDS), "every board in benchmark.protocol.BOARDS needs its columns here"
 
 
-def build_site(submissions_dir: str | Path = "submissions", out_dir: str | Path = DEFAULT_SITE_DIR) -> Path:
-    """Validate the tree under `submissions_dir` and publish the site into `out_dir`; return `out_dir`.
+def build_site(
+    submissions_dir: str | Path = "submissions",
+    out_dir: str | Path = DEFAULT_SITE_DIR,
+    *,
+    tasks=None,
+    public_keys=None,
+    strict: bool = False,
+) -> Path:
+    """Verify the tree under `submissions_dir` and publish the site into `out_dir`; return `out_dir`.
 
-    Raises LeaderboardError listing every problem when the tree is inconsistent (nothing is written).
+    `tasks` (leaderboard.tree.TaskTruth list) and `public_keys` default as in `validate_tree`.
+    Entries with a problem are left off (or shown as self-reported / unchecked) and listed as not
+    shown; `strict=True` raises LeaderboardError listing every problem instead (nothing is written).
     """
+    tree = validate_tree(submissions_dir, tasks=tasks, public_keys=public_keys)
+    if strict:
+        tree.raise_if_problems()
+    for problem in tree.problems:
+        log.warning("%s (%s)", problem, problem.shown_as)
+    return write_site(tree, out_dir)
+
+
+def write_site(tree: Tree, out_dir: str | Path = DEFAULT_SITE_DIR) -> Path:
+    """Publish a verified tree (problems listed on the index) into `out_dir`, atomically."""
     out_dir = Path(out_dir)
-    tree = validate_tree(submissions_dir)
-    tree.raise_if_problems()
     _check_replaceable(out_dir)
     board = build_leaderboard(tree)
     with atomic_directory(out_dir, overwrite=True) as tmp:
@@ -234,9 +257,16 @@ class _SiteWriter:
             "zero_shot": self.board.zero_shot,
             "zero_shot_description": PROTOCOLS[ZERO_SHOT_PROTOCOL]["description"],
             "pending": [s for s in self.tree.submissions if not s.records],
+            "not_shown": [self._problem_row(p) for p in self.tree.problems],
+            "tasks": self.tree.tasks,
             "notes": self.board.notes,
             "suites": self.board.suites,
         }
+
+    def _problem_row(self, problem: Problem) -> dict[str, str]:
+        path = Path(problem.path)
+        shown = path.relative_to(self.tree.root) if path.is_relative_to(self.tree.root) else path
+        return {"path": str(shown), "reason": problem.reason, "shown_as": problem.shown_as}
 
     def _methodology_context(self) -> dict[str, Any]:
         recipes = {
@@ -316,8 +346,10 @@ class _SiteWriter:
             "records": sorted(submission.records.values(), key=lambda r: r.path.name),
             "status": (
                 None if not submission.records
-                else "official" if all(r.official for r in submission.records.values()) else "self-reported"
+                else "official" if all(r.official for r in submission.records.values()) else SELF_REPORTED
             ),
+            "unchecked": bool(submission.records) and not submission.leakage_checked,
+            "problems": [self._problem_row(p) for p in self.tree.problems_of(submission)],
         }
 
     @staticmethod
@@ -382,6 +414,7 @@ class _SiteWriter:
             "views": [view.to_dict() for view in self.board.views],
             "zero_shot": [entry.to_dict() for entry in self.board.zero_shot],
             "notes": self.board.notes,
+            "not_shown": [self._problem_row(p) for p in self.tree.problems],
             "submissions": [
                 {
                     "id": s.id,
@@ -392,6 +425,10 @@ class _SiteWriter:
                     "baseline": s.baseline,
                     "generator": s.generator,
                     "records": sorted(r.path.name for r in s.records.values()),
+                    "status": (
+                        None if not s.records else "official" if all(r.official for r in s.records.values()) else SELF_REPORTED
+                    ),
+                    "leakage_checked": s.leakage_checked if s.records else None,
                 }
                 for s in self.tree.submissions
             ],
@@ -427,6 +464,7 @@ class _SiteWriter:
                     verdict=entry.verdict,
                     best_setting=entry.best_setting or "",
                     status=entry.status,
+                    leakage_checked=not entry.unchecked,
                     harness_versions=" ".join(entry.harness_versions),
                     n_runs=entry.n_runs,
                     missing="; ".join(entry.missing),

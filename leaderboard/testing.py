@@ -3,11 +3,16 @@
 NOT results: the predictions are drawn to hit planned accuracies, so that ranking, ties, verdicts
 and the pages can be checked against known answers. Every record is complete and follows
 docs/RECORDS.md section 4 (metrics from benchmark.metrics, written by benchmark.results), so the
-leaderboard reads it exactly as it reads the harness's records.
+leaderboard reads it exactly as it reads the harness's records, and passes its checks: the tree
+comes with its own tiny task folder (`task/` beside the submissions folder, where the leaderboard
+looks by default) whose test labels are the records', each submission's content hash is computed
+from its own (distinct) sample images, and planned official records are signed when a signing
+key is given.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,14 +24,71 @@ from PIL import Image, ImageDraw
 
 from benchmark import __version__
 from benchmark.images import encode_png
-from benchmark.io import atomic_write_bytes, atomic_write_text, sha256_json
+from benchmark.io import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_json
 from benchmark.metrics import CI_METHOD, bootstrap_cis, classification_metrics
 from benchmark.protocol import RATIOS, SETTINGS, TRAIN_PER_CLASS, XBD_CLASSES
 from benchmark.results import RESULT_SCHEMA_VERSION, result_path, write_result
 
 CLASSES = list(XBD_CLASSES)
-#: The constructed board's task: its name starts with "demo", so the site labels it a pipeline demo.
+#: The constructed board's task name: it starts with "demo", so the site labels it a pipeline demo.
+#: Its test_manifest_hash is that of the task folder `make_example_tree` writes beside the tree.
 EXAMPLE_TASK = {"name": "demo-constructed", "revision": "local", "test_manifest_hash": "0" * 64}
+
+
+def _constructed_splits(per_class: int, classes: tuple[str, ...]) -> dict[str, list]:
+    from benchmark.tasks.record import TaskImage
+
+    def image(kind: int, index: int) -> bytes:  # distinct 8x8 pictures, one per row
+        pixels = np.full((8, 8, 3), (kind * 80, index % 256, index // 256), dtype=np.uint8)
+        return encode_png(Image.fromarray(pixels))
+
+    return {
+        "test": [TaskImage(image(0, i * per_class + j), label, f"test-{i}-{j:05d}", "constructed")
+                 for i, label in enumerate(classes) for j in range(per_class)],
+        "train_real": [TaskImage(image(1, i), label, f"train-{i}", "constructed") for i, label in enumerate(classes)],
+        "generation_inputs": [TaskImage(image(2, i), label, f"input-{i}", "constructed", pair_id=f"train-{i}")
+                              for i, label in enumerate(classes)],
+    }
+
+
+@functools.lru_cache(maxsize=None)
+def constructed_task_identity(per_class: int, name: str = EXAMPLE_TASK["name"],
+                              classes: tuple[str, ...] = tuple(CLASSES)) -> dict[str, str]:
+    """{name, revision, test_manifest_hash} of the constructed task with `per_class` test images per
+    class (what `write_constructed_task` writes), without writing it."""
+    from benchmark.tasks import compute_test_manifest_hash
+
+    test = {row.image_id: row.sha256 for row in _constructed_splits(per_class, classes)["test"]}
+    return {"name": name, "revision": "local", "test_manifest_hash": compute_test_manifest_hash(test)}
+
+
+def write_constructed_task(out_dir: str | Path, per_class: int, *, name: str = EXAMPLE_TASK["name"],
+                           classes: list[str] = CLASSES) -> dict[str, str]:
+    """A tiny task folder whose test labels are `balanced_labels(per_class)` in split order; returns
+    its {name, revision, test_manifest_hash} for the records. Reused when it is already there."""
+    from benchmark.tasks import load_task, save_task
+
+    out_dir = Path(out_dir)
+    if not (out_dir / "manifest.json").is_file():
+        splits = _constructed_splits(per_class, tuple(classes))
+        save_task(out_dir, splits, name=name, builder="constructed", builder_version=1, seed=0, classes=classes,
+                  prompt_templates=["{label}"], licence="cc0-1.0", is_demo=name.startswith("demo"),
+                  description="Constructed for the leaderboard's tests; not a benchmark task.")
+    task = load_task(out_dir)
+    if len(task.labels("test")) != per_class * len(classes):
+        raise ValueError(f"{out_dir}: holds a constructed task of another size; use another folder")
+    return {"name": task.name, "revision": task.revision, "test_manifest_hash": task.test_manifest_hash}
+
+
+def copy_tree(source: str | Path, target: str | Path) -> Path:
+    """Copy a constructed submissions folder and the task beside it (`target/../task`); return `target`."""
+    import shutil
+
+    source, target = Path(source), Path(target)
+    shutil.copytree(source, target)
+    if (source.parent / "task").is_dir() and not (target.parent / "task").exists():
+        shutil.copytree(source.parent / "task", target.parent / "task")
+    return target
 
 
 def balanced_labels(per_class: int, n_classes: int = len(CLASSES)) -> np.ndarray:
@@ -69,15 +131,21 @@ def make_record(
     classes: list[str] = CLASSES,
     backbone: str = "efficientnet-lite0",
     protocol: str = "linear-probe",
-    task: dict[str, str] = EXAMPLE_TASK,
+    task: dict[str, str] | None = None,
     official: bool = False,
     track: str = "generated",
     kind: str = "images",
     content_hash: str | None = None,
     harness_version: str = __version__,
+    leakage_checked: bool = True,
 ) -> dict[str, Any]:
-    """A complete result record (RECORDS.md section 4) for the given {(setting, seed): predictions}."""
+    """A complete result record (RECORDS.md section 4) for the given {(setting, seed): predictions}.
+
+    `task` None: the constructed task of `labels.size / len(classes)` test images per class (which
+    `write_submission` puts beside the tree)."""
     n_classes = len(classes)
+    if task is None:
+        task = constructed_task_identity(int(labels.size) // n_classes, EXAMPLE_TASK["name"], tuple(classes))
     run_list = []
     real = {seed: preds for (setting, seed), preds in runs.items() if setting == "real"}
     for (setting, seed), predictions in runs.items():
@@ -110,6 +178,7 @@ def make_record(
         "schema_version": RESULT_SCHEMA_VERSION,
         "harness_version": harness_version,
         "official": official,
+        "leakage_checked": leakage_checked,
         "submission": {
             "id": submission_id,
             "content_hash": content_hash or sha256_json(["constructed", submission_id]),
@@ -117,7 +186,8 @@ def make_record(
             "track": track,
         },
         "task": dict(task),
-        "backbone": {"name": backbone, "weights": "constructed", "revision": "none", "preprocessing": "none"},
+        "backbone": {"name": backbone, "weights": "constructed", "revision": "none", "preprocessing": "none",
+                     "input_size": 224},
         "protocol": {"name": protocol, "params": {}},
         "classes": list(classes),
         "test": {"n": int(labels.size), "labels": [int(y) for y in labels]},
@@ -179,6 +249,7 @@ class Plan:
     ratios: tuple[int, ...] = RATIOS
     official: bool = False
     images_per_class: int = 4  # sample images written into images/ (for thumbnails)
+    leakage_checked: bool = True
 
     def change(self, ratio: int) -> float:
         return self.mixed_change[ratio] if isinstance(self.mixed_change, dict) else self.mixed_change
@@ -200,9 +271,15 @@ EXAMPLE_PLANS = (
 )
 
 
-def write_submission(root: Path, plan: Plan, records: list[dict[str, Any]], classes: list[str] = CLASSES) -> Path:
-    """submission.yaml, a few procedural sample images + metadata.jsonl, and the records."""
+def write_submission(root: Path, plan: Plan, records: list[dict[str, Any]], classes: list[str] = CLASSES,
+                     signing_key=None) -> Path:
+    """submission.yaml, a few procedural sample images + metadata.jsonl, and the records (with the
+    files' content hash; signed with `signing_key` when the record says official)."""
     folder = Path(root) / plan.submission_id
+    for record in records:  # the constructed task the records name, beside the tree (once)
+        per_class = record["test"]["n"] // len(classes)
+        if record["task"] == constructed_task_identity(per_class, EXAMPLE_TASK["name"], tuple(classes)):
+            write_constructed_task(Path(root).parent / "task", per_class, classes=classes)
     meta = {
         "id": plan.submission_id,
         "team": plan.team,
@@ -210,8 +287,8 @@ def write_submission(root: Path, plan: Plan, records: list[dict[str, Any]], clas
         "contact": "someone@example.org",
         "licence": "CC-BY-4.0",
         "track": plan.track,
-        "generator": plan.generator,
-        "fine_tuned": {"yes": False, "data": ""},
+        "generator": {**plan.generator, "link": plan.generator.get("link") or "none"},  # the format needs one
+        "fine_tuned": {"used": False, "data": ""},
         "task": {"name": records[0]["task"]["name"] if records else EXAMPLE_TASK["name"], "revision": "local"},
         "kind": "images",
     }
@@ -222,20 +299,39 @@ def write_submission(root: Path, plan: Plan, records: list[dict[str, Any]], clas
     for index, name in enumerate(classes):
         for j in range(plan.images_per_class):
             file_name = f"images/{name}/{j:04d}.png"
-            atomic_write_bytes(folder / file_name, encode_png(_sample_image(index, j)))
+            atomic_write_bytes(folder / file_name, encode_png(_sample_image(index, j, plan.submission_id)))
             rows.append({"file_name": file_name, "label": name, "source_id": None, "prompt": f"constructed {name}"})
     atomic_write_text(folder / "metadata.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    content_hash = files_content_hash(folder)
     for record in records:
+        record["submission"]["content_hash"] = content_hash
+        if signing_key is not None and record["official"]:
+            from benchmark.signing import sign_record
+
+            sign_record(record, signing_key)
         write_result(result_path(folder, record["backbone"]["name"], record["protocol"]["name"]), record)
     return folder
 
 
-def _sample_image(class_index: int, variant: int, size: int = 64) -> Image.Image:
-    """A distinct procedural picture per class (hue) and variant (shape position)."""
+def files_content_hash(folder: str | Path) -> str:
+    """The content hash the harness computes from a submission folder's files."""
+    from benchmark.submissions.format import parse_submission
+
+    parsed, problems = parse_submission(folder)
+    if parsed is None or len(parsed.entries) == 0:
+        raise ValueError(f"{folder}: constructed submission has no readable images: {problems.errors[:3]}")
+    return parsed.content_hash
+
+
+def _sample_image(class_index: int, variant: int, submission_id: str = "", size: int = 64) -> Image.Image:
+    """A distinct procedural picture per class (hue), variant (shape position) and submission (a
+    small mark of its own: two submissions never hold the same image files)."""
     hue = Image.new("HSV", (size, size), (int(255 * class_index / 6), 160, 200)).convert("RGB")
     draw = ImageDraw.Draw(hue)
     offset = 8 + 10 * variant
     draw.ellipse((offset, offset, offset + 24, offset + 24), fill=(250, 250, 250))
+    mark = int(sha256_bytes(submission_id.encode())[:6], 16)
+    draw.rectangle((0, 0, 3, 3), fill=(mark >> 16, (mark >> 8) & 255, mark & 255))
     return hue
 
 
@@ -248,16 +344,21 @@ def make_example_tree(
     seeds: tuple[int, ...] = (0, 1),
     per_class: int = 30,
     real_accuracy: float = 0.6,
-    task: dict[str, str] = EXAMPLE_TASK,
+    task: dict[str, str] | None = None,
     seed: int = 0,
+    signing_key=None,
 ) -> Path:
     """Write a constructed results tree under `root` (one folder per plan) and return `root`.
 
     Every submission shares the same real runs per (backbone, seed), as a deterministic harness
     would produce; mixed@k is the real predictions shifted by the plan's change; synthetic@k is
-    drawn at the plan's accuracy.
+    drawn at the plan's accuracy. `task`: None writes (or reuses) the constructed task in
+    `root/../task` and uses it; a dict is used as given (records of a task the board lacks).
+    `signing_key`: signs the records of plans with `official=True`.
     """
     root = Path(root)
+    if task is None:
+        task = write_constructed_task(root.parent / "task", per_class)
     rng = np.random.default_rng(seed)
     labels = balanced_labels(per_class)
     real = {(b, s): predictions_with_accuracy(labels, real_accuracy, rng) for b in backbones for s in seeds}
@@ -283,7 +384,8 @@ def make_example_tree(
                     task=task,
                     official=plan.official,
                     track=plan.track,
+                    leakage_checked=plan.leakage_checked,
                 )
             )
-        write_submission(root, plan, records)
+        write_submission(root, plan, records, signing_key=signing_key)
     return root

@@ -1,28 +1,49 @@
-"""Read and validate the results tree (`submissions/<id>/submission.yaml` + `results/*.json`).
+"""Read, validate and verify the results tree (`submissions/<id>/submission.yaml` + `results/*.json`).
 
 This is the check a maintainer's CI runs on every pull request, in the spirit of the MTEB results
-repository's tests: the folder structure, the record schema, no duplicate runs, one task for the
-whole board, ids that match their folders, metrics that match their own predictions. Every problem
-is collected (not just the first), each naming its file, and `Tree.raise_if_problems()` refuses to
-go on with an inconsistent board.
+repository's tests, and it trusts nothing a record says that it can check itself:
+
+- structure: folder names, a readable (bounded) submission.yaml, record file names, the record
+  schema (benchmark.results), no duplicate runs, a real run for every paired seed;
+- ground truth: every record is matched by its test-manifest hash to a task the leaderboard has
+  (`--task`), and its classes and test labels must be that task's; the boards then recompute
+  every metric from the stored predictions against the task's own labels;
+- content: where a submission's files are in the tree, its content hash is recomputed from them
+  and must be the records'; one image set entered under two ids is ranked once;
+- official: a record is official only when its Ed25519 signature verifies against the
+  maintainers' public keys (benchmark.signing); otherwise it is self-reported;
+- leakage: a record scored without the leakage gate is "unchecked" and never ranked on a board
+  of a real (non-demo) task.
+
+Each problem is a `Problem` naming its file, why, and what the board does with it: leaves the
+record (or the whole submission) off ("not shown"), shows it as self-reported, or shows it
+unranked as unchecked. One bad entry never stops the board: `build` lists the problems on the
+page, and only `--strict` (`leaderboard validate`, the pull-request workflow) makes them fatal.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import yaml
 
 from benchmark.errors import ResultsError, SynthbenchError
 from benchmark.protocol import SETTINGS
-from benchmark.results import load_result
+from benchmark.results import leakage_checked, load_result
+
+try:  # a bounded repr (benchmark.io); without it, such values show as their type only
+    from benchmark.io import shorten as _shorten
+except ImportError:  # pragma: no cover - older harness
+    _shorten = None
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +55,101 @@ SUBMISSION_FILE = "submission.yaml"
 RESULTS_DIR = "results"
 METADATA_FILE = "metadata.jsonl"
 REAL = "real"
+#: Bounds on what the tree reader reads (checked with stat before a byte is read).
+MAX_SUBMISSION_YAML_BYTES = 64 * 1024
+MAX_METADATA_BYTES = 64 * 1024 * 1024
+#: What the board does with an entry that has a problem.
+NOT_SHOWN, SELF_REPORTED, UNCHECKED = "not shown", "self-reported", "unchecked"
+#: The keys folder of the maintainers' public keys (PEM, *.pub).
+DEFAULT_KEYS_DIR = Path(__file__).resolve().parent / "keys"
 
 
 class LeaderboardError(ResultsError):
     """The results tree cannot be published: it lists every problem found, one per line."""
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One problem of the tree: the file, why, and what the board does with it (`shown_as`)."""
+
+    path: str
+    reason: str
+    shown_as: str = NOT_SHOWN
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class TaskTruth:
+    """What the leaderboard checks records against: a task's classes and test labels, by test split."""
+
+    name: str
+    revision: str
+    test_manifest_hash: str
+    classes: tuple[str, ...]
+    labels: tuple[int, ...]
+    source: str
+
+    @classmethod
+    def from_task(cls, task: Any, source: str) -> "TaskTruth":
+        return cls(
+            name=task.name,
+            revision=str(task.revision),
+            test_manifest_hash=task.test_manifest_hash,
+            classes=tuple(task.classes),
+            labels=tuple(int(v) for v in task.labels("test")),
+            source=source,
+        )
+
+
+def load_task_truths(sources: Sequence[str | os.PathLike]) -> list[TaskTruth]:
+    """Load each task (a folder, `owner/name` or `owner/name@revision`, verified against its manifest)."""
+    from benchmark.tasks import load_task
+
+    truths = []
+    for source in sources:
+        text = str(source)
+        name, _, revision = text.partition("@") if not Path(text).exists() else (text, "", "")
+        try:
+            task = load_task(name, revision=revision or None)
+        except SynthbenchError as exc:
+            raise LeaderboardError(f"--task {text}: {exc}") from None
+        truths.append(TaskTruth.from_task(task, text))
+    return truths
+
+
+def discover_task_sources(root: str | os.PathLike) -> list[Path]:
+    """The task folder beside a submissions folder (`runs/demo/task` for `runs/demo/submissions`)."""
+    candidate = Path(root).resolve().parent / "task"
+    return [candidate] if (candidate / "manifest.json").is_file() else []
+
+
+def default_public_keys() -> dict[str, Any]:
+    """The maintainers' public keys: $SYNTHBENCH_PUBLIC_KEYS (paths, os.pathsep-separated) or leaderboard/keys/."""
+    from benchmark.signing import PUBLIC_KEYS_ENV, load_public_keys
+
+    value = os.environ.get(PUBLIC_KEYS_ENV)
+    if not value and not DEFAULT_KEYS_DIR.is_dir():
+        return {}  # no keys: nothing is official
+    sources = [p for p in value.split(os.pathsep) if p] if value else [DEFAULT_KEYS_DIR]
+    try:
+        return load_public_keys(sources)
+    except SynthbenchError as exc:
+        raise LeaderboardError(f"maintainers' public keys: {exc}") from None
+
+
 @dataclass
 class Record:
-    """One validated result record: `submissions/<id>/results/<backbone>__<protocol>.json`."""
+    """One validated result record: `submissions/<id>/results/<backbone>__<protocol>.json`.
+
+    `signed`: its signature verifies against the maintainers' keys and it says `official: true`
+    (set by the tree's checks; a record's own `official` flag is never trusted alone).
+    """
 
     path: Path
     data: dict[str, Any]
+    signed: bool = False
 
     def __post_init__(self) -> None:
         self.runs: dict[tuple[str, int], dict[str, Any]] = {
@@ -67,11 +171,28 @@ class Record:
 
     @property
     def official(self) -> bool:
-        return bool(self.data.get("official", False))
+        """Official = signed by the maintainers (verified), never the record's own flag."""
+        return self.signed
+
+    @property
+    def claims_official(self) -> bool:
+        return self.data.get("official") is True
+
+    @property
+    def leakage_checked(self) -> bool:
+        return leakage_checked(self.data)
+
+    @property
+    def input_size(self) -> int | None:
+        return self.data["backbone"].get("input_size")
 
     @property
     def harness_version(self) -> str:
         return str(self.data.get("harness_version", "?"))
+
+    @property
+    def content_hash(self) -> str:
+        return self.data["submission"]["content_hash"]
 
     @property
     def task_identity(self) -> tuple[str, str, str]:
@@ -98,44 +219,55 @@ class Record:
     def finished(self) -> str | None:
         return (self.data.get("provenance") or {}).get("finished")
 
+    @property
+    def started(self) -> str:
+        return str((self.data.get("provenance") or {}).get("started") or "")
+
 
 @dataclass
 class Submission:
-    """A submission folder as the leaderboard sees it: its metadata and its valid records."""
+    """A submission folder as the leaderboard sees it: its metadata and its verified records."""
 
     id: str
     path: Path
     meta: dict[str, Any]
     records: dict[tuple[str, str], Record] = field(default_factory=dict)  # (backbone, protocol)
+    #: Recomputed from the files when they are in the tree (None: not present or not readable).
+    files_content_hash: str | None = None
+    image_set_digest: str | None = None
 
     @property
     def team(self) -> str:
-        return str(self.meta.get("team") or "")
+        return _text(self.meta.get("team"))
 
     @property
     def method(self) -> str:
-        return str(self.meta.get("method") or "")
+        return _text(self.meta.get("method"))
 
     @property
     def track(self) -> str:
-        return str(self.meta.get("track") or "")
+        return _text(self.meta.get("track"))
 
     @property
     def kind(self) -> str:
-        return str(self.meta.get("kind") or "images")
+        return _text(self.meta.get("kind")) or "images"
 
     @property
     def baseline(self) -> str | None:
         """The shipped baseline's name (classic, mixup, cutmix, duplicate) or None."""
         value = self.meta.get("baseline")
-        return str(value) if value else None
+        return _text(value) if value else None
 
     @property
     def generator(self) -> dict[str, str]:
         generator = self.meta.get("generator") or {}
         if not isinstance(generator, dict):
-            return {"name": str(generator), "version": "", "link": ""}
-        return {key: str(generator.get(key) or "") for key in ("name", "version", "link")}
+            return {"name": _text(generator), "version": "", "link": ""}
+        return {key: _text(generator.get(key)) for key in ("name", "version", "link")}
+
+    @property
+    def leakage_checked(self) -> bool:
+        return all(r.leakage_checked for r in self.records.values())
 
     def protocols(self) -> set[str]:
         return {protocol for _, protocol in self.records}
@@ -144,9 +276,9 @@ class Submission:
         return {backbone for backbone, p in self.records if p == protocol}
 
     def metadata_rows(self) -> list[dict[str, Any]]:
-        """The rows of metadata.jsonl ([] when absent or unreadable: the submissions stage validates it)."""
+        """The rows of metadata.jsonl ([] when absent, too large or unreadable: the submissions stage validates it)."""
         path = self.path / METADATA_FILE
-        if not path.is_file():
+        if not path.is_file() or path.stat().st_size > MAX_METADATA_BYTES:
             return []
         rows = []
         try:
@@ -155,8 +287,8 @@ class Submission:
                     row = json.loads(line)
                     if isinstance(row, dict):
                         rows.append(row)
-        except (OSError, ValueError) as exc:
-            log.warning("%s: unreadable (%s); no thumbnails or image counts", path, exc)
+        except (OSError, ValueError, RecursionError) as exc:
+            log.warning("%s: unreadable (%s); no thumbnails or image counts", path, type(exc).__name__)
             return []
         return rows
 
@@ -179,25 +311,41 @@ class Submission:
         return None
 
 
+def _text(value: Any, limit: int = 200) -> str:
+    """A metadata value as display text, bounded (participants' YAML may hold anything)."""
+    if value is None:
+        return ""
+    if isinstance(value, (str, bool, float)) or (isinstance(value, int) and value.bit_length() < 64):
+        text = str(value)
+    else:  # a list, mapping, date or huge integer: a bounded repr, never the whole value
+        text = _shorten(value, limit) if _shorten is not None else f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def hard_label(label: Any) -> str | None:
     """A metadata label (class name or {class: weight}) as one class name (argmax; ties: first)."""
     if isinstance(label, str):
         return label
     if isinstance(label, dict) and label:
-        return max(label.items(), key=lambda item: float(item[1]))[0]
+        try:
+            return max(label.items(), key=lambda item: float(item[1]))[0]
+        except (TypeError, ValueError, OverflowError):
+            return None
     return None
 
 
 @dataclass
 class Tree:
-    """The validated results tree: submissions (sorted by id), their records, and every problem."""
+    """The verified results tree: submissions (sorted by id), their records, and every problem."""
 
     root: Path
     submissions: list[Submission]
-    problems: list[str]
+    problems: list[Problem]
     task: dict[str, str] | None = None  # name, revision, test_manifest_hash of the board
     classes: list[str] = field(default_factory=list)
     test_labels: np.ndarray | None = None
+    #: The tasks the records were checked against (name@revision: source).
+    tasks: list[TaskTruth] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -206,8 +354,7 @@ class Tree:
     def raise_if_problems(self) -> None:
         if self.problems:
             raise LeaderboardError(
-                f"{self.root}: {len(self.problems)} problem(s); the leaderboard is not published:\n  "
-                + "\n  ".join(self.problems)
+                f"{self.root}: {len(self.problems)} problem(s):\n  " + "\n  ".join(map(str, self.problems))
             )
 
     def records(self) -> Iterator[Record]:
@@ -220,125 +367,167 @@ class Tree:
                 return submission
         raise KeyError(submission_id)
 
+    def problems_of(self, submission: Submission) -> list[Problem]:
+        return [p for p in self.problems if Path(p.path) == submission.path or Path(p.path).is_relative_to(submission.path)]
+
     @property
     def is_demo(self) -> bool:
         """The procedural demo task: a pipeline demo, not a scientific result."""
         return bool(self.task and self.task["name"].startswith("demo"))
 
 
-def validate_tree(root: str | Path) -> Tree:
-    """Read every submission folder under `root` and validate it; problems are collected, not raised.
+def validate_tree(
+    root: str | Path,
+    *,
+    tasks: Sequence[TaskTruth] | None = None,
+    public_keys: Mapping[str, Any] | None = None,
+) -> Tree:
+    """Read, validate and verify every submission folder under `root`; problems are collected, not raised.
 
-    Only a missing or unreadable `root` raises (LeaderboardError) at once. Records with a problem
-    are left out of the returned tree's submissions, so `validate` can report everything while
-    `build` refuses (Tree.raise_if_problems) before aggregating anything.
+    `tasks`: the tasks records are checked against (default: the `task/` folder beside `root`, if
+    any); a record of another task is unverified and not shown. `public_keys`: {key id: Ed25519
+    public key} (default: $SYNTHBENCH_PUBLIC_KEYS or leaderboard/keys/). Only a missing `root` or
+    an unusable task/key raises (LeaderboardError). Records with a problem are left out of the
+    tree's submissions unless the problem only changes how they are shown (self-reported, unchecked).
     """
     root = Path(root)
     if not root.is_dir():
         raise LeaderboardError(f"{root}: submissions folder not found")
-    problems: list[str] = []
+    if tasks is None:
+        tasks = load_task_truths(discover_task_sources(root))
+    keys = default_public_keys() if public_keys is None else dict(public_keys)
+    problems: list[Problem] = []
     submissions: list[Submission] = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         submission = _read_submission(folder, problems)
         if submission is not None:
             submissions.append(submission)
-    tree = Tree(root=root, submissions=submissions, problems=problems)
-    _check_across_records(tree)
+    tree = Tree(root=root, submissions=submissions, problems=problems, tasks=list(tasks))
+    _verify(tree, {truth.test_manifest_hash: truth for truth in tasks}, keys)
     return tree
 
 
-def _read_submission(folder: Path, problems: list[str]) -> Submission | None:
+# ------------------------------------------------------------------------------------------------
+# Reading (bounded)
+# ------------------------------------------------------------------------------------------------
+
+
+class _BoundedYamlLoader(yaml.SafeLoader):
+    """yaml.SafeLoader without aliases: an alias bomb (`a: &a [...]`, `b: [*a, *a, ...]`) is refused
+    before it expands. (The submissions stage's own reader may grow the same rule; this one keeps
+    the board readable whatever a tree holds.)"""
+
+    def compose_node(self, parent, index):  # noqa: D102 (yaml's own hook)
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted", mark)
+        return super().compose_node(parent, index)
+
+
+def read_bounded_yaml(path: Path, max_bytes: int = MAX_SUBMISSION_YAML_BYTES) -> Any:
+    """YAML from a regular file of at most `max_bytes`, without aliases; ValueError says why not."""
+    info = path.lstat()
+    if not path.is_file() or path.is_symlink():
+        raise ValueError("not a regular file")
+    if info.st_size > max_bytes:
+        raise ValueError(f"{info.st_size} bytes, above the limit of {max_bytes}; not read")
+    try:
+        text = path.read_bytes()[: max_bytes + 1].decode("utf-8")
+        return yaml.load(text, Loader=_BoundedYamlLoader)  # noqa: S506 (a SafeLoader subclass)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"not readable YAML{where}: {getattr(exc, 'problem', None) or type(exc).__name__}") from None
+
+
+def _read_submission(folder: Path, problems: list[Problem]) -> Submission | None:
+    """A submission folder, or None (with its problem) when none of it can be shown."""
     if not SUBMISSION_ID_PATTERN.match(folder.name):
-        problems.append(
-            f"{folder}: folder name is not a valid submission id (letters, digits, '.', '_', '-'; "
-            "starting with a letter or digit)"
-        )
+        problems.append(Problem(str(folder), "folder name is not a valid submission id (letters, digits, '.', "
+                                "'_', '-'; starting with a letter or digit)"))
         return None
     meta = _read_submission_yaml(folder, problems)
+    # Without a usable submission.yaml nothing of the folder is shown, but its records are still
+    # read so that one run reports every problem.
     submission = Submission(id=folder.name, path=folder, meta=meta or {})
     results = folder / RESULTS_DIR
-    if results.exists() and not results.is_dir():
-        problems.append(f"{results}: must be a folder of <backbone>{RESULT_NAME_SEPARATOR}<protocol>.json records")
-        return submission
-    if not results.is_dir():
-        return submission  # not evaluated yet: listed as pending on the site
-    for path in sorted(results.iterdir()):
-        if path.name.startswith("."):
-            continue  # .gitkeep and editors' files
-        record = _read_record(path, submission, problems)
-        if record is not None:
-            submission.records[(record.backbone, record.protocol)] = record
-    return submission
+    if results.is_symlink() or (results.exists() and not results.is_dir()):
+        problems.append(Problem(str(results), f"must be a folder of <backbone>{RESULT_NAME_SEPARATOR}<protocol>.json records"))
+        return None
+    if results.is_dir():
+        for path in sorted(results.iterdir()):
+            if path.name.startswith("."):
+                continue  # .gitkeep, editors' files, a killed writer's temporary file
+            record = _read_record(path, submission, problems)
+            if record is not None:
+                submission.records[(record.backbone, record.protocol)] = record
+    return submission if meta is not None else None  # no results/: pending on the site
 
 
-def _read_submission_yaml(folder: Path, problems: list[str]) -> dict[str, Any] | None:
+def _read_submission_yaml(folder: Path, problems: list[Problem]) -> dict[str, Any] | None:
     path = folder / SUBMISSION_FILE
-    if not path.is_file():
-        problems.append(f"{path}: missing (every submission folder needs its {SUBMISSION_FILE})")
+    if not path.exists() and not path.is_symlink():
+        problems.append(Problem(str(path), f"missing (every submission folder needs its {SUBMISSION_FILE})"))
         return None
     try:
-        meta = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        problems.append(f"{path}: not readable YAML ({exc})")
+        meta = read_bounded_yaml(path)
+    except (OSError, ValueError) as exc:
+        problems.append(Problem(str(path), f"cannot be read: {exc}"))
         return None
     if not isinstance(meta, dict):
-        problems.append(f"{path}: must be a YAML mapping (id, team, method, track, ...), got {type(meta).__name__}")
+        problems.append(Problem(str(path), f"must be a YAML mapping (id, team, method, track, ...), got {type(meta).__name__}"))
         return None
     if meta.get("id") != folder.name:
-        problems.append(f"{path}: id {meta.get('id')!r} does not match its folder name {folder.name!r}")
+        shown = meta.get("id") if isinstance(meta.get("id"), str) else type(meta.get("id")).__name__
+        problems.append(Problem(str(path), f"id {_text(shown, 60)!r} does not match its folder name {folder.name!r}"))
+        return None
     return meta
 
 
-def _read_record(path: Path, submission: Submission, problems: list[str]) -> Record | None:
+def _read_record(path: Path, submission: Submission, problems: list[Problem]) -> Record | None:
     """Load and check one record file; append its problems and return it only when it is usable."""
-    before = len(problems)
-    if path.is_dir():
-        problems.append(f"{path}: unexpected folder inside {RESULTS_DIR}/ (only result records belong there)")
-        return None
-    if path.suffix != ".json":
-        problems.append(
-            f"{path}: unexpected file inside {RESULTS_DIR}/ "
-            f"(only <backbone>{RESULT_NAME_SEPARATOR}<protocol>.json records belong there)"
-        )
+    def fail(reason: str) -> None:
+        problems.append(Problem(str(path), reason))
+
+    if path.is_dir() or path.suffix != ".json":
+        fail(f"unexpected {'folder' if path.is_dir() else 'file'} inside {RESULTS_DIR}/ "
+             f"(only <backbone>{RESULT_NAME_SEPARATOR}<protocol>.json records belong there)")
         return None
     parts = path.stem.split(RESULT_NAME_SEPARATOR)
     if len(parts) != 2 or not all(parts):
-        problems.append(f"{path}: file name must be <backbone>{RESULT_NAME_SEPARATOR}<protocol>.json")
+        fail(f"file name must be <backbone>{RESULT_NAME_SEPARATOR}<protocol>.json")
         return None
     file_backbone, file_protocol = parts
     try:
-        data = load_result(path)  # validates the record (benchmark.results.validate_result_record)
+        data = load_result(path)  # bounded and validated (benchmark.results.validate_result_record)
     except SynthbenchError as exc:
-        problems.append(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
-        return None
-    except (OSError, ValueError) as exc:  # a reader that let a raw JSON/IO error through
-        problems.append(f"{path}: not a readable result record ({exc})")
+        message = str(exc)
+        fail(message[len(str(path)) + 2:] if message.startswith(f"{path}: ") else message)
         return None
 
+    before = len(problems)
     backbone, protocol = data["backbone"]["name"], data["protocol"]["name"]
     if backbone != file_backbone:
-        problems.append(f"{path}: backbone.name {backbone!r} does not match the file name's {file_backbone!r}")
+        fail(f"backbone.name {backbone!r} does not match the file name's {file_backbone!r}")
     if protocol != file_protocol:
-        problems.append(f"{path}: protocol.name {protocol!r} does not match the file name's {file_protocol!r}")
-    record_id = data["submission"]["id"]
-    if record_id != submission.id:
-        problems.append(f"{path}: submission.id {record_id!r} does not match its folder {submission.id!r}")
+        fail(f"protocol.name {protocol!r} does not match the file name's {file_protocol!r}")
+    if data["submission"]["id"] != submission.id:
+        fail(f"submission.id {data['submission']['id']!r} does not match its folder {submission.id!r}")
     meta_track = submission.meta.get("track")
-    if meta_track and data["submission"].get("track") not in (None, meta_track):
-        problems.append(
-            f"{path}: submission.track {data['submission']['track']!r} differs from "
-            f"{SUBMISSION_FILE}'s {meta_track!r}"
-        )
+    if meta_track and data["submission"]["track"] != meta_track:
+        fail(f"submission.track {data['submission']['track']!r} differs from {SUBMISSION_FILE}'s {_text(meta_track, 60)!r}")
     meta_task = submission.meta.get("task")
     if isinstance(meta_task, dict) and meta_task.get("name") and meta_task["name"] != data["task"]["name"]:
-        problems.append(
-            f"{path}: task.name {data['task']['name']!r} differs from {SUBMISSION_FILE}'s {meta_task['name']!r}"
-        )
-    _check_runs(path, data, problems)
+        fail(f"task.name {data['task']['name']!r} differs from {SUBMISSION_FILE}'s {_text(meta_task['name'], 60)!r}")
+    _check_runs(data, fail)
     return Record(path=path, data=data) if len(problems) == before else None
 
 
-def _check_runs(path: Path, data: dict[str, Any], problems: list[str]) -> None:
+def _check_runs(data: dict[str, Any], fail) -> None:
     """Every non-real grid run needs the real run of its seed: deltas are paired by backbone and seed.
 
     (Duplicate runs, prediction lengths and ranges, and metrics that disagree with the stored
@@ -351,62 +540,188 @@ def _check_runs(path: Path, data: dict[str, Any], problems: list[str]) -> None:
         if setting is not None and setting.kind != REAL and int(run["seed"]) not in real_seeds:
             unpaired.setdefault(int(run["seed"]), []).append(run["setting"])
     for seed, settings in sorted(unpaired.items()):
-        problems.append(
-            f"{path}: no real run with seed {seed} to pair the difference of {', '.join(settings)} (seed {seed}) with"
-        )
+        fail(f"no real run with seed {seed} to pair the difference of {', '.join(settings)} (seed {seed}) with")
 
 
-def _check_across_records(tree: Tree) -> None:
-    """One task, one class list, one test split for the whole board; one image set per submission."""
-    records = list(tree.records())
-    if not records:
+# ------------------------------------------------------------------------------------------------
+# Verifying: ground truth, content, duplicates, signatures, leakage
+# ------------------------------------------------------------------------------------------------
+
+
+def _verify(tree: Tree, truths: Mapping[str, TaskTruth], keys: Mapping[str, Any]) -> None:
+    dropped: set[Path] = set()
+    _check_ground_truth(tree, truths, dropped)
+    _check_content(tree, dropped)
+    _check_duplicates(tree, keys, dropped)
+    _drop(tree, dropped)
+    _check_signatures(tree, keys)
+    if not tree.is_demo:
+        for record in tree.records():
+            if not record.leakage_checked:
+                tree.problems.append(Problem(
+                    str(record.path),
+                    "scored without the leakage gate (leakage_checked is false, or the record predates schema 3): "
+                    "shown as unchecked, not ranked; re-run without --no-leakage",
+                    UNCHECKED,
+                ))
+
+
+def _drop(tree: Tree, dropped: set[Path]) -> None:
+    """Take the dropped records off; a submission left with none of its records is not shown at all."""
+    kept = []
+    for submission in tree.submissions:
+        had = bool(submission.records)
+        submission.records = {key: r for key, r in submission.records.items() if r.path not in dropped}
+        if not had or submission.records:
+            kept.append(submission)
+    tree.submissions = kept
+
+
+def _check_ground_truth(tree: Tree, truths: Mapping[str, TaskTruth], dropped: set[Path]) -> None:
+    """Every record against the task of its test split; the board is the task most records are on."""
+    verified: list[tuple[Record, TaskTruth]] = []
+    for record in tree.records():
+        name, revision, test_hash = record.task_identity
+        truth = truths.get(test_hash)
+        reason = None
+        if truth is None:
+            known = ", ".join(f"{t.name} ({t.test_manifest_hash[:12]})" for t in truths.values()) or "none"
+            reason = (f"unverified: its task {name}@{revision} (test_manifest_hash {test_hash[:12]}) is not available "
+                      f"to the leaderboard (tasks given: {known}); pass it with --task")
+        elif name != truth.name:
+            reason = f"unverified: task.name {name!r} is not the name of the task with that test split ({truth.name!r})"
+        elif revision != truth.revision:
+            reason = (f"task revision {revision!r} is not the revision {truth.revision!r} of the task the board is checked "
+                      "against; all results of one board must be on the same task revision")
+        elif tuple(record.data["classes"]) != truth.classes:
+            reason = f"unverified: classes {record.data['classes']} are not the task's {list(truth.classes)}"
+        elif tuple(record.data["test"]["labels"]) != truth.labels:
+            wrong = sum(a != b for a, b in zip(record.data["test"]["labels"], truth.labels))
+            reason = (f"unverified: test.labels differ from the task's own test labels ({wrong} of {len(truth.labels)} "
+                      "differ, or another length): the record's ground truth is not the task's")
+        if reason:
+            tree.problems.append(Problem(str(record.path), reason))
+            dropped.add(record.path)
+        else:
+            verified.append((record, truth))
+    if not verified:
         return
-    # The board's task is the one most records agree on (ties: the one the shipped baselines use,
-    # which the maintainers run); every other record is named.
-    identities = Counter(record.task_identity for record in records)
-    baseline_identities = Counter(
-        record.task_identity for s in tree.submissions if s.baseline for record in s.records.values()
-    )
-    name, revision, test_hash = max(identities, key=lambda i: (identities[i], baseline_identities[i], i))
-    tree.task = {"name": name, "revision": revision, "test_manifest_hash": test_hash}
-    on_task = [r for r in records if r.task_identity == (name, revision, test_hash)]
-    classes = Counter(tuple(r.data["classes"]) for r in on_task).most_common(1)[0][0]
-    labels = Counter(tuple(r.data["test"]["labels"]) for r in on_task).most_common(1)[0][0]
-    tree.classes = list(classes)
-    tree.test_labels = np.asarray(labels, dtype=np.int64)
-    bad: set[Path] = set()
-    for record in records:
-        if record.task_identity != (name, revision, test_hash):
-            other = record.task_identity
-            tree.problems.append(
-                f"{record.path}: task {other[0]}@{other[1]} (test_manifest_hash {other[2][:12]}) differs from "
-                f"the board's {name}@{revision} (test_manifest_hash {test_hash[:12]}); "
-                "all results of one board must be on the same task revision and test split"
-            )
-            bad.add(record.path)
-        elif tuple(record.data["classes"]) != classes:
-            tree.problems.append(f"{record.path}: classes {record.data['classes']} differ from the board's {list(classes)}")
-            bad.add(record.path)
-        elif tuple(record.data["test"]["labels"]) != labels:
-            tree.problems.append(f"{record.path}: test.labels differ from the other records' (another test split order?)")
-            bad.add(record.path)
+    baselines = {r.path for s in tree.submissions if s.baseline for r in s.records.values()}
+    counts = Counter(truth.test_manifest_hash for _, truth in verified)
+    in_baselines = Counter(truth.test_manifest_hash for record, truth in verified if record.path in baselines)
+    board = max(counts, key=lambda h: (counts[h], in_baselines[h], h))
+    truth = truths[board]
+    tree.task = {"name": truth.name, "revision": truth.revision, "test_manifest_hash": truth.test_manifest_hash}
+    tree.classes = list(truth.classes)
+    tree.test_labels = np.asarray(truth.labels, dtype=np.int64)
+    for record, other in verified:
+        if other.test_manifest_hash != board:
+            tree.problems.append(Problem(
+                str(record.path),
+                f"task {other.name} (test_manifest_hash {other.test_manifest_hash[:12]}) differs from the board's "
+                f"{truth.name} (test_manifest_hash {board[:12]}); all results of one board must be on the same test split",
+            ))
+            dropped.add(record.path)
 
-    # The same images under two ids would be counted twice; one id with two image sets mixes versions.
-    owners: dict[str, str] = {}
+
+def _check_content(tree: Tree, dropped: set[Path]) -> None:
+    """Recompute each submission's content hash from its files where they are in the tree."""
     for submission in tree.submissions:
-        hashes = {r.data["submission"]["content_hash"] for r in submission.records.values()}
-        if len(hashes) > 1:
-            files = ", ".join(sorted(r.path.name for r in submission.records.values()))
-            tree.problems.append(
-                f"{submission.path}: its records were computed on different versions of the submission "
-                f"(content_hash differs between {files}); re-run the stale ones"
-            )
-        for content_hash in sorted(hashes):
-            if content_hash in owners and owners[content_hash] != submission.id:
-                tree.problems.append(
-                    f"{submission.path}: the same image set (content_hash {content_hash[:12]}) is already "
-                    f"submitted as {owners[content_hash]!r}; duplicate submissions are not allowed"
-                )
-            owners.setdefault(content_hash, submission.id)
+        if not submission.records:
+            continue
+        _hash_files(submission)
+        records = [r for r in submission.records.values() if r.path not in dropped]
+        if submission.files_content_hash is not None:
+            for record in records:
+                if record.content_hash != submission.files_content_hash:
+                    tree.problems.append(Problem(
+                        str(record.path),
+                        f"submission.content_hash {record.content_hash[:12]} does not match the submission's files "
+                        f"({submission.files_content_hash[:12]}): computed on other images or edited; re-run it",
+                    ))
+                    dropped.add(record.path)
+        elif len({r.content_hash for r in records}) > 1:
+            files = ", ".join(sorted(r.path.name for r in records))
+            tree.problems.append(Problem(
+                str(submission.path),
+                f"its records were computed on different versions of the submission (content_hash differs "
+                f"between {files}) and its files are not here to tell which is current; re-run the stale ones",
+            ))
+            dropped.update(r.path for r in records)
+
+
+def _hash_files(submission: Submission) -> None:
+    """Set files_content_hash and image_set_digest from the submission's own files (images and
+    checkpoint kinds whose files are present; hub references are never fetched here)."""
+    from benchmark.submissions.format import parse_submission
+
+    folder = submission.path
+    if submission.kind == "hub" or not ((folder / METADATA_FILE).exists() or (folder / "model.safetensors").exists()):
+        return
+    if (folder / METADATA_FILE).exists() and (
+        not (folder / METADATA_FILE).is_file() or (folder / METADATA_FILE).stat().st_size > MAX_METADATA_BYTES
+    ):
+        return
+    try:
+        parsed, _ = parse_submission(folder)
+    except (SynthbenchError, OSError, ValueError, RecursionError, MemoryError) as exc:
+        log.warning("%s: files not readable for the content check (%s)", folder, type(exc).__name__)
+        return
+    if parsed is None:
+        return
+    # The hash covers the bytes of submission.yaml and every readable metadata row: files unchanged
+    # since the run give the record's hash whatever today's format checks say about them.
+    submission.files_content_hash = parsed.content_hash
+    if parsed.entries:
+        image_hashes = sorted(entry.sha256 for entry in parsed.entries)
+        submission.image_set_digest = hashlib.sha256("\n".join(image_hashes).encode()).hexdigest()
+
+
+def _check_duplicates(tree: Tree, keys: Mapping[str, Any], dropped: set[Path]) -> None:
+    """One image set (same image SHA-256 multiset, or same content hash) is shown under one id only."""
+    from benchmark.signing import verify_record
+
+    def preference(submission: Submission) -> tuple:
+        records = [r for r in submission.records.values() if r.path not in dropped]
+        signed = bool(records) and all(r.claims_official and verify_record(r.data, keys) is None for r in records)
+        started = min((r.started for r in records), default="")
+        return (not signed, submission.baseline is None, started, submission.id)
+
+    groups: dict[str, list[Submission]] = {}
     for submission in tree.submissions:
-        submission.records = {key: r for key, r in submission.records.items() if r.path not in bad}
+        live = [r for r in submission.records.values() if r.path not in dropped]
+        if not live:
+            continue
+        identities = {f"images:{submission.image_set_digest}"} if submission.image_set_digest else set()
+        identities |= {f"content:{r.content_hash}" for r in live}
+        for identity in identities:
+            groups.setdefault(identity, []).append(submission)
+    reported: set[str] = set()
+    for identity, members in sorted(groups.items()):
+        if len(members) < 2:
+            continue
+        keep, *others = sorted(members, key=preference)
+        for other in others:
+            if other.id in reported:
+                continue
+            reported.add(other.id)
+            what = "image set (the same image files)" if identity.startswith("images:") else "content hash"
+            tree.problems.append(Problem(
+                str(other.path),
+                f"the same {what} is already on the board as {keep.id!r}; one image set is ranked once "
+                "(duplicate submissions are not shown)",
+            ))
+            dropped.update(r.path for r in other.records.values())
+
+
+def _check_signatures(tree: Tree, keys: Mapping[str, Any]) -> None:
+    """official = `official: true` and a signature by one of the maintainers' keys that verifies."""
+    from benchmark.signing import verify_record
+
+    for record in tree.records():
+        why_not = verify_record(record.data, keys)
+        record.signed = record.claims_official and why_not is None
+        if record.claims_official and why_not is not None:
+            tree.problems.append(Problem(
+                str(record.path), f"says official: true but {why_not}: shown as self-reported", SELF_REPORTED
+            ))

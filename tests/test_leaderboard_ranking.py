@@ -12,6 +12,7 @@ from benchmark.metrics import bootstrap_ci
 from leaderboard.aggregate import ALL_BACKBONES, HELPS, HURTS, NO_EFFECT, REFERENCE, build_leaderboard
 from leaderboard.ranking import rank_labels, ranking_order, ranks_from_intervals
 from leaderboard.testing import (
+    copy_tree,
     EXAMPLE_PLANS,
     Plan,
     balanced_labels,
@@ -94,7 +95,7 @@ def example_tree(tmp_path_factory):
 @pytest.fixture()
 def tree_copy(example_tree, tmp_path):
     target = tmp_path / "submissions"
-    shutil.copytree(example_tree, target)
+    copy_tree(example_tree, target)
     return target
 
 
@@ -188,7 +189,8 @@ def test_an_entry_whose_ratios_have_unequal_seeds_is_shown_but_not_ranked(tree_c
     labels = np.asarray(record["test"]["labels"])
     runs = {(run["setting"], run["seed"]): np.asarray(run["predictions"]) for run in record["runs"]}
     del runs[("mixed@3", 1)]  # e.g. an interrupted grid
-    path.write_text(json.dumps(make_record(submission_id="team-a__editor", labels=labels, runs=runs)))
+    path.write_text(json.dumps(make_record(submission_id="team-a__editor", labels=labels, runs=runs,
+                                            content_hash=record["submission"]["content_hash"])))
     board = build_leaderboard(validate_tree(tree_copy))
     entry = next(e for e in board.headline("augment").entries if e.name == "team-a__editor")
     assert (entry.rank, entry.rank_label, entry.missing) == (None, "—", ["mixed@3 seed 1"])
@@ -250,7 +252,8 @@ def test_differing_real_predictions_between_records_are_noted(tree_copy):
     labels = np.asarray(record["test"]["labels"])
     runs = {(run["setting"], run["seed"]): np.asarray(run["predictions"]) for run in record["runs"]}
     runs[("real", 0)] = labels.copy()  # a different (perfect) real run for seed 0
-    rewritten = make_record(submission_id="team-b__noisy", labels=labels, runs=runs, track="open")
+    rewritten = make_record(submission_id="team-b__noisy", labels=labels, runs=runs, track="open",
+                            content_hash=record["submission"]["content_hash"])
     path.write_text(json.dumps(rewritten))
     board = build_leaderboard(validate_tree(tree_copy))
     assert any("team-b__noisy" in note and "differ" in note for note in board.notes)

@@ -19,7 +19,7 @@ from benchmark.protocol import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, PROTOCOLS, S
 from leaderboard import LeaderboardError
 from leaderboard.ranking import TIE_RULE
 from leaderboard.site import DEMO_LABEL, SITE_MARKER, build_site
-from leaderboard.testing import EXAMPLE_PLANS, Plan, make_example_tree
+from leaderboard.testing import EXAMPLE_PLANS, Plan, copy_tree, files_content_hash, make_example_tree
 
 PLANS = tuple(p for p in EXAMPLE_PLANS if p.submission_id in ("team-a__editor", "team-b__noisy", "baseline__classic"))
 
@@ -120,16 +120,25 @@ def test_rebuilding_an_unchanged_board_changes_no_byte(tree_dir, site, tmp_path)
     assert _digest(again) == _digest(site)
 
 
-def test_a_failed_build_leaves_the_previous_site_in_place(tree_dir, tmp_path):
+def test_a_strict_build_with_a_problem_leaves_the_previous_site_in_place(tree_dir, tmp_path):
     tree = tmp_path / "submissions"
-    shutil.copytree(tree_dir, tree)
+    copy_tree(tree_dir, tree)
     site = build_site(tree, tmp_path / "site")
     before = _digest(site)
     (tree / "team-a__editor" / "results" / "efficientnet-lite0__linear-probe.json").write_text("{ broken")
-    with pytest.raises(LeaderboardError, match="efficientnet-lite0__linear-probe.json"):
-        build_site(tree, site)
+    with pytest.raises(LeaderboardError, match="efficientnet-lite0__linear-probe.json: not valid JSON"):
+        build_site(tree, site, strict=True)
     assert _digest(site) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".site")]  # no temporary folder left
+    # Without strict, the rest of the board is published and the broken record is listed as not shown.
+    build_site(tree, site)
+    index = (site / "index.html").read_text()
+    assert "Not shown (1)" in index and "team-a__editor/results/efficientnet-lite0__linear-probe.json" in index
+    data = json.loads((site / "leaderboard.json").read_text())
+    assert [p["shown_as"] for p in data["not_shown"]] == ["not shown"]
+    headline = next(v for v in data["views"] if v["board"] == "augment" and v["headline"])
+    assert "team-a__editor" not in [e["name"] for e in headline["entries"]]
+    assert (site / "submissions" / "team-b__noisy" / "index.html").is_file()
 
 
 def test_build_refuses_to_replace_a_folder_that_is_not_a_site(tree_dir, tmp_path):
@@ -151,6 +160,10 @@ def test_participant_text_is_escaped_and_paths_stay_inside_the_submission(tmp_pa
     rows = [json.loads(line) for line in metadata.read_text().splitlines()]
     rows = [{**row, "file_name": "../../outside.png"} if row["label"] == "storm" else row for row in rows]
     metadata.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    record_file = root / "team-x__evil" / "results" / "efficientnet-lite0__linear-probe.json"
+    record = json.loads(record_file.read_text())
+    record["submission"]["content_hash"] = files_content_hash(root / "team-x__evil")  # as if run on these files
+    record_file.write_text(json.dumps(record))
     site = build_site(root, tmp_path / "site")
     page = (site / "submissions" / "team-x__evil" / "index.html").read_text()
     index = (site / "index.html").read_text()
@@ -187,14 +200,17 @@ def _cli(argv: list[str]) -> int:
 
 def test_cli_validate_and_build(tree_dir, tmp_path, capsys):
     assert _cli(["leaderboard", "validate", "--submissions", str(tree_dir)]) == 0
-    assert "ok (3 submissions, 3 result records on demo-constructed@local)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "3 submissions, 3 result records shown on demo-constructed@local" in out and "ok" in out
     broken = tmp_path / "submissions"
-    shutil.copytree(tree_dir, broken)
+    copy_tree(tree_dir, broken)
     (broken / "team-b__noisy" / "submission.yaml").unlink()
     assert _cli(["leaderboard", "validate", "--submissions", str(broken)]) == 1
     out = capsys.readouterr().out
     assert "1 problem(s)" in out and "team-b__noisy/submission.yaml: missing" in out
-    assert _cli(["leaderboard", "build", "--submissions", str(tree_dir), "--out", str(tmp_path / "site")]) == 0
+    assert _cli(["leaderboard", "build", "--submissions", str(broken), "--out", str(tmp_path / "site"), "--strict"]) == 1
+    assert not (tmp_path / "site").exists()
+    assert _cli(["leaderboard", "build", "--submissions", str(broken), "--out", str(tmp_path / "site")]) == 0
     assert (tmp_path / "site" / "index.html").is_file()
 
 
