@@ -78,6 +78,8 @@ class Deduplicated:
 
     chosen: dict[str, list[TrainingUnit]]
     removed: list[RemovedPair] = field(default_factory=list)
+    #: training draws removed (a draw goes when any of its images matches)
+    removed_units: int = 0
     #: classes whose pool ran out: class -> units kept (< per_class)
     short: dict[str, int] = field(default_factory=dict)
     embedder_id: str = ""
@@ -88,11 +90,11 @@ class Deduplicated:
 
     def notes(self, per_class: int) -> list[str]:
         lines = []
-        if self.removed:
+        if self.removed_units:
             lines.append(
-                f"deduplicated against the test split: {len(self.removed)} training image(s) removed as near-copies "
-                f"of test images (listed in manifest.json near_duplicates and below), replaced by the next draws of "
-                f"their class"
+                f"deduplicated against the test split: {self.removed_units} training draw(s) removed because an "
+                f"image of theirs is a near-copy of a test image (pairs listed in manifest.json near_duplicates and "
+                f"in the card's Deduplication section), each replaced by the next draw of its class"
             )
         for class_name, kept in sorted(self.short.items()):
             lines.append(
@@ -175,18 +177,17 @@ def find_pairs(
     *,
     progress: bool = False,
 ) -> list[RemovedPair]:
-    """Every query row that is a near-copy of a test row (byte-identical copies are queried once)."""
-    from ..nearcopy import find_near_duplicate_pairs
-
+    """Every query row that is a near-copy of a test row, or of which a test row is a near-copy
+    (byte-identical images are compared once)."""
     unique: dict[str, list[tuple[str, TaskImage]]] = {}
     for split, row in queries:
         unique.setdefault(row.sha256, []).append((split, row))
     images = [rows[0][1] for rows in unique.values()]
-    found = find_near_duplicate_pairs(_refs(images), _refs(test_rows), embedder=embedder, progress=progress)
+    matches = _symmetric_matches(images, test_rows, embedder, progress)
     pairs = []
-    for pair in found:
-        test = test_rows[pair.reference]
-        for split, row in unique[images[pair.query].sha256]:
+    for image_index, (test_index, pair) in sorted(matches.items()):
+        test = test_rows[test_index]
+        for split, row in unique[images[image_index].sha256]:
             pairs.append(
                 RemovedPair(
                     split, row.image_id, row.source_file, test.image_id, test.source_file, int(pair.phash_distance),
@@ -194,6 +195,33 @@ def find_pairs(
                 )
             )
     return pairs
+
+
+def _symmetric_matches(images: Sequence[TaskImage], test_rows: Sequence[TaskImage], embedder, progress: bool) -> dict:
+    """{training image index: (test index, NearDuplicatePair)} in both directions.
+
+    The detector finds a query inside a reference (a crop, a rescaled or turned copy), not a
+    reference inside a query: a training image of which a test image is a crop is found by
+    querying with the test images. That direction reports one training image per test image, so
+    it repeats on the training images left until it finds nothing new.
+    """
+    from ..nearcopy import find_near_duplicate_pairs
+
+    found = {
+        pair.query: (pair.reference, pair)
+        for pair in find_near_duplicate_pairs(_refs(images), _refs(test_rows), embedder=embedder, progress=progress)
+    }
+    remaining = [i for i in range(len(images)) if i not in found]
+    while remaining:
+        backward = find_near_duplicate_pairs(
+            _refs(test_rows), _refs([images[i] for i in remaining]), embedder=embedder, progress=progress
+        )
+        for pair in backward:
+            found[remaining[pair.reference]] = (pair.query, pair)
+        if not backward:
+            break
+        remaining = [i for i in remaining if i not in found]
+    return found
 
 
 def deduplicate(
@@ -220,6 +248,7 @@ def deduplicate(
         replacements = []
         for unit in pending:
             if any(row.image_id in flagged for _, row in unit.rows):
+                result.removed_units += 1
                 replacements += _draw(candidates[unit.label], 1)
             else:
                 result.chosen[unit.label].append(unit)
