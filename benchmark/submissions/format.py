@@ -182,7 +182,7 @@ class BoundedSafeLoader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(
-                None, None, f"YAML aliases (*{shorten(event.anchor, 40)}) are not accepted", event.start_mark
+                None, None, f"YAML aliases (*{clip(str(event.anchor), 40)}) are not accepted", event.start_mark
             )
         self._depth += 1
         try:
@@ -866,7 +866,7 @@ def parse_submission(path: str | os.PathLike) -> tuple[Submission | None, Proble
         problems.error(problem)
 
     kind = meta.get("kind")
-    if kind not in KINDS:  # unusable yaml: check what the files say the payload is
+    if not isinstance(kind, str) or kind not in KINDS:  # unusable yaml: check what the files say the payload is
         kind = "checkpoint" if os.path.lexists(folder / CHECKPOINT_FILE) and not os.path.lexists(folder / METADATA_FILE) else "images"
     if kind == "checkpoint":
         checkpoint, config, config_sha = _parse_checkpoint(folder, problems)
