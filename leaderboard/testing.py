@@ -277,9 +277,9 @@ def write_submission(root: Path, plan: Plan, records: list[dict[str, Any]], clas
     files' content hash; signed with `signing_key` when the record says official)."""
     folder = Path(root) / plan.submission_id
     for record in records:  # the constructed task the records name, beside the tree (once)
-        per_class = record["test"]["n"] // len(classes)
-        if record["task"] == constructed_task_identity(per_class, EXAMPLE_TASK["name"], tuple(classes)):
-            write_constructed_task(Path(root).parent / "task", per_class, classes=classes)
+        per_class, name = record["test"]["n"] // len(classes), record["task"]["name"]
+        if record["task"] == constructed_task_identity(per_class, name, tuple(classes)):
+            write_constructed_task(Path(root).parent / "task", per_class, name=name, classes=classes)
     meta = {
         "id": plan.submission_id,
         "team": plan.team,
@@ -347,6 +347,7 @@ def make_example_tree(
     task: dict[str, str] | None = None,
     seed: int = 0,
     signing_key=None,
+    task_name: str = EXAMPLE_TASK["name"],
 ) -> Path:
     """Write a constructed results tree under `root` (one folder per plan) and return `root`.
 
@@ -354,11 +355,12 @@ def make_example_tree(
     would produce; mixed@k is the real predictions shifted by the plan's change; synthetic@k is
     drawn at the plan's accuracy. `task`: None writes (or reuses) the constructed task in
     `root/../task` and uses it; a dict is used as given (records of a task the board lacks).
-    `signing_key`: signs the records of plans with `official=True`.
+    `signing_key`: signs the records of plans with `official=True`. `task_name`: of the constructed
+    task (a name starting with "demo" makes a pipeline-demo board).
     """
     root = Path(root)
     if task is None:
-        task = write_constructed_task(root.parent / "task", per_class)
+        task = write_constructed_task(root.parent / "task", per_class, name=task_name)
     rng = np.random.default_rng(seed)
     labels = balanced_labels(per_class)
     real = {(b, s): predictions_with_accuracy(labels, real_accuracy, rng) for b in backbones for s in seeds}
