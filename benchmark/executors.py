@@ -534,13 +534,18 @@ class _Context:
         validation: "full" (with the leakage gate), "no-leakage", or "none" (the caller just did).
         Returns the problems as one message, or None when the submission is valid.
         """
+        from .device import resolve_device
         from .submissions import validate_submission
 
         if validation == "none":
             return None
         key = (unit.task, unit.options.task_revision, unit.submission)
         if key not in self._validated:
-            report = validate_submission(unit.submission, self.task(unit), check_leakage=validation == "full")
+            options = unit.options  # the gate encodes at the grid's size, into its cache: features shared
+            report = validate_submission(
+                unit.submission, self.task(unit), check_leakage=validation == "full", cache=options.cache_dir,
+                device=str(resolve_device(options.device)), image_size=options.image_size,
+            )
             self._validated[key] = None if report.ok else "; ".join(report.problems)
         return self._validated[key]
 

@@ -66,6 +66,7 @@ import io
 import logging
 import os
 import threading
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -115,6 +116,23 @@ PATCH_GRID = 6
 #: (water, sky, a fill colour): no evidence either way, left out of the median.
 FLAT_PATCH_FRACTION = 0.2
 
+#: Flat pixels (`_flat_mask`): 3 x 3 neighbourhoods whose grayscale standard deviation is under
+#: this (of 255). They carry no evidence: excluded from every NCC, their borders too.
+FLAT_STD = 0.5
+#: Sigma of the smooth fill of flat areas, as a fraction of the thumbnail's side.
+FILL_SIGMA = 0.08
+#: A patch is compared only when at most this fraction of it is flat, in the query and in the
+#: reference region it is aligned with.
+MAX_FLAT_IN_PATCH = 0.25
+#: The geometric score needs at least this many informative patches (of PATCH_GRID^2): with less
+#: content left, geometry decides nothing.
+MIN_INFORMATIVE_PATCHES = 12
+#: Constant borders (padding, letterboxing, nodata frames) are trimmed before any signature: rows
+#: and columns at the edges whose grayscale range is within BORDER_TOLERANCE (a re-encoded border
+#: varies a little), as long as at least MIN_KEPT of each side is left.
+BORDER_TOLERANCE = 10
+MIN_KEPT = 0.5
+
 # -- decision (calibration: module docstring) ---------------------------------------------------
 #: Candidates per query from each retrieval signature. The embeddings are the grid's (upright
 #: images): a turned or mirrored near-copy can rank its source lower than an upright one would, so
@@ -139,6 +157,12 @@ PHASH_MAX_DISTANCE = 4
 #: the distinct images' maximum (0.39 aerial, 0.47 sparse procedural scenes) and the
 #: single-transformation near-copies' minimum (0.60).
 NCC_MIN = 0.52
+#: A geometric match needs a second, independent signal to agree: an embedding cosine of at least
+#: COSINE_MIN or a pHash distance of at most PHASH_SUPPORT; a fine score of NCC_DECISIVE or more
+#: decides alone (calibration: module docstring).
+COSINE_MIN = 0.5
+PHASH_SUPPORT = 16
+NCC_DECISIVE = 0.75
 #: Same-pair exemption (generated track): an image made from a train tile's pre-disaster twin is
 #: aligned with that tile's post image by construction, so against that one image only an exact
 #: copy counts: pHash distance 0 and full-frame NCC of the 32-px thumbnails at least this.
@@ -221,7 +245,31 @@ class QuerySignature:
     aspect: float  # width / height
 
 
+def trim_borders(image: Image.Image) -> Image.Image:
+    """`image` without its constant borders (padding, letterboxing, a nodata frame): edge rows and
+    columns whose grayscale range is within BORDER_TOLERANCE and whose level matches the outermost
+    line's. Each axis keeps at least MIN_KEPT of its side (an image that flat is left as it is)."""
+    gray = np.asarray(image.convert("L"), dtype=np.int16)
+
+    def run(lines: np.ndarray) -> int:
+        constant = (lines.max(axis=1) - lines.min(axis=1) <= BORDER_TOLERANCE) & (
+            np.abs(lines.mean(axis=1) - lines[0].mean()) <= BORDER_TOLERANCE
+        )
+        return len(constant) if constant.all() else int(constant.argmin())
+
+    top, bottom, left, right = run(gray), run(gray[::-1]), run(gray.T), run(gray.T[::-1])
+    height, width = gray.shape
+    if height - top - bottom < MIN_KEPT * height:
+        top = bottom = 0
+    if width - left - right < MIN_KEPT * width:
+        left = right = 0
+    if top == bottom == left == right == 0:
+        return image
+    return image.crop((left, top, width - right, height - bottom))
+
+
 def query_signature(image: Image.Image) -> QuerySignature:
+    image = trim_borders(image)
     fine = int(np.clip(min(image.size), MIN_FINE_SIZE, FINE_SIZE))
     return QuerySignature(
         phash_bits(image), gray_thumb(image, THUMB_SIZE), gray_thumb(image, fine), image.width / image.height
@@ -338,7 +386,7 @@ class ReferenceIndex:
         fines = np.zeros((len(refs), REFERENCE_FINE_SIZE, REFERENCE_FINE_SIZE), dtype=np.float32)
         aspects = np.zeros(len(refs), dtype=np.float64)
         for row, ref in enumerate(refs):
-            image = ref.open()
+            image = trim_borders(ref.open())
             aspects[row] = image.width / image.height
             thumbs[row] = gray_thumb(image, REFERENCE_THUMB_SIZE)
             fines[row] = gray_thumb(image, REFERENCE_FINE_SIZE)
@@ -391,8 +439,11 @@ def reference_index(
                 index = ReferenceIndex.load(path)
                 if index.key != key:
                     index = None
-            except (OSError, ValueError, KeyError) as exc:
-                log.warning("leakage index %s unreadable (%s); rebuilding it", path, exc)
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+                # Truncated or corrupted (a killed write, a full disk): discarded, rebuilt below.
+                log.warning("leakage index %s is unreadable (%s: %s); discarding and rebuilding it",
+                            path, type(exc).__name__, exc)
+                path.unlink(missing_ok=True)
                 index = None
         if index is None:
             index = ReferenceIndex.build(group.refs, [group.split] * len(group.refs), group.pair_ids, embed, progress=progress)
@@ -554,8 +605,11 @@ def _bandpass(x: torch.Tensor) -> torch.Tensor:
     is kept whatever the fine size. Each separable blur is two small matrix products (M X M^T),
     much faster on CPU than a one-channel convolution.
     """
-    size = x.shape[-1]
-    return _bandpass_rect(x, tuple(round(sigma * size / FINE_SIZE, 4) for sigma in BANDPASS_SIGMAS))
+    return _bandpass_rect(x, _fine_sigmas(x.shape[-1]))
+
+
+def _fine_sigmas(size: int) -> tuple[float, float]:
+    return tuple(round(sigma * size / FINE_SIZE, 4) for sigma in BANDPASS_SIGMAS)
 
 
 def _bandpass_rect(x: torch.Tensor, sigmas: tuple[float, float]) -> torch.Tensor:
@@ -566,6 +620,43 @@ def _bandpass_rect(x: torch.Tensor, sigmas: tuple[float, float]) -> torch.Tensor
         _blur_matrix(height, fine) @ x @ _blur_matrix(width, fine).T
         - _blur_matrix(height, coarse) @ x @ _blur_matrix(width, coarse).T
     )
+
+
+def _flat_mask(x: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) grayscale -> bool mask of its flat pixels: 3 x 3 neighbourhoods whose standard
+    deviation is under FLAT_STD (a cutout box, a padding border, nodata, a fill colour; also calm
+    water), grown by one pixel so that the rim where a flat area meets content is included."""
+    mean = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    mean_sq = F.avg_pool2d(x * x, 3, stride=1, padding=1, count_include_pad=False)
+    flat = ((mean_sq - mean * mean).clamp_min(0) < FLAT_STD * FLAT_STD).float()
+    return F.max_pool2d(flat, 3, stride=1, padding=1) > 0
+
+
+def _filled(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`x` with its masked pixels replaced by a smooth fill from the content around them
+    (normalised convolution, Gaussian of sigma FILL_SIGMA x the side; the mean of the content
+    where none is near). A band-pass of the result then shows the content's own detail, not the
+    step where a cutout box or a border meets it."""
+    valid = (~mask).float()
+    size = max(x.shape[-2:])
+    sigma = max(1.0, FILL_SIGMA * size)
+    height, width = x.shape[-2:]
+    blur_h, blur_w = _blur_matrix(height, sigma), _blur_matrix(width, sigma)
+    weight = blur_h @ valid @ blur_w.T
+    smooth = (blur_h @ (x * valid) @ blur_w.T) / weight.clamp_min(1e-3)
+    content_mean = (x * valid).sum(dim=(-2, -1), keepdim=True) / valid.sum(dim=(-2, -1), keepdim=True).clamp_min(1)
+    smooth = torch.where(weight > 1e-3, smooth, content_mean)
+    return torch.where(mask, smooth, x)
+
+
+def _masked_bandpass(x: torch.Tensor, sigmas: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Band-pass of (N, 1, H, W) with flat areas filled first and zeroed after: (band, flat mask).
+    Flat areas then add nothing to any NCC, and their borders add no false edge."""
+    mask = _flat_mask(x)
+    if not bool(mask.any()):
+        return _bandpass_rect(x, sigmas), mask
+    band = _bandpass_rect(_filled(x, mask), sigmas)
+    return band.masked_fill(mask, 0.0), mask
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -592,17 +683,25 @@ class _QueryBands:
 
     whole: torch.Tensor  # (8, S*S) unit vectors
     patches: torch.Tensor  # (8, P, p*p) unit vectors
-    informative: torch.Tensor  # (P,) bool: patches with detail enough to compare (same in every orientation's frame)
+    informative: torch.Tensor  # (8, P) bool: patches with detail enough to compare, per orientation
 
 
 def _query_bands(query_fine: np.ndarray) -> _QueryBands:
     oriented = np.stack([np.ascontiguousarray(_dihedral_array(query_fine, k)) for k in _DIHEDRAL])
-    bands = _bandpass(torch.from_numpy(oriented)[:, None])
+    x = torch.from_numpy(oriented)[:, None]
+    bands, flat = _masked_bandpass(x, _fine_sigmas(x.shape[-1]))
     patches, energy = _patches(bands)
-    # Flat patches (sky, water, a fill colour) carry no evidence either way: they are left out of
-    # the median, unless the whole image is that flat.
+    # Patches of low detail (sky, water) or mostly flat (a cutout box, a border) carry no evidence
+    # either way: they are left out of the median.
     informative = energy >= FLAT_PATCH_FRACTION * energy.median(dim=1, keepdim=True).values
+    informative &= _patch_means(flat.float()) <= MAX_FLAT_IN_PATCH
     return _QueryBands(_unit(bands), patches, informative)
+
+
+def _patch_means(x: torch.Tensor) -> torch.Tensor:
+    """(N, 1, S, S) -> (N, P): the mean of each of the PATCH_GRID x PATCH_GRID patches."""
+    p = x.shape[-1] // PATCH_GRID
+    return F.avg_pool2d(x[..., : p * PATCH_GRID, : p * PATCH_GRID], p).flatten(1)
 
 
 def _fine_ncc(
@@ -635,16 +734,18 @@ def _fine_ncc(
     grid_y = (warp[:, 2:3] * base + warp[:, 3:4])[:, :, None].expand(-1, -1, size)
     grid = torch.stack([grid_x, grid_y], dim=-1)
     source = reference_fines.repeat_interleave(per, dim=0)
-    warped = _bandpass(F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False))
+    warped = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    warped, flat = _masked_bandpass(warped, _fine_sigmas(size))
     orientation = torch.tensor([a.k for a in alignments]).repeat_interleave(per)
     whole = (_unit(warped) * bands.whole[orientation]).sum(dim=1)
     patch_units, _ = _patches(warped)
     per_patch = (patch_units * bands.patches[orientation]).sum(dim=2)  # (C * per, P)
-    informative = bands.informative[orientation]
-    if not bool(informative.any()):
-        informative = torch.ones_like(informative)
+    # Content left on both sides only: flat areas of the reference region are no evidence either.
+    informative = bands.informative[orientation] & (_patch_means(flat.float()) <= MAX_FLAT_IN_PATCH)
     per_patch = torch.where(informative, per_patch, torch.full_like(per_patch, float("nan")))
     patch_score = per_patch.nanmedian(dim=1).values
+    # Too little content left to align: geometry decides nothing (scored below any threshold).
+    patch_score = torch.where(informative.sum(dim=1) >= MIN_INFORMATIVE_PATCHES, patch_score, torch.tensor(-1.0))
     return (
         patch_score.view(len(alignments), per).max(dim=1).values,
         whole.view(len(alignments), per).max(dim=1).values,
@@ -674,7 +775,7 @@ class _ReferenceTensors:
             with self._lock:
                 found = self._levels.get(key)
                 if found is None:
-                    x = _bandpass_rect(F.interpolate(self.thumbs, size=(height, width), mode="area"), PREFILTER_SIGMAS)
+                    x = _masked_bandpass(F.interpolate(self.thumbs, size=(height, width), mode="area"), PREFILTER_SIGMAS)[0]
                     found = self._levels[key] = (x, _window_spread(x, size))
         return found
 
@@ -706,7 +807,7 @@ def _batched_prefilter(
     thumbs = torch.from_numpy(np.stack([s.thumb for s in signatures]))[:, None]
     if size != thumbs.shape[-1]:
         thumbs = F.interpolate(thumbs, size=(size, size), mode="area")
-    kernels = _oriented_kernels(_bandpass_rect(thumbs, PREFILTER_SIGMAS)[:, 0])  # (Q, 8, size^2)
+    kernels = _oriented_kernels(_masked_bandpass(thumbs, PREFILTER_SIGMAS)[0][:, 0])  # (Q, 8, size^2)
 
     query_of = np.repeat(np.arange(len(candidates)), [len(c) for c in candidates])
     reference_of = np.concatenate(candidates)
@@ -981,7 +1082,8 @@ def _verify(
     if len(candidates) == 0:
         return None
     stages["verified"] = len(candidates)
-    thumb = torch.from_numpy(sig.thumb)
+    thumb = torch.from_numpy(sig.thumb)[None, None]
+    thumb = _filled(thumb, _flat_mask(thumb))[0, 0]  # a cutout box would dominate the raw NCC
     kernels = _oriented_kernels(thumb[None])[0].reshape(8, 1, *thumb.shape)
     alignments: list[tuple[int, _Alignment]] = []  # (candidate position, alignment), one per candidate and scale
     for key in np.unique(tensors.aspect_keys[candidates]):
@@ -997,16 +1099,21 @@ def _verify(
     refined, refined_whole = _fine_ncc(bands, tensors.fines[[order[t] for t in top]], [alignments[t][1] for t in top])
     fine[top] = torch.maximum(fine[top], refined)
     whole[top] = torch.maximum(whole[top], refined_whole)
-    best = int(fine.argmax())
-    best_c, best_ncc = alignments[best][0], float(fine[best])
     if scores is not None:
-        scores.update(coarse_ncc=max(a.score for _, a in alignments), ncc=best_ncc, whole_ncc=float(whole.max()))
+        best = int(fine.argmax())
+        scores.update(coarse_ncc=max(a.score for _, a in alignments), ncc=float(fine[best]), whole_ncc=float(whole.max()),
+                      ncc_cosine=float(cosine[alignments[best][0]]))
         return None
-    if best_ncc >= NCC_MIN:
-        best_j = int(candidates[best_c])
-        return LeakageMatch(-1, index.ids[best_j], index.splits[best_j], "geometry", int(distance[best_c]),
-                            float(cosine[best_c]), best_ncc)
-    return None
+    position = torch.tensor([c for c, _ in alignments])
+    agrees = torch.from_numpy((cosine >= COSINE_MIN) | (distance <= PHASH_SUPPORT))[position]
+    matching = (fine >= NCC_DECISIVE) | ((fine >= NCC_MIN) & agrees)
+    if not bool(matching.any()):
+        return None
+    best = int(torch.where(matching, fine, torch.tensor(-2.0)).argmax())
+    best_c, best_ncc = alignments[best][0], float(fine[best])
+    best_j = int(candidates[best_c])
+    return LeakageMatch(-1, index.ids[best_j], index.splits[best_j], "geometry", int(distance[best_c]),
+                        float(cosine[best_c]), best_ncc)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ from __future__ import annotations
 import imagehash
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image, ImageEnhance
 from scipy import ndimage
@@ -118,11 +120,34 @@ def _area_resize(a: np.ndarray, height: int, width: int) -> np.ndarray:
     return pool(a.shape[0], height) @ a @ pool(a.shape[1], width).T
 
 
-def _band(a: np.ndarray) -> np.ndarray:
+def _dog(a: np.ndarray) -> np.ndarray:
     fine, coarse = leakage.PREFILTER_SIGMAS
     return ndimage.gaussian_filter(a, fine, mode="nearest", truncate=3.0) - ndimage.gaussian_filter(
         a, coarse, mode="nearest", truncate=3.0
     )
+
+
+def _band(a: np.ndarray) -> np.ndarray:
+    # The gate's band-pass with flat areas masked (tested against _dog in test_masked_bandpass).
+    x = torch.from_numpy(a.astype(np.float32))[None, None]
+    return leakage._masked_bandpass(x, leakage.PREFILTER_SIGMAS)[0][0, 0].double().numpy()
+
+
+def test_masked_bandpass_is_a_dog_that_ignores_flat_areas():
+    textured = np.random.default_rng(0).uniform(0, 255, (32, 32)).astype(np.float32)
+    band = _band(textured)
+    assert np.abs(band - _dog(textured.astype(np.float64))).max() < 1e-3  # nothing flat: a plain DoG
+    boxed = textured.copy()
+    boxed[8:20, 10:24] = 0.0  # a cutout box
+    x = torch.from_numpy(boxed)[None, None]
+    band, flat = leakage._masked_bandpass(x, leakage.PREFILTER_SIGMAS)
+    assert flat[0, 0, 9:19, 11:23].all() and not flat[0, 0, :6].any()
+    assert (band[flat] == 0).all()
+    # Away from the box the band is the content's own, not the step where the box meets it.
+    plain = torch.from_numpy(_dog(boxed.astype(np.float64)).astype(np.float32))
+    near_rim = (~flat[0, 0]) & (F.max_pool2d(flat[0].float(), 7, stride=1, padding=3)[0] > 0)
+    own = torch.from_numpy(_dog(textured.astype(np.float64)).astype(np.float32))  # without the box
+    assert (band[0, 0] - own)[near_rim].abs().mean() < 0.5 * (plain - own)[near_rim].abs().mean()
 
 
 def _plain_prefilter(query_thumb, query_aspect, ref_thumb, ref_aspect, size) -> np.ndarray:

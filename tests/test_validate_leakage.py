@@ -214,3 +214,22 @@ def test_gate_recall_and_false_rejections_on_real_aerial_images(aid6_root, tmp_p
     assert result.pooled_recall >= 0.99
     assert min(result.recall.values()) >= 0.97
     assert result.false_rejection_rate <= 0.01
+
+
+def test_run_gates_at_the_grids_image_size_in_its_cache(task, tmp_path):
+    # `synthbench run --image-size N`: the executors' one validation per submission encodes at N
+    # into the run's cache, so the grid that follows finds every submission feature cached.
+    from benchmark.executors import GridOptions, Unit, _Context
+
+    folder = write_valid_submission(tmp_path / "tester__noise", task.classes, task.name, per_class=2, seed=7)
+    cache_dir = tmp_path / "cache"
+    unit = Unit(str(task.path), str(folder), DEFAULT_BACKBONE, "linear-probe",
+                GridOptions(cache_dir=str(cache_dir), image_size=64, device="cpu"))
+    problem = _Context([unit]).validation_problem(unit, "full")
+    assert problem is not None and "leakage" not in problem  # only the small counts are refused
+    grid_cache = FeatureCache(cache_dir)
+    grid_backbone = load_backbone(DEFAULT_BACKBONE, device="cpu", image_size=64)
+    sub_refs = [ImageRef(e.sha256, e.path) for e in load_submission(folder).entries]
+    grid_cache.features(grid_backbone, sub_refs + task.image_refs("test"), progress=False)
+    assert grid_cache.n_encoded == 0
+    assert sorted(p.name for p in cache_dir.iterdir()) == sorted([DEFAULT_BACKBONE, "leakage"])
