@@ -35,9 +35,22 @@ def test_every_builder_takes_the_common_flags(parser, builder):
     )
     assert hasattr(args, "resize") == has_resize
 
-    args = parser.parse_args(base + ["--seed", "3", "--train-per-class", "7", "--test-per-class", "2", "--overwrite"])
+    assert (args.no_progress, args.cache_dir, args.device) == (False, None, "auto")
+    assert cli._common_build_kwargs(args)["progress"] is True
+
+    args = parser.parse_args(base + ["--seed", "3", "--train-per-class", "7", "--test-per-class", "2", "--overwrite",
+                                     "--no-progress", "--cache-dir", "c", "--device", "cpu"])
     assert (args.seed, args.train_per_class, args.test_per_class, args.overwrite) == (3, 7, 2, True)
+    assert (args.no_progress, args.cache_dir, args.device) == (True, Path("c"), "cpu")
+    assert cli._common_build_kwargs(args)["progress"] is False
     assert args.func.__name__ == f"_build_{builder}"
+
+
+def test_verify_takes_the_detector_flags(parser):
+    args = parser.parse_args(["task", "verify", "t"])
+    assert (args.no_near_duplicates, args.no_progress, args.cache_dir, args.device) == (False, False, None, "auto")
+    args = parser.parse_args(["task", "verify", "t", "--no-near-duplicates", "--no-progress", "--cache-dir", "c"])
+    assert (args.no_near_duplicates, args.no_progress, args.cache_dir) == (True, True, Path("c"))
 
 
 @pytest.mark.parametrize("builder", sorted(BUILDERS))

@@ -272,11 +272,14 @@ def test_not_a_folder_nor_repo_id(tmp_path):
 
 
 def test_cli_verify_and_info(demo_task_dir, task_copy, monkeypatch, capsys):
-    assert run_task_cli(["task", "verify", str(demo_task_dir)], monkeypatch) == 0
-    assert "every file and image matches manifest.json" in capsys.readouterr().out
+    assert run_task_cli(["task", "verify", str(demo_task_dir), "--device", "cpu"], monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert "every file and image matches manifest.json" in out
+    assert "ok: no image of train_real, generation_inputs is a near-copy of a test image" in out
     assert run_task_cli(["task", "info", str(demo_task_dir)], monkeypatch) == 0
     out = capsys.readouterr().out
     assert "PIPELINE DEMO" in out and "test: 12" in out
+    assert "deduplication: 0 training image(s) removed as near-copies of test images" in out
     assert run_task_cli(["task", "info", "--json", str(demo_task_dir)], monkeypatch) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "demo-disaster6"
 

@@ -128,6 +128,11 @@ def _info(args) -> int:
     print(f"  classes: {', '.join(task.classes)}")
     _print_sizes(task)
     print(f"  test_manifest_hash: {task.test_manifest_hash}")
+    record = task.near_duplicates
+    if record is None:
+        print("  deduplication: none recorded (built without it)")
+    else:
+        print(f"  deduplication: {len(record['removed'])} training image(s) removed as near-copies of test images")
     for note in task.info.get("notes", []):
         print(f"  note: {note}")
     return 0

@@ -241,7 +241,7 @@ def deduplicate(
     while pending:
         round_number += 1
         queries = [(split, row) for unit in pending for split, row in unit.rows]
-        log.info("deduplication round %d: %d training images against %d test images", round_number, len(queries), len(test_rows))
+        log.info("deduplication round %d: %d training rows against %d test images", round_number, len(queries), len(test_rows))
         pairs = find_pairs(queries, test_rows, embedder, progress=progress)
         flagged = {pair.image_id for pair in pairs}
         result.removed += pairs
