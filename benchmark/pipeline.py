@@ -118,6 +118,7 @@ def _submission_job(
         image_size=image_size,
         progress=progress,
         validated=True,
+        leakage_checked=gate,  # a baseline scored without the gate says so (the board labels it unchecked)
     )
     seconds["grid"] = time.perf_counter() - start
     gate_note = (
@@ -164,6 +165,7 @@ def run_demo(
     from .features import FeatureCache
     from .protocol import DEFAULT_PROTOCOL
     from .tasks import load_task
+    from .tasks.dedup import resolve_embedder
     from .tasks.demo import build_demo_task
 
     device = str(resolve_device(device))
@@ -181,7 +183,9 @@ def run_demo(
 
     with _Stage("build the demo task"):
         if not (task_dir / "manifest.json").exists():
-            build_demo_task(task_dir, train_per_class=train_per_class, test_per_class=test_per_class)
+            # Deduplication embeds through the grid's cache at the grid's size: the encode stage reuses it.
+            embedder = resolve_embedder(None, cache_dir=cache_dir, device=device, image_size=image_size)
+            build_demo_task(task_dir, train_per_class=train_per_class, test_per_class=test_per_class, embedder=embedder)
         task = load_task(task_dir)
         # a rerun reuses the task it built, which must be the one asked for now
         have = (set(task.class_counts("train_real").values()), set(task.class_counts("test").values()))
@@ -234,8 +238,10 @@ def run_demo(
 
     with _Stage("build the leaderboard site"):
         from leaderboard.site import build_site
+        from leaderboard.tree import load_task_truths
 
-        build_site(submissions_dir, site_dir)
+        # the board checks every record against this task's own test labels
+        build_site(submissions_dir, site_dir, tasks=load_task_truths([task_dir]))
 
     total = time.perf_counter() - started
     paths = {

@@ -20,6 +20,9 @@ Definitions (the methodology page prints them; tests check them on constructed r
   conditions).
 - The real-only row is the `real` setting of a reference record for each backbone (official runs
   first, then baselines, then by submission id); its Delta is 0 by definition, and it is ranked.
+- An entry with a record scored without the leakage gate (`leakage_checked` false or unknown) is
+  "unchecked": shown, labelled, and never ranked on the board of a real task (on the procedural
+  demo task it is only labelled). "official" = every record's maintainers' signature verifies.
 - Verdict: "helps" when the Delta CI lies entirely above 0, "hurts" when entirely below 0, else
   "no significant effect".
 - Rank (leaderboard.ranking, DESIGN.md's "entries whose CIs overlap share a rank"): 1 + the number

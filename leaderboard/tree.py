@@ -90,9 +90,12 @@ class TaskTruth:
     classes: tuple[str, ...]
     labels: tuple[int, ...]
     source: str
+    #: False for a Hub repo id given without @revision: records may name any revision of it, as
+    #: long as their test split (test_manifest_hash), classes and labels are this one's.
+    revision_pinned: bool = True
 
     @classmethod
-    def from_task(cls, task: Any, source: str) -> "TaskTruth":
+    def from_task(cls, task: Any, source: str, revision_pinned: bool = True) -> "TaskTruth":
         return cls(
             name=task.name,
             revision=str(task.revision),
@@ -100,6 +103,7 @@ class TaskTruth:
             classes=tuple(task.classes),
             labels=tuple(int(v) for v in task.labels("test")),
             source=source,
+            revision_pinned=revision_pinned,
         )
 
 
@@ -110,12 +114,13 @@ def load_task_truths(sources: Sequence[str | os.PathLike]) -> list[TaskTruth]:
     truths = []
     for source in sources:
         text = str(source)
-        name, _, revision = text.partition("@") if not Path(text).exists() else (text, "", "")
+        local = Path(text).expanduser().exists()
+        name, _, revision = (text, "", "") if local else text.partition("@")
         try:
             task = load_task(name, revision=revision or None)
         except SynthbenchError as exc:
             raise LeaderboardError(f"--task {text}: {exc}") from None
-        truths.append(TaskTruth.from_task(task, text))
+        truths.append(TaskTruth.from_task(task, text, revision_pinned=local or bool(revision)))
     return truths
 
 
@@ -590,7 +595,7 @@ def _check_ground_truth(tree: Tree, truths: Mapping[str, TaskTruth], dropped: se
                       f"to the leaderboard (tasks given: {known}); pass it with --task")
         elif name != truth.name:
             reason = f"unverified: task.name {name!r} is not the name of the task with that test split ({truth.name!r})"
-        elif revision != truth.revision:
+        elif truth.revision_pinned and revision != truth.revision:
             reason = (f"task revision {revision!r} is not the revision {truth.revision!r} of the task the board is checked "
                       "against; all results of one board must be on the same task revision")
         elif tuple(record.data["classes"]) != truth.classes:
