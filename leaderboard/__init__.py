@@ -2,22 +2,24 @@
 
 The flow inside this package is one direction, like the harness's:
 
-    tree       read submissions/<id>/submission.yaml + results/*.json, validate them the way a
-               maintainer's CI does (folder structure, schema, duplicates, one task) -> Tree
+    tree       read submissions/<id>/submission.yaml + results/*.json (bounded), validate and verify
+               them the way a maintainer's CI does (structure, schema, ground truth from the task,
+               content hashes, duplicates, signatures, leakage) -> Tree with its Problems
     aggregate  pool runs into board entries (Augment, Replace, Models) per protocol and backbone,
                with bootstrap CIs from benchmark.metrics -> Board views
     ranking    the rank rule (entries whose CIs overlap share a rank)
     plots      matplotlib figures (SVG + PNG, deterministic)
     site       Jinja2 pages + local JS/CSS + leaderboard.json/.csv, written atomically
-    cli        `synthbench leaderboard build|serve|validate`
+    audit      re-run a sample of a record's runs and compare the predictions
+    cli        `synthbench leaderboard build|serve|validate|audit|keygen`
 
 docs/LEADERBOARD.md explains how to read the result; the site's methodology page is generated from
 benchmark.protocol so it cannot drift from the code.
 """
 
-from .tree import LeaderboardError, Tree, validate_tree
+from .tree import LeaderboardError, Problem, TaskTruth, Tree, load_task_truths, validate_tree
 
-__all__ = ["LeaderboardError", "Tree", "validate_tree", "build_site"]
+__all__ = ["LeaderboardError", "Problem", "TaskTruth", "Tree", "build_site", "load_task_truths", "validate_tree"]
 
 
 def build_site(*args, **kwargs):

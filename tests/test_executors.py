@@ -232,11 +232,16 @@ def test_record_of_another_recipe_is_not_complete(small_grid, tmp_path):
     units = plan_units(task_dir, [subs / "baseline__duplicate"], backbones=["efficientnet-lite0"], options=options)
     assert run_units(units, executor="local", validation="no-leakage", progress=False).ok
 
+    from dataclasses import replace
+
     from benchmark.executors import _Context
 
     other = small_options(tmp_path / "cache", protocol_overrides={"linear-probe": {"C_grid": [1.0], "cv_folds": 2}})
     changed = plan_units(task_dir, [subs / "baseline__duplicate"], backbones=["efficientnet-lite0"], options=other)[0]
-    assert _Context([units[0]]).state(units[0]).status == "complete"
+    unchecked = replace(units[0], options=replace(units[0].options, leakage_checked=False))
+    assert _Context([unchecked]).state(unchecked).status == "complete"
+    # a gated run-all takes the --no-leakage record up again (its runs reused) to rewrite it as checked
+    assert _Context([units[0]]).state(units[0]).status == "incomplete"
     state = _Context([changed]).state(changed)
     assert state.status == "missing" and "protocol_params" in state.detail
     # More seeds than the record holds: incomplete, with exactly the new runs pending.

@@ -317,3 +317,28 @@ def test_a_record_of_a_task_not_given_is_unverified_and_named(tree, maintainers,
     code, out = _run(capsys, "leaderboard", "validate", "--submissions", str(alone), "--task", str(tree.parent / "task"),
                      "--keys", str(maintainers[1]))
     assert code == 0, out
+
+
+def test_the_tree_yaml_reader_gives_a_value_or_one_clean_error_for_any_text(tmp_path):
+    """Property: whatever bytes a submission.yaml holds, the tree's bounded reader returns a value
+    or raises ValueError with a short message; never another exception, never an expansion."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from leaderboard.tree import read_bounded_yaml
+
+    path = tmp_path / "submission.yaml"
+    pieces = st.sampled_from(["a: &x [1, 2]", "b: *x", "- ", "[", "]", "{", "}", ": ", "!!python/object:os.system",
+                              "\n", "  ", "'", '"', "id: x", "&a", "*a", "? ", "%YAML 1.1", "---", "\t", "\x00", "é"])
+    texts = st.lists(pieces, max_size=40).map("".join) | st.binary(max_size=200)
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(texts)
+    def any_text(text):
+        path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
+        try:
+            read_bounded_yaml(path)
+        except ValueError as exc:
+            assert len(str(exc)) < 500
+
+    any_text()

@@ -193,3 +193,19 @@ def test_the_audit_reruns_one_seed_per_setting_and_reproduces_the_predictions(of
         assert code == 1 and "35/36 predictions agree" in out and "MISMATCH" in out
     finally:
         forged.unlink()
+
+
+@pytest.mark.slow
+def test_a_version_2_record_resumes_without_recomputing(official_run, capsys):
+    """Schema 3 adds fields outside the resume identity: a stored version 2 record's runs are reused."""
+    record = json.loads(official_run["unchecked"].read_text())
+    old = official_run["root"] / "old.json"
+    record["schema_version"] = 2
+    del record["leakage_checked"], record["backbone"]["input_size"]
+    old.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(["run", *official_run["common"], "--no-leakage", "--out", str(old)]) == 0
+    assert "0 run(s) computed, 2 reused" in capsys.readouterr().out
+    rewritten = json.loads(old.read_text())
+    assert rewritten["schema_version"] == 3 and rewritten["leakage_checked"] is False
+    assert rewritten["runs"] == record["runs"]
