@@ -217,3 +217,27 @@ def test_guide_shows_the_schema_the_code_checks():
     guide = (Path(__file__).resolve().parents[1] / "docs" / "SUBMITTING.md").read_text()
     assert describe_fields() in guide  # regenerate the table from SUBMISSION_FIELDS when it changes
     assert all(f"| `{name}` |" in guide for name in SUBMISSION_FIELDS)
+
+
+def test_guide_states_the_limits_the_code_enforces():
+    from pathlib import Path
+
+    from benchmark.images import MAX_ASPECT_RATIO, MAX_FILE_BYTES, MAX_PIXELS
+    from benchmark.submissions import format as fmt
+    from benchmark.submissions.checkpoints import MAX_IMAGE_TOKENS
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "SUBMITTING.md").read_text()
+    limits = guide[guide.index("### Limits"):guide.index("## 4.")]
+    expected = [
+        f"| `submission.yaml`, `model.yaml` | {fmt.MAX_YAML_BYTES // 1024} KiB;",
+        f"nesting at most {fmt.MAX_NESTING} levels; numbers at most {fmt.MAX_NUMBER_CHARS} characters",
+        f"| `metadata.jsonl` | {fmt.MAX_METADATA_BYTES // 2**20} MiB; a line at most {fmt.MAX_LINE_BYTES // 1024} KiB",
+        f"| an image file | {MAX_FILE_BYTES // 2**20} MiB;",
+        f"at most 4096 x 4096 = {MAX_PIXELS:,} pixels".replace(",", " "),
+        f"long side at most {MAX_ASPECT_RATIO} x the short one",
+        f"| `model.safetensors` | {fmt.MAX_CHECKPOINT_BYTES // 2**30} GiB;",
+        f"at most {MAX_IMAGE_TOKENS} image tokens",
+        f"at most {fmt.MAX_FOLDER_ENTRIES:,} files and folders".replace(",", " "),
+        f"the first {fmt.MAX_LISTED} of a kind",
+    ]
+    assert [line for line in expected if line not in limits] == []
