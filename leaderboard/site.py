@@ -258,7 +258,6 @@ class _SiteWriter:
             "zero_shot_description": PROTOCOLS[ZERO_SHOT_PROTOCOL]["description"],
             "pending": [s for s in self.tree.submissions if not s.records],
             "not_shown": [self._problem_row(p) for p in self.tree.problems],
-            "tasks": self.tree.tasks,
             "notes": self.board.notes,
             "suites": self.board.suites,
         }
