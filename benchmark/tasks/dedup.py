@@ -10,7 +10,9 @@ submissions' leakage gate. So every builder draws its training side through `ded
 2. each class's training *units* (a `train_real` row and the `generation_inputs` rows made from it:
    they stand or fall together) are drawn in the builder's order, `per_class` of them;
 3. `benchmark.nearcopy.find_near_duplicate_pairs` (the leakage gate's own detector) compares every
-   drawn image (queries) with every test image (references);
+   drawn image with every test image, both ways (the detector finds a query inside a reference,
+   so a training image that contains a test image as a crop is found by querying with the test
+   images);
 4. a unit with a match is removed, the pair recorded with its evidence, and the class's next unit
    drawn in its place; 3-4 repeat for the replacements until none matches or the class's pool is
    spent (the class is then left short, and the task's notes say so).
