@@ -24,7 +24,6 @@ page, and only `--strict` (`leaderboard validate`, the pull-request workflow) ma
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -39,6 +38,7 @@ import yaml
 from benchmark.errors import ResultsError, SynthbenchError
 from benchmark.protocol import SETTINGS
 from benchmark.results import leakage_checked, load_result
+from benchmark.submissions.format import MAX_METADATA_BYTES, MAX_YAML_BYTES, load_yaml, parse_json_line
 
 try:  # a bounded repr (benchmark.io); without it, such values show as their type only
     from benchmark.io import shorten as _shorten
@@ -55,9 +55,9 @@ SUBMISSION_FILE = "submission.yaml"
 RESULTS_DIR = "results"
 METADATA_FILE = "metadata.jsonl"
 REAL = "real"
-#: Bounds on what the tree reader reads (checked with stat before a byte is read).
-MAX_SUBMISSION_YAML_BYTES = 64 * 1024
-MAX_METADATA_BYTES = 64 * 1024 * 1024
+#: Bounds on what the tree reader reads (checked with stat before a byte is read): the
+#: submissions stage's own limits, read through its bounded readers.
+MAX_SUBMISSION_YAML_BYTES = MAX_YAML_BYTES
 #: What the board does with an entry that has a problem.
 NOT_SHOWN, SELF_REPORTED, UNCHECKED = "not shown", "self-reported", "unchecked"
 #: The keys folder of the maintainers' public keys (PEM, *.pub).
@@ -289,7 +289,7 @@ class Submission:
         try:
             for line in path.read_text(encoding="utf-8").splitlines():
                 if line.strip():
-                    row = json.loads(line)
+                    row = parse_json_line(line)  # bounded: length, nesting, numbers
                     if isinstance(row, dict):
                         rows.append(row)
         except (OSError, ValueError, RecursionError) as exc:
@@ -417,20 +417,9 @@ def validate_tree(
 # ------------------------------------------------------------------------------------------------
 
 
-class _BoundedYamlLoader(yaml.SafeLoader):
-    """yaml.SafeLoader without aliases: an alias bomb (`a: &a [...]`, `b: [*a, *a, ...]`) is refused
-    before it expands. (The submissions stage's own reader may grow the same rule; this one keeps
-    the board readable whatever a tree holds.)"""
-
-    def compose_node(self, parent, index):  # noqa: D102 (yaml's own hook)
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted", mark)
-        return super().compose_node(parent, index)
-
-
 def read_bounded_yaml(path: Path, max_bytes: int = MAX_SUBMISSION_YAML_BYTES) -> Any:
-    """YAML from a regular file of at most `max_bytes`, without aliases; ValueError says why not."""
+    """YAML from a regular file of at most `max_bytes`, parsed by the submissions stage's bounded
+    loader (no aliases, bounded nesting and numbers); ValueError says why not."""
     info = path.lstat()
     if not path.is_file() or path.is_symlink():
         raise ValueError("not a regular file")
@@ -438,11 +427,13 @@ def read_bounded_yaml(path: Path, max_bytes: int = MAX_SUBMISSION_YAML_BYTES) ->
         raise ValueError(f"{info.st_size} bytes, above the limit of {max_bytes}; not read")
     try:
         text = path.read_bytes()[: max_bytes + 1].decode("utf-8")
-        return yaml.load(text, Loader=_BoundedYamlLoader)  # noqa: S506 (a SafeLoader subclass)
+        return load_yaml(text)
     except UnicodeDecodeError as exc:
         raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except RecursionError:
         raise ValueError("nested too deeply") from None
+    except (ValueError, OverflowError) as exc:  # load_yaml's own refusals, an impossible date
+        raise ValueError(str(exc)[:200]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

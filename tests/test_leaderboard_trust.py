@@ -176,13 +176,13 @@ def yaml_bomb_in_submission_yaml(root, keys):
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 12)]
     path.write_text(yaml.safe_dump(yaml.safe_load((root / OTHER / "submission.yaml").read_text())) + "\n".join(lines) + "\n")
-    return path, "aliases (*name) are not accepted", NOT_SHOWN
+    return path, "YAML aliases (*a0) are not accepted", NOT_SHOWN
 
 
 def deep_nesting_in_submission_yaml(root, keys):
     path = root / OTHER / "submission.yaml"
     path.write_text("id: team-b__noisy\nx: " + "[" * 20_000 + "]" * 20_000 + "\n")
-    return path, "nested too deeply", NOT_SHOWN
+    return path, "nested deeper than", NOT_SHOWN
 
 
 def submission_yaml_is_a_folder(root, keys):
