@@ -257,3 +257,67 @@ def test_non_finite_weights_are_refused(valid):
 def test_a_missing_folder_is_named(tmp_path):
     with pytest.raises(HarnessError, match="checkpoint folder not found"):
         load_checkpoint(tmp_path / "nope", CLASSES)
+
+
+def _edit_config(directory, edit):
+    config = yaml.safe_load((directory / CONFIG_FILE).read_text())
+    edit(config)
+    (directory / CONFIG_FILE).write_text(yaml.safe_dump(config))
+
+
+def test_wrong_dtypes_are_refused_before_loading(valid):
+    directory, _, _ = valid
+    _rewrite(directory, lambda t: t.update({"head.bias": t["head.bias"].to(torch.int64)}))
+    refused(directory, r"wrong dtype: head.bias dtype I64 \(expected a floating-point dtype\)")
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c["backbone_config"].update({"dropout": 0.1}), r"backbone_config\.dropout is not a setting of this architecture"),
+    (lambda c: c["backbone_config"]["vision_cfg"].update({"layers": 10**6}), r"backbone_config\.vision_cfg\.layers must be an integer in 1\.\.24 \(got 1000000\)"),
+    (lambda c: c["backbone_config"]["vision_cfg"].update({"width": 64.5}), r"backbone_config\.vision_cfg\.width must be an integer in 8\.\.1024"),
+    (lambda c: c["backbone_config"]["vision_cfg"].update({"patch_size": 2}), r"32 px in patches of 2 is 256 image tokens|1024 image tokens"),
+    (lambda c: c["preprocessing"].update({"image_size": 1024}), r"1024 px in patches of 8 is 16384 image tokens, above the limit of 1024"),
+    (lambda c: c.update({"backbone_config": "big"}), r"'backbone_config' must be a mapping or null"),
+])
+def test_a_backbone_config_is_bounded_before_anything_is_built(valid, edit, match, monkeypatch):
+    """Unknown keys and sizes out of bounds are refused from model.yaml alone: no model is built."""
+    import benchmark.backbones
+
+    directory, _, _ = valid
+    _edit_config(directory, edit)
+    built = []
+    monkeypatch.setattr(benchmark.backbones, "load_backbone", lambda *a, **k: built.append(a) or pytest.fail("built"))
+    if "patches of 2" in match:  # 256 tokens are allowed: this one is built (and its weights do not fit)
+        monkeypatch.undo()
+        refused(directory, "shape mismatch")
+        return
+    refused(directory, match)
+    assert built == []
+
+
+def test_validate_and_run_refuse_a_checkpoint_with_the_same_message(valid, tmp_path):
+    """One check for both: the message validate reports is the one load_checkpoint raises."""
+    from benchmark.submissions.checkpoints import check_checkpoint
+
+    directory, _, _ = valid
+    _rewrite(directory, lambda t: t["head.weight"].fill_(float("inf")))
+    with pytest.raises(HarnessError) as checked:
+        check_checkpoint(directory, CLASSES)
+    assert refused(directory, "non-finite values in head.weight") == str(checked.value)
+
+
+def test_a_safetensors_header_length_that_starts_like_a_pickle_is_not_refused(tmp_path):
+    """A header of 640 bytes is stored as 80 02 00 ..., the first bytes of a protocol-2 pickle."""
+    from safetensors.torch import save
+
+    from benchmark.submissions.checkpoints import check_safetensors_file
+    from benchmark.submissions.format import Problems, _parse_checkpoint
+
+    tensors = {"head.weight": torch.zeros(2, 2)}
+    data = next(d for d in (save(tensors, metadata={"pad": "x" * n}) for n in range(700)) if d[:2] == b"\x80\x02")
+    assert int.from_bytes(data[:8], "little") == 640
+    (tmp_path / WEIGHTS_FILE).write_bytes(data)
+    check_safetensors_file(tmp_path / WEIGHTS_FILE)  # no error
+    problems = Problems()
+    weights, _, _ = _parse_checkpoint(tmp_path, problems)
+    assert weights == tmp_path / WEIGHTS_FILE and not [p for p in problems.errors if WEIGHTS_FILE in p]

@@ -69,6 +69,12 @@ def check_safetensors_file(path: Path) -> None:
     size = path.stat().st_size
     with open(path, "rb") as handle:
         head = handle.read(8)
+        header_len = int.from_bytes(head, "little")
+        plausible = len(head) == 8 and 1 < header_len <= min(MAX_HEADER_BYTES, size - 8)
+        header = handle.read(header_len) if plausible else b""
+    # A safetensors header length can begin with the bytes a pickle begins with (0x80 0x02 is 640):
+    # a file is called a pickle or a zip only when it does not read as safetensors.
+    if not header.startswith(b"{"):
         if head[:4] == b"PK\x03\x04":
             raise _refuse(path, "is a zip archive (a torch.save file), not safetensors; it is never unpickled. "
                           "Convert it with safetensors.torch.save_file(state_dict, 'model.safetensors')")
@@ -77,10 +83,8 @@ def check_safetensors_file(path: Path) -> None:
                           "Convert it with safetensors.torch.save_file(state_dict, 'model.safetensors')")
         if len(head) < 8:
             raise _refuse(path, f"is {size} bytes: too short to be a safetensors file")
-        header_len = int.from_bytes(head, "little")
-        if header_len <= 1 or header_len > min(MAX_HEADER_BYTES, size - 8):
+        if not plausible:
             raise _refuse(path, f"not a safetensors file (header length {header_len} for a {size}-byte file)")
-        header = handle.read(header_len)
     try:
         parsed = json.loads(header)
     except (ValueError, UnicodeDecodeError, RecursionError):

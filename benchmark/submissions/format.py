@@ -919,9 +919,11 @@ def _weights_problem(weights_path: Path, folder: Path) -> str | None:
         return problem
     with open(weights_path, "rb") as handle:
         head = handle.read(8)
+        # A safetensors header length can begin like a pickle (0x80 0x02 is 640): look at the header.
+        header_start = handle.read(1) if len(head) == 8 else b""
     if not head:
         return "empty file (0 bytes)"
-    if head.startswith(_PICKLE_MAGIC) or head.startswith(_ZIP_MAGIC):
+    if header_start != b"{" and (head.startswith(_PICKLE_MAGIC) or head.startswith(_ZIP_MAGIC)):
         return (
             "this is a pickle/torch.save file, not safetensors "
             "(pickles can run code and are never loaded; save with safetensors.torch.save_file)"
