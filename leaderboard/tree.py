@@ -442,6 +442,9 @@ def read_bounded_yaml(path: Path, max_bytes: int = MAX_SUBMISSION_YAML_BYTES) ->
 
 def _read_submission(folder: Path, problems: list[Problem]) -> Submission | None:
     """A submission folder, or None (with its problem) when none of it can be shown."""
+    if folder.is_symlink():  # never follow a participant's link out of the tree
+        problems.append(Problem(str(folder), "is a symbolic link; a submission must be a folder inside the tree"))
+        return None
     if not SUBMISSION_ID_PATTERN.match(folder.name):
         problems.append(Problem(str(folder), "folder name is not a valid submission id (letters, digits, '.', "
                                 "'_', '-'; starting with a letter or digit)"))

@@ -192,6 +192,14 @@ def submission_yaml_is_a_folder(root, keys):
     return path, "not a regular file", NOT_SHOWN
 
 
+def submission_folder_is_a_link(root, keys):
+    outside = root.parent / "elsewhere"
+    shutil.copytree(root / GOOD, outside / "team-l__link")
+    link = root / "team-l__link"
+    link.symlink_to(outside / "team-l__link", target_is_directory=True)
+    return link, "is a symbolic link", NOT_SHOWN
+
+
 def huge_record_file(root, keys):
     path = _path(root)
     with path.open("r+b") as handle:  # sparse: the size is what must be checked, before any read
@@ -226,7 +234,7 @@ TAMPERED = [
     forged_labels, predictions_copied_from_labels_claiming_official, official_with_a_bad_signature,
     signed_by_an_unknown_key, edited_after_signing, wrong_test_manifest_hash, record_of_an_unknown_task,
     task_name_spoofed, content_hash_mismatch, same_images_under_two_ids, bad_types, deep_nesting,
-    yaml_bomb_in_submission_yaml, deep_nesting_in_submission_yaml, submission_yaml_is_a_folder, huge_record_file,
+    yaml_bomb_in_submission_yaml, deep_nesting_in_submission_yaml, submission_yaml_is_a_folder, submission_folder_is_a_link, huge_record_file,
     duplicate_setting_and_seed, metrics_disagree_with_predictions, scored_without_the_leakage_gate,
     record_before_schema_3,
 ]
