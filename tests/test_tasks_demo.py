@@ -53,6 +53,9 @@ def test_demo_task_is_a_labelled_learnable_task(tmp_path):
     assert any("Pipeline demo, not a scientific result" in note for note in task.info["notes"])
     assert task.classes == list(DEMO_CLASSES)
     assert set(task.column("generation_inputs", "pair_id")) == set(task.column("train_real", "pair_id"))
+    # Deduplicated at the demo's own size (fresh procedural scenes: nothing to remove).
+    assert task.near_duplicates["image_size"] == 48 and task.near_duplicates["removed"] == []
+    assert "## Deduplication" in (task.path / "README.md").read_text()
     # Even crude colour statistics and a nearest-centroid rule beat chance (1/6) clearly.
     train, test = _colour_features(task, "train_real"), _colour_features(task, "test")
     mean, scale = train.mean(0), train.std(0) + 1e-6
