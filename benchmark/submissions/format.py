@@ -293,6 +293,12 @@ def check_submission_yaml(meta: Any, where: str, problems: Problems) -> dict:
     if not isinstance(meta, dict):
         problems.error(f"{where}: must be a YAML mapping of fields (got {type(meta).__name__})")
         return {}
+    for check in (_check_keys_and_version, _check_identity, _check_provenance, _check_kind_fields):
+        check(meta, where, problems)
+    return meta
+
+
+def _check_keys_and_version(meta: dict, where: str, problems: Problems) -> None:
     unknown = sorted(k if isinstance(k, str) else shorten(k) for k in meta if k not in SUBMISSION_FIELDS)
     if unknown:
         names = ", ".join(shorten(k, 60) if len(k) > 60 else k for k in unknown[:20])
@@ -310,6 +316,9 @@ def check_submission_yaml(meta: Any, where: str, problems: Problems) -> dict:
             f"{where}: schema_version {version} is not supported (this harness reads version {SUBMISSION_SCHEMA_VERSION})"
         )
 
+
+def _check_identity(meta: dict, where: str, problems: Problems) -> None:
+    """id, team, method, contact, licence, track and kind."""
     sub_id = _check_str(meta, "id", where, problems)
     team = _check_str(meta, "team", where, problems)
     method = _check_str(meta, "method", where, problems)
@@ -330,6 +339,9 @@ def check_submission_yaml(meta: Any, where: str, problems: Problems) -> dict:
         elif not isinstance(value, str) or value not in allowed:
             problems.error(f"{where}: field '{key}' must be one of {', '.join(allowed)} (got {shorten(value)})")
 
+
+def _check_provenance(meta: dict, where: str, problems: Problems) -> None:
+    """generator, fine_tuned and task."""
     generator = meta.get("generator")
     if generator is None:
         problems.error(f"{where}: missing required field 'generator'")
@@ -363,6 +375,9 @@ def check_submission_yaml(meta: Any, where: str, problems: Problems) -> dict:
             if not isinstance(task.get(key), str) or not task[key].strip():
                 problems.error(f"{where}: field 'task.{key}' must be a non-empty string (got {shorten(task.get(key))})")
 
+
+def _check_kind_fields(meta: dict, where: str, problems: Problems) -> None:
+    """baseline, hub and notes."""
     baseline = meta.get("baseline")
     if baseline is not None:
         names = _baseline_names()
@@ -376,12 +391,11 @@ def check_submission_yaml(meta: Any, where: str, problems: Problems) -> dict:
         if not isinstance(hub, dict):
             problems.error(f"{where}: kind hub needs a field 'hub' mapping {{repo_id, revision}} (got {shorten(hub)})")
         elif not isinstance(hub.get("repo_id"), str) or not hub["repo_id"].strip():
-            problems.error(f"{where}: field 'hub.repo_id' must be a Hub dataset id or a local directory")
+            problems.error(f"{where}: field 'hub.repo_id' must be a Hub dataset id or a directory inside the submission folder")
     elif hub is not None:
         problems.error(f"{where}: field 'hub' is only allowed with kind hub (kind is {shorten(meta.get('kind'))})")
     if "notes" in meta and meta["notes"] is not None and not isinstance(meta["notes"], str):
         problems.error(f"{where}: field 'notes' must be a string")
-    return meta
 
 
 # ----------------------------------------------------------------------------------------------
