@@ -73,6 +73,37 @@ def _units(
         yield TrainingUnit(class_name, (("train_real", row), ("generation_inputs", generation_input)))
 
 
+def _shuffled_files(root: Path, classes: list[str], seed: int) -> dict[str, list[Path]]:
+    """Each class's image files, sorted (independent of the file system's order), then shuffled."""
+    files: dict[str, list[Path]] = {}
+    for class_name in classes:
+        found = sorted(
+            p for p in (root / class_name).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        random.Random(f"{seed}:{class_name}").shuffle(found)  # str seeds are stable across runs
+        files[class_name] = found
+    return files
+
+
+def _check_counts(root: Path, files: dict[str, list[Path]], train_per_class: int, test_per_class: int | None) -> int:
+    """The test size (default: what every class can give); an error naming every class too small."""
+    short = {c: len(f) for c, f in files.items() if len(f) < train_per_class + 1}
+    if short:
+        raise TaskError(
+            f"{root}: class(es) with too few images for {train_per_class} train + at least 1 test: "
+            + ", ".join(f"{c} has {n}" for c, n in short.items())
+        )
+    if test_per_class is None:
+        test_per_class = min(len(f) for f in files.values()) - train_per_class
+    short = {c: len(f) for c, f in files.items() if len(f) < train_per_class + test_per_class}
+    if short:
+        raise TaskError(
+            f"{root}: class(es) with too few images for {train_per_class} train + {test_per_class} test: "
+            + ", ".join(f"{c} has {n}" for c, n in short.items())
+        )
+    return test_per_class
+
+
 def build_imagefolder_task(
     root: str | Path,
     out_dir: str | Path,
@@ -108,27 +139,8 @@ def build_imagefolder_task(
     if len(classes) < 2:
         raise TaskError(f"{root}: needs at least 2 class sub-folders, found {len(classes)}")
 
-    files: dict[str, list[Path]] = {}
-    for class_name in classes:
-        found = sorted(
-            p for p in (root / class_name).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-        )
-        random.Random(f"{seed}:{class_name}").shuffle(found)  # str seeds are stable across runs
-        files[class_name] = found
-    short = {c: len(f) for c, f in files.items() if len(f) < train_per_class + 1}
-    if short:
-        raise TaskError(
-            f"{root}: class(es) with too few images for {train_per_class} train + at least 1 test: "
-            + ", ".join(f"{c} has {n}" for c, n in short.items())
-        )
-    if test_per_class is None:
-        test_per_class = min(len(f) for f in files.values()) - train_per_class
-    short = {c: len(f) for c, f in files.items() if len(f) < train_per_class + test_per_class}
-    if short:
-        raise TaskError(
-            f"{root}: class(es) with too few images for {train_per_class} train + {test_per_class} test: "
-            + ", ".join(f"{c} has {n}" for c, n in short.items())
-        )
+    files = _shuffled_files(root, classes, seed)
+    test_per_class = _check_counts(root, files, train_per_class, test_per_class)
 
     bar = tqdm(total=len(classes) * (train_per_class + test_per_class), desc="imagefolder images", unit="image", disable=not progress)
     test = []

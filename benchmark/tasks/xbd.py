@@ -225,6 +225,26 @@ def _image_ids(tiles: list[XbdTile]) -> dict[XbdTile, str]:
     return {tile: (tile.stem if counts[tile.stem] == 1 else f"{tile.folder}-{tile.stem}") for tile in tiles}
 
 
+def _check_arguments(label_source: str, train_per_class: int, test_per_class: int, resize: int | None) -> None:
+    if label_source not in LABEL_SOURCES:
+        raise TaskError(f"unknown label source {label_source!r}; use one of: {', '.join(LABEL_SOURCES)}")
+    if train_per_class < 1 or test_per_class < 1:
+        raise TaskError("train_per_class and test_per_class must be at least 1")
+    if resize is not None and not 16 <= resize <= 4096:
+        raise TaskError(f"resize {resize} is outside 16..4096")
+
+
+def _choose_test(groups: dict[str, dict[str, list[XbdTile]]], per_class: int, seed: int, notes: list[str]) -> dict[str, list[XbdTile]]:
+    """The test tiles of every class (balanced over events); a short class is noted."""
+    chosen = {c: balanced_pick(groups[c], per_class, seed, "test") for c in XBD_CLASSES}
+    for class_name, tiles in chosen.items():
+        if not tiles:
+            raise TaskError(f"class {class_name}: no test tiles in {'/'.join(TEST_FOLDERS)}")
+        if len(tiles) < per_class:
+            notes.append(f"short test class: {class_name} has {len(tiles)} test tiles in {'/'.join(TEST_FOLDERS)} (asked {per_class})")
+    return chosen
+
+
 def _check_root(root: Path) -> list[str]:
     """The training folders present (tier3/ may be absent: some downloads lack it)."""
     if not root.is_dir():
@@ -334,12 +354,7 @@ def build_xbd_task(
     size over the grid's feature cache).
     """
     root = Path(xbd_root)
-    if label_source not in LABEL_SOURCES:
-        raise TaskError(f"unknown label source {label_source!r}; use one of: {', '.join(LABEL_SOURCES)}")
-    if train_per_class < 1 or test_per_class < 1:
-        raise TaskError("train_per_class and test_per_class must be at least 1")
-    if resize is not None and not 16 <= resize <= 4096:
-        raise TaskError(f"resize {resize} is outside 16..4096")
+    _check_arguments(label_source, train_per_class, test_per_class, resize)
     train_folders = _check_root(root)
     if Path(out_dir).exists() and not overwrite:
         raise TaskError(f"{out_dir}: already exists (pass --overwrite to replace it)")
@@ -353,13 +368,7 @@ def build_xbd_task(
 
     # The test split first; then every training tile showing the ground of a chosen test tile is
     # left out of the training pool, so one location stays on one side of the split.
-    test_groups = _by_class(test_pool, label_source)
-    chosen_test = {c: balanced_pick(test_groups[c], test_per_class, seed, "test") for c in XBD_CLASSES}
-    for class_name, tiles in chosen_test.items():
-        if not tiles:
-            raise TaskError(f"class {class_name}: no test tiles in {'/'.join(TEST_FOLDERS)}")
-        if len(tiles) < test_per_class:
-            notes.append(f"short test class: {class_name} has {len(tiles)} test tiles in {'/'.join(TEST_FOLDERS)} (asked {test_per_class})")
+    chosen_test = _choose_test(_by_class(test_pool, label_source), test_per_class, seed, notes)
     excluded = same_location(train_pool, [t for c in XBD_CLASSES for t in chosen_test[c]])
     if excluded:
         notes.append(f"{len(excluded)} training tile(s) left out: they show the location of a test tile (same tile id or overlapping building footprints)")
