@@ -137,6 +137,18 @@ def test_a_class_whose_pool_runs_out_is_left_short_and_says_so(folder, embedder,
     assert f"Beach/{train_name}" not in task.column("train_real", "source_file")
 
 
+def test_the_build_command_prints_the_removed_pairs_and_a_short_class(folder, cache_dir, tmp_path, monkeypatch, capsys):
+    seed, train_name, test_name = _crossing_seed(folder, train=2, test=4)
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("benchmark.tasks.cli",))
+    argv = ["task", "build", "imagefolder", str(folder), "--out", str(tmp_path / "t"), "--train-per-class", "2",
+            "--test-per-class", "4", "--seed", str(seed), "--cache-dir", str(cache_dir), "--device", "cpu", "--no-progress"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "near-duplicates of test images removed from training: 2" in out
+    assert f"train_real Beach__{Path(train_name).stem} (Beach/{train_name}) ~ test Beach__{Path(test_name).stem}" in out
+    assert "warning: short training class after deduplication: Beach has 1 of 2" in out
+
+
 def _verify(path: Path, cache_dir: Path, monkeypatch) -> int:
     monkeypatch.setattr(cli, "COMMAND_MODULES", ("benchmark.tasks.cli",))
     return cli.main(["task", "verify", str(path), "--cache-dir", str(cache_dir), "--device", "cpu", "--no-progress"])

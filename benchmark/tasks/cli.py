@@ -77,6 +77,9 @@ def _report_built(path: Path) -> int:
     print(f"near-duplicates of test images removed from training: {len(removed)}")
     for pair in removed:
         print(f"  {_describe_pair(pair)}")
+    for note in task.info.get("notes", []):
+        if note.startswith("short training class after deduplication"):
+            print(f"warning: {note}")
     return 0
 
 
