@@ -105,6 +105,7 @@ def test_hostile_submission_is_refused_precisely_and_alike_by_run(case, task, va
     refused = _run_problems(err)
     assert refused and set(refused) <= set(report["problems"]), (refused, report["problems"])
     assert not out.exists() and tree_state(folder) == before
+    assert tree_state(work) == around and not cache.exists(), "run wrote something for a refused submission"
 
 
 def test_a_valid_tiny_checkpoint_is_accepted_by_both(task, valid_base, isolated, capsys):
