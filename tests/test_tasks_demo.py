@@ -12,6 +12,14 @@ from benchmark.tasks import load_task
 from benchmark.tasks.demo import DEMO_CLASSES, build_demo_task, edit_image, render_scene
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _own_feature_cache(tmp_path_factory):
+    """Builds embed images for their deduplication: into a cache of this module's, not the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SYNTHBENCH_CACHE", str(tmp_path_factory.mktemp("feature-cache")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def scene() -> Image.Image:
     return render_scene(np.random.default_rng(3), 64)

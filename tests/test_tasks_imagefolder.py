@@ -14,6 +14,14 @@ from benchmark.tasks import load_task
 from benchmark.tasks.imagefolder import build_imagefolder_task
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _own_feature_cache(tmp_path_factory):
+    """Builds embed images for their deduplication: into a cache of this module's, not the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SYNTHBENCH_CACHE", str(tmp_path_factory.mktemp("feature-cache")))
+        yield
+
+
 def make_folder(root: Path, counts: dict[str, int], size: int = 20) -> Path:
     rng = np.random.default_rng(1)
     for class_name, n in counts.items():

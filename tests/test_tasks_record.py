@@ -17,6 +17,15 @@ from benchmark.io import sha256_bytes, sha256_file
 from benchmark.tasks import SPLITS, TaskImage, compute_test_manifest_hash, load_task, save_task
 from benchmark.tasks.demo import build_demo_task
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _own_feature_cache(tmp_path_factory):
+    """Builds embed images for their deduplication: into a cache of this module's, not the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SYNTHBENCH_CACHE", str(tmp_path_factory.mktemp("feature-cache")))
+        yield
+
+
 SMALL = dict(train_per_class=3, test_per_class=2, image_size=32)
 
 

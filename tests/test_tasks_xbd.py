@@ -19,6 +19,15 @@ from benchmark.tasks import load_task
 from benchmark.protocol import XBD_METADATA_TYPE_TO_CLASS
 from benchmark.tasks.xbd import build_xbd_task, same_location, scan_folder
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _own_feature_cache(tmp_path_factory):
+    """Builds embed images for their deduplication: into a cache of this module's, not the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SYNTHBENCH_CACHE", str(tmp_path_factory.mktemp("feature-cache")))
+        yield
+
+
 #: disaster_type as xBD's own label JSONs give it per event.
 XBD_DISASTER_TYPES = {
     "mexico-earthquake": "earthquake",
