@@ -239,8 +239,9 @@ def _card_deduplication(record: Mapping[str, Any]) -> list[str]:
         "",
         f"Every image of {', '.join(f'`{s}`' for s in record['queries'])} was compared with every `test` image by",
         f"the leakage gate's near-duplicate detector (`{record['detector']}`, version {record['detector_version']},",
-        f"embeddings `{record['embedder']}`); training images that are near-copies of a test image were removed",
-        "and replaced by the next draw of their class. `synthbench task verify` re-checks it.",
+        f"embeddings `{record['embedder']}`, both ways: a crop of the other counts); training images that are",
+        "near-copies of a test image were removed and replaced by the next draw of their class, where it had one",
+        "left. `synthbench task verify` re-checks it.",
         "",
     ]
     removed = record["removed"]
