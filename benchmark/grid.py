@@ -3,6 +3,9 @@
 `run_grid(task, submission, ...)` trains and scores a classifier for each (setting, seed):
 
 * `real`: the task's train_real images (100 per class);
+* `real@n` (the learning curve, n = 10, 25, 50; linear probe by default): n of each class's
+  train_real images, the first n of a per-seed permutation drawn from its own random stream
+  (`real_draw`), so the subsets are nested over n and no other setting's draw changes;
 * `synthetic@k`: k x n_real(c) of the submission's images per class c (by hard label), no real;
 * `mixed@k`: the real images plus the same synthetic subset as `synthetic@k`.
 
@@ -44,8 +47,18 @@ from .backbones import DEFAULT_BACKBONE
 from .cli import positive_int
 from .errors import HarnessError, ResultsError
 from .io import sha256_json
-from .metrics import CI_METHOD, bootstrap_cis, classification_metrics
-from .protocol import DEFAULT_PROTOCOL, DEFAULT_SEEDS, PROTOCOLS, SETTINGS, Setting, lookup
+from .metrics import CI_METHOD, bootstrap_cis, classification_metrics, effective_real_images
+from .protocol import (
+    DEFAULT_PROTOCOL,
+    DEFAULT_SEEDS,
+    EFFECTIVE_REAL,
+    LEARNING_CURVE,
+    PROTOCOLS,
+    SETTINGS,
+    Setting,
+    default_settings,
+    lookup,
+)
 from .results import NO_TRAINING_SETTINGS, RESULT_SCHEMA_VERSION, load_result, result_path, write_result
 
 log = logging.getLogger(__name__)
@@ -135,13 +148,30 @@ def synthetic_draw(pool_by_class: Sequence[np.ndarray], seed: int, per_class: Se
     ).astype(np.int64)
 
 
+def real_draw(real_by_class: Sequence[np.ndarray], seed: int, per_class: int) -> np.ndarray:
+    """train_real indices of seed `seed`'s real@n subset: the first n of each class's permutation.
+
+    The permutations come from their own stream (LEARNING_CURVE["draw_stream"]), never from the
+    synthetic draws' `default_rng(seed)`: adding the curve leaves every other setting's draw alone.
+    """
+    rng = np.random.default_rng([int(seed), LEARNING_CURVE["draw_stream"]])
+    permutations = [rng.permutation(indices) for indices in real_by_class]
+    return np.sort(np.concatenate([perm[:per_class] for perm in permutations] + [np.zeros(0, dtype=np.int64)]))
+
+
 def needed_per_class(setting: Setting, real_counts: np.ndarray) -> np.ndarray:
     """Synthetic images per class a setting needs: ratio k times the task's real images of the class."""
     return setting.ratio * real_counts if setting.kind in ("synthetic", "mixed") else np.zeros_like(real_counts)
 
 
 def skip_reason(setting: Setting, real_counts: np.ndarray, pool_counts: np.ndarray, classes: list[str]) -> str | None:
-    """Why the pool cannot fill `setting` (None when it can)."""
+    """Why the pool (or train_real, for a learning-curve point) cannot fill `setting` (None when it can)."""
+    if setting.is_curve_point:
+        n = setting.real_per_class
+        short = [f"{int(real_counts[c])} for {classes[c]!r}" for c in range(len(classes)) if real_counts[c] <= n]
+        if short:
+            return f"needs more than {n} train_real images per class (with {n} or fewer it is `real`), has " + ", ".join(short)
+        return None
     need = needed_per_class(setting, real_counts)
     short = [(classes[c], int(pool_counts[c]), int(need[c])) for c in range(len(classes)) if pool_counts[c] < need[c]]
     if not short:
@@ -194,7 +224,7 @@ def finalise(record: dict) -> dict:
     by_setting: dict[str, list[dict]] = {}
     for run in record["runs"]:
         by_setting.setdefault(run["setting"], []).append(run)
-        paired = run["setting"] in SETTINGS and run["setting"] != "real" and run["seed"] in real
+        paired = run["setting"] in SETTINGS and SETTINGS[run["setting"]].kind != "real" and run["seed"] in real
         if paired:
             cis = bootstrap_cis(labels, np.asarray(run["predictions"]), n_classes, baseline_preds=[real[run["seed"]]])
             run["delta_vs_real"] = {
@@ -230,8 +260,35 @@ def finalise(record: dict) -> dict:
             entry[f"delta_{metric}_mean"] = deltas[metric][0] if paired_runs else None
             entry[f"delta_{metric}_ci"] = _ci(deltas[metric]) if paired_runs else None
         summary[setting] = entry
+    for setting, estimate in _effective_real(labels, n_classes, by_setting).items():
+        summary[setting]["effective_real"] = estimate
     record["summary"] = {k: summary[k] for k in sorted(summary, key=_setting_rank)}
     return record
+
+
+def _effective_real(labels: np.ndarray, n_classes: int, by_setting: dict[str, list[dict]]) -> dict[str, dict]:
+    """{synthetic@k: its effective real images per class} read off the record's learning curve
+    (benchmark.metrics.effective_real_images); empty without `real` and one real@n point."""
+    if "real" not in by_setting:
+        return {}
+    full_n = float(np.mean([v["real"] for v in by_setting["real"][0]["train_counts"].values()]))
+    points = sorted(
+        (SETTINGS[name].real_per_class, name) for name in by_setting
+        if name in SETTINGS and SETTINGS[name].is_curve_point and SETTINGS[name].real_per_class < full_n
+    )
+    if not points:
+        return {}
+    curve_n = [float(n) for n, _ in points] + [full_n]
+    curve = [{r["seed"]: np.asarray(r["predictions"]) for r in by_setting[name]} for _, name in points]
+    curve.append({r["seed"]: np.asarray(r["predictions"]) for r in by_setting["real"]})
+    out = {}
+    for setting in EFFECTIVE_REAL["settings"]:
+        if setting in by_setting:
+            target = {r["seed"]: np.asarray(r["predictions"]) for r in by_setting[setting]}
+            estimate = effective_real_images(labels, curve_n, curve, target, n_classes)
+            if estimate is not None:
+                out[setting] = estimate
+    return out
 
 
 def _identity(record: dict) -> dict:
@@ -376,7 +433,7 @@ def run_grid(
     seeds = sorted({int(s) for s in seeds})
     if not seeds:
         raise HarnessError("no seeds to run")
-    requested = [lookup(SETTINGS, name, "setting") for name in settings] if settings else list(SETTINGS.values())
+    requested = [lookup(SETTINGS, name, "setting") for name in settings] if settings else default_settings(protocol)
 
     from .device import resolve_device
 
@@ -504,8 +561,12 @@ def run_grid(
 
     # Draw every seed's synthetic subset once; encode every needed image once, up front.
     draws: dict[tuple[int, int], np.ndarray] = {}
+    real_by_class = [np.flatnonzero(real_labels == c) for c in range(len(classes))]
+    real_draws: dict[tuple[int, int], np.ndarray] = {}  # (n, seed) -> train_real indices of real@n
     for name, setting, seed in todo:
-        if setting is not None and setting.kind != "real":
+        if setting is not None and setting.is_curve_point:
+            real_draws[(setting.real_per_class, seed)] = real_draw(real_by_class, seed, setting.real_per_class)
+        elif setting is not None and setting.kind != "real":
             draws[(setting.ratio, seed)] = synthetic_draw(pool.by_class, seed, needed_per_class(setting, real_counts))
     real_refs = task.image_refs("train_real")
     feature_rows: dict[str, int] = {}
@@ -561,11 +622,12 @@ def run_grid(
         if setting is None:
             return None, {}
         refs, targets, synthetic, scenes = [], [], [], []
+        real_rows = real_draws[(setting.real_per_class, seed)] if setting.is_curve_point else np.arange(len(real_refs))
         if setting.uses_real:
-            refs += real_refs
-            targets.append(real_targets)
-            synthetic.append(np.zeros(len(real_refs), dtype=bool))
-            scenes += real_scenes
+            refs += [real_refs[i] for i in real_rows]
+            targets.append(real_targets[real_rows])
+            synthetic.append(np.zeros(real_rows.size, dtype=bool))
+            scenes += [real_scenes[i] for i in real_rows]
         if setting.kind != "real":
             indices = draws[(setting.ratio, seed)]
             refs += [pool.refs[i] for i in indices]
@@ -574,9 +636,10 @@ def run_grid(
             scenes += pool.scenes[indices].tolist()
         data = TrainData(refs, np.concatenate(targets), np.concatenate(synthetic), groups=np.asarray(scenes, dtype=str))
         synthetic_labels = pool.labels[draws[(setting.ratio, seed)]] if setting.kind != "real" else np.zeros(0, int)
+        drawn_real_counts = np.bincount(real_labels[real_rows], minlength=len(classes))
         counts = {
             name: {
-                "real": int(real_counts[c]) if setting.uses_real else 0,
+                "real": int(drawn_real_counts[c]) if setting.uses_real else 0,
                 "synthetic": int((synthetic_labels == c).sum()),
             }
             for c, name in enumerate(classes)

@@ -368,3 +368,115 @@ def bootstrap_ci(
         seed=seed,
         level=level,
     )[metric]
+
+
+# ----------------------------------------------------------------------------------------------
+# Effective real images: a synthetic set's macro-F1 read off the real-data learning curve
+# ----------------------------------------------------------------------------------------------
+
+
+def _monotone(curve: np.ndarray) -> np.ndarray:
+    """Each row of (R, P) made non-decreasing by (equal-weight) isotonic regression, vectorised with
+    the max-min formula iso[i] = max over j <= i of min over k >= i of mean(curve[j..k]); the tests
+    check it against scikit-learn's `isotonic_regression`. A curve has a handful of points."""
+    n_points = curve.shape[1]
+    sums = np.concatenate([np.zeros((curve.shape[0], 1)), np.cumsum(curve, axis=1)], axis=1)
+    out = np.empty_like(curve, dtype=np.float64)
+    for i in range(n_points):
+        best = np.full(curve.shape[0], -np.inf)
+        for j in range(i + 1):
+            means = [(sums[:, k + 1] - sums[:, j]) / (k + 1 - j) for k in range(i, n_points)]
+            best = np.maximum(best, np.min(means, axis=0))
+        out[:, i] = best
+    return out
+
+
+def read_off_curve(log_n: np.ndarray, curve: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """log n at which each monotone curve row first reaches its target (linear in log n between
+    points); -inf below the first point, +inf above the last. curve (R, P), target (R,)."""
+    out = np.empty(target.shape, dtype=np.float64)
+    for r, (row, y) in enumerate(zip(curve, target)):
+        reached = np.flatnonzero(row >= y)
+        if reached.size == 0:
+            out[r] = np.inf
+        elif reached[0] == 0:
+            out[r] = log_n[0] if y >= row[0] else -np.inf
+        else:
+            i = reached[0]  # row[i-1] < y <= row[i]: a strictly rising segment
+            t = (y - row[i - 1]) / (row[i] - row[i - 1])
+            out[r] = log_n[i - 1] + t * (log_n[i] - log_n[i - 1])
+    return out
+
+
+def _censor(log_value: float, curve_n: Sequence[float]) -> tuple[float, str | None]:
+    if log_value == -np.inf:
+        return float(curve_n[0]), "below"
+    if log_value == np.inf:
+        return float(curve_n[-1]), "above"
+    return float(np.exp(log_value)), None
+
+
+def _reading(value: float, censored: str | None, curve_n: Sequence[float]) -> str:
+    if censored == "below":
+        return f"< {curve_n[0]:g}"
+    if censored == "above":
+        return f"> {curve_n[-1]:g}"
+    return f"{value:.0f}"
+
+
+def effective_real_images(
+    y_true,
+    curve_n: Sequence[float],
+    curve_preds: Sequence[dict],
+    target_preds: dict,
+    n_classes: int,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+) -> dict | None:
+    """The real images per class worth the macro-F1 of `target_preds` (protocol.EFFECTIVE_REAL).
+
+    curve_n: increasing real images per class of the curve points; curve_preds[p] and target_preds:
+    {seed: prediction vector}. Only the seeds every side has are used (seed-paired); None when none
+    is shared. The point estimate reads the seed-mean target off the seed-mean curve; each two-level
+    bootstrap draw (the same seed and image draws as every CI here) does the same on its resample.
+    Outside the curve the estimate is censored: the end point's n with "below" or "above".
+    """
+    seeds = sorted(set(target_preds).intersection(*[set(p) for p in curve_preds]))
+    if not seeds or len(curve_n) < 2 or np.any(np.diff(curve_n) <= 0):
+        return None
+    vectors = [side[s] for side in (*curve_preds, target_preds) for s in seeds]
+    point_values, draw_values = bootstrap_values(
+        y_true, vectors, n_classes, metrics=("macro_f1",), resamples=resamples, seed=seed
+    )["macro_f1"]
+    weights = seed_weights(seeds, resamples)
+    per_side = [
+        weighted_mean(point_values[j : j + len(seeds)], draw_values[:, j : j + len(seeds)], weights)
+        for j in range(0, len(vectors), len(seeds))
+    ]
+    curve_point = _monotone(np.array([[p for p, _ in per_side[:-1]]]))
+    curve_draws = _monotone(np.stack([d for _, d in per_side[:-1]], axis=1))
+    log_n = np.log(np.asarray(curve_n, dtype=np.float64))
+    point_log = read_off_curve(log_n, curve_point, np.array([per_side[-1][0]]))[0]
+    draws_log = read_off_curve(log_n, curve_draws, per_side[-1][1])
+    tail = (1.0 - level) / 2.0
+    # no interpolation between draws: a bound (+-inf) stays a bound
+    lo_log = min(float(np.quantile(draws_log, tail, method="lower")), point_log)
+    hi_log = max(float(np.quantile(draws_log, 1.0 - tail, method="higher")), point_log)
+    estimate, censored = _censor(point_log, curve_n)
+    (lo, lo_censored), (hi, hi_censored) = _censor(lo_log, curve_n), _censor(hi_log, curve_n)
+    text = (f"{_reading(estimate, censored, curve_n)} [{_reading(lo, lo_censored, curve_n)}, "
+            f"{_reading(hi, hi_censored, curve_n)}]")
+    return {
+        "estimate": estimate,
+        "censored": censored,
+        "ci": [lo, hi],
+        "ci_censored": [lo_censored, hi_censored],
+        "text": text,
+        "curve_n": [float(n) for n in curve_n],
+        "curve_macro_f1": [float(v) for v in curve_point[0]],
+        "target_macro_f1": float(per_side[-1][0]),
+        "seeds": [int(s) for s in seeds],
+        "ci_method": CI_METHOD,
+    }

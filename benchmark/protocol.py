@@ -92,20 +92,65 @@ RATIOS: tuple[int, ...] = (1, 2, 3, 4)
 RANKING_IMAGES_PER_CLASS = TRAIN_PER_CLASS * max(RATIOS)
 
 
+#: The real-data learning curve (issue 15): `real@n` trains on a nested subset of n real images
+#: per class, drawn per seed like the synthetic subsets; the full split (`real`, TRAIN_PER_CLASS per
+#: class) is the curve's last point. Each synthetic@k is read off this curve as "worth N real images
+#: per class" (benchmark.metrics.effective_real_images).
+LEARNING_CURVE: dict[str, Any] = {
+    "points": (10, 25, 50),
+    # Only the linear probe runs the curve by default: it is cheap on cached features. Fine-tuning
+    # costs the same fixed number of images seen per run whatever n is (15 more full trainings per
+    # grid), so it runs `real@n` only when asked with --settings.
+    "default_protocols": ("linear-probe",),
+    # The subsets' own random stream, apart from the synthetic draws' (`default_rng(seed)`), so that
+    # adding the curve changes no existing setting's draw.
+    "draw_stream": 15,
+    "description": (
+        "real@n trains on n real images per class (n = 10, 25, 50), the first n of a per-seed "
+        "permutation of each class's train_real images, so the subsets are nested over n and paired "
+        "by seed with every other setting; `real` (all of train_real) is the curve's last point. "
+        "A task whose train_real has at most n images in some class skips real@n."
+    ),
+}
+
+#: The effective number of real images of a synthetic set (benchmark.metrics.effective_real_images).
+EFFECTIVE_REAL: dict[str, Any] = {
+    "settings": [f"synthetic@{k}" for k in RATIOS],
+    "metric": "macro_f1",
+    "description": (
+        "For each synthetic@k: the number of real images per class that gives the same macro-F1, "
+        "read off the learning curve (real@n and real, averaged over the seeds that every curve "
+        "point and synthetic@k share). The curve is made non-decreasing by isotonic regression and "
+        "interpolated linearly in log n; the estimate is the smallest n whose curve value reaches the "
+        "synthetic set's macro-F1. Below the first point it is reported as the bound "
+        f"'< {LEARNING_CURVE['points'][0]}', above the full split as '> {TRAIN_PER_CLASS}' (the full "
+        "split's images per class). The CI is the percentile interval "
+        "of the same estimate over the record's two-level bootstrap draws (seeds and test images, the "
+        "same draws on the curve and on synthetic@k). It assumes more real images never hurt (hence "
+        "the monotone curve) and that macro-F1 grows smoothly in log n between the points; it is "
+        "undefined (absent) without the full `real` setting and at least one real@n point."
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Setting:
     """One training-set recipe: how many real and synthetic images per class."""
 
-    name: str  # "real", "synthetic@k", "mixed@k"
+    name: str  # "real", "real@n", "synthetic@k", "mixed@k"
     kind: str  # "real" | "synthetic" | "mixed"
     ratio: int  # k, 0 for real
     uses_real: bool
     synthetic_per_class: int
+    #: real@n: the n real images per class of a learning-curve point; None: all of train_real.
+    real_per_class: int | None = None
 
     @property
     def description(self) -> str:
         if self.kind == "real":
-            return f"{TRAIN_PER_CLASS} real images per class"
+            n = self.real_per_class or TRAIN_PER_CLASS
+            curve = " (a learning-curve point)" if self.real_per_class else ""
+            return f"{n} real images per class{curve}"
         if self.kind == "synthetic":
             return f"{self.synthetic_per_class} synthetic images per class, no real (ratio 1:{self.ratio})"
         return (
@@ -113,9 +158,15 @@ class Setting:
             f"(ratio 1:{self.ratio})"
         )
 
+    @property
+    def is_curve_point(self) -> bool:
+        return self.real_per_class is not None
+
 
 def _build_settings() -> dict[str, Setting]:
     settings = {"real": Setting("real", "real", 0, True, 0)}
+    for n in LEARNING_CURVE["points"]:
+        settings[f"real@{n}"] = Setting(f"real@{n}", "real", 0, True, 0, real_per_class=n)
     for k in RATIOS:
         settings[f"synthetic@{k}"] = Setting(f"synthetic@{k}", "synthetic", k, False, k * TRAIN_PER_CLASS)
     for k in RATIOS:
@@ -224,7 +275,15 @@ def lookup(registry: dict[str, Any], name: str, what: str) -> Any:
         raise SynthbenchError(f"unknown {what} {name!r}; use one of: {', '.join(registry)}") from None
 
 
-def parse_settings(names: Iterable[str] | None) -> list[Setting]:
+def default_settings(protocol: str | None = None) -> list[Setting]:
+    """The settings a grid runs when none are named: all of them, less the learning curve for the
+    protocols it is not run by default (LEARNING_CURVE["default_protocols"])."""
+    protocol = protocol or DEFAULT_PROTOCOL
+    curve = protocol in LEARNING_CURVE["default_protocols"]
+    return [s for s in SETTINGS.values() if curve or not s.is_curve_point]
+
+
+def parse_settings(names: Iterable[str] | None, protocol: str | None = None) -> list[Setting]:
     if not names:
-        return list(SETTINGS.values())
+        return default_settings(protocol)
     return [lookup(SETTINGS, name, "setting") for name in names]

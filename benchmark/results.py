@@ -243,6 +243,8 @@ def validate_result_record(record: dict, path: str | os.PathLike | None = None) 
             c.ci(entry, f"{metric}_ci", mean, f"{where}.{metric}_ci")
             delta = c.get(entry, f"delta_{metric}_mean", float, f"{where}.delta_{metric}_mean", nullable=True)
             c.ci(entry, f"delta_{metric}_ci", delta, f"{where}.delta_{metric}_ci", nullable=True)
+        if entry.get("effective_real") is not None:
+            _check_effective_real(c, entry["effective_real"], f"{where}.effective_real")
     missing = set(runs_by_setting) - set(summary)
     if missing:
         c.fail("summary", f"has no entry for setting(s) {', '.join(sorted(missing))}")
@@ -263,6 +265,32 @@ def validate_result_record(record: dict, path: str | os.PathLike | None = None) 
     for key in ("seconds_total", "seconds_encoding"):
         if c.get(provenance, key, float, f"provenance.{key}") < 0:
             c.fail(f"provenance.{key}", "must be >= 0")
+
+
+_CENSORED = (None, "below", "above")
+
+
+def _check_effective_real(c: _Checker, block: dict, where: str) -> None:
+    """A summary's optional `effective_real` (benchmark.metrics.effective_real_images)."""
+    curve_n = c.get(block, "curve_n", list, f"{where}.curve_n")
+    if len(curve_n) < 2 or not all(isinstance(n, (int, float)) and not isinstance(n, bool) and n > 0 for n in curve_n):
+        c.fail(f"{where}.curve_n", "expected at least two positive numbers of images per class")
+    if any(b <= a for a, b in zip(curve_n, curve_n[1:])):
+        c.fail(f"{where}.curve_n", f"{curve_n} is not increasing")
+    estimate = c.get(block, "estimate", float, f"{where}.estimate")
+    c.ci(block, "ci", estimate, f"{where}.ci")
+    for value, field in ((estimate, "estimate"), *zip(block["ci"], ("ci[0]", "ci[1]"))):
+        if not curve_n[0] - 1e-9 <= value <= curve_n[-1] + 1e-9:
+            c.fail(f"{where}.{field}", f"{value} lies outside the curve [{curve_n[0]}, {curve_n[-1]}]")
+    censored = block.get("censored")
+    ci_censored = c.get(block, "ci_censored", list, f"{where}.ci_censored")
+    if censored not in _CENSORED or len(ci_censored) != 2 or ci_censored[0] not in (None, "below") \
+            or ci_censored[1] not in (None, "above"):
+        c.fail(f"{where}.censored", "must be null, 'below' or 'above' (the CI: [null|'below', null|'above'])")
+    c.get(block, "text", str, f"{where}.text")
+    seeds = c.get(block, "seeds", list, f"{where}.seeds")
+    if not seeds or not all(isinstance(v, int) and not isinstance(v, bool) for v in seeds):
+        c.fail(f"{where}.seeds", "expected a non-empty list of seeds")
 
 
 def _check_run_metrics(c: _Checker, run: dict, where: str, labels: np.ndarray, predictions: np.ndarray,

@@ -17,8 +17,10 @@ from benchmark.protocol import SETTINGS
 from benchmark.protocols import LinearProbeRunner
 from benchmark.results import load_result, write_result
 
-REAL_PER_CLASS = 8
-SYNTHETIC_PER_INPUT = 3  # 24 synthetic images per class: ratios 1..3 of 8 real, not 4
+REAL_PER_CLASS = 12  # the learning curve's real@10 fits, real@25 and real@50 do not
+SYNTHETIC_PER_INPUT = 3  # 36 synthetic images per class: ratios 1..3 of 12 real, not 4
+#: Settings this task cannot fill: too few synthetic images for 1:4, too few real for real@25/50.
+UNFILLABLE = ("real@25", "real@50", "synthetic@4", "mixed@4")
 SEEDS = (0, 1)
 IMAGE_SIZE = 32  # backbone input size: the real offline EfficientNet-Lite0 weights, fast on CPU
 #: A smaller C grid and fewer folds keep these tests quick; the grid logic does not depend on them.
@@ -53,7 +55,7 @@ def make_submission(folder: Path, task, *, method: str, per_input: int, seed: in
     (root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     meta = {
         "id": sub_id, "team": "tests", "method": method, "contact": "tests@example.org", "licence": "CC-BY-4.0",
-        "track": "generated", "kind": "images", "generator": {"name": "demo-editor", "version": "1", "link": "none"},
+        "track": "generated", "kind": "images", "generator": {"name": "demo-editor", "version": "1", "link": "https://example.org/demo-editor"},
         "fine_tuned": {"used": False}, "task": {"name": task.name, "revision": task.revision},
     }
     (root / "submission.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
@@ -77,7 +79,7 @@ def first(task, submission, tmp_path_factory):
         seen[key] = ([r.sha256 for r in train.refs], train.is_synthetic.copy(), train.groups.copy())
         return original(self, train, test, seed=seed, context=context)
 
-    order = [s for s in SETTINGS if s not in ("synthetic@4", "mixed@4")]
+    order = [s for s in SETTINGS if s not in UNFILLABLE]
     pending = [(s, seed) for s in order for seed in SEEDS]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(LinearProbeRunner, "fit_predict", spy)
@@ -95,18 +97,21 @@ def test_record_covers_every_fillable_setting_and_reports_the_rest(first, task):
     record = first["record"]
     assert load_result(first["path"]) == record  # written atomically, valid
     ran = {(r["setting"], r["seed"]) for r in record["runs"]}
-    fillable = [s for s in SETTINGS if s not in ("synthetic@4", "mixed@4")]
+    fillable = [s for s in SETTINGS if s not in UNFILLABLE]
     assert ran == {(s, seed) for s in fillable for seed in SEEDS}
-    assert [s["setting"] for s in record["skipped"]] == ["synthetic@4", "mixed@4"]
-    assert record["skipped"][0]["reason"].startswith("needs 32 synthetic images per class, has 24 for 'earthquake'")
+    assert [s["setting"] for s in record["skipped"]] == list(UNFILLABLE)
+    skipped = {s["setting"]: s["reason"] for s in record["skipped"]}
+    assert skipped["synthetic@4"].startswith("needs 48 synthetic images per class, has 36 for 'earthquake'")
+    assert skipped["real@25"].startswith("needs more than 25 train_real images per class")
+    assert "12 for 'earthquake'" in skipped["real@50"]
     for run in record["runs"]:
         setting = SETTINGS[run["setting"]]
         synthetic = setting.ratio * REAL_PER_CLASS if setting.kind != "real" else 0
-        real = REAL_PER_CLASS if setting.uses_real else 0
+        real = (setting.real_per_class or REAL_PER_CLASS) if setting.uses_real else 0
         assert run["n_train"] == 6 * (real + synthetic)
         assert (run["n_real_per_class"], run["n_synthetic_per_class"]) == (real, synthetic)
         assert all(c == {"real": real, "synthetic": synthetic} for c in run["train_counts"].values())
-        assert (run["delta_vs_real"] is None) == (run["setting"] == "real")
+        assert (run["delta_vs_real"] is None) == (setting.kind == "real")
         assert run["params"]["C"] in record["protocol"]["params"]["C_grid"]
     assert record["summary"]["mixed@2"]["n_seeds"] == len(SEEDS)
     provenance = record["provenance"]
@@ -216,7 +221,7 @@ def test_a_second_submission_encodes_only_its_own_images(first, task, tmp_path):
     second = make_submission(tmp_path, task, method="other", per_input=2, seed=7)
     record = run_grid(task, second, seeds=(0,), settings=["real", "mixed@1"], cache_dir=first["cache"],
                       validated=True, image_size=IMAGE_SIZE, progress=False, protocol_overrides=RECIPE)
-    # test and train_real come from the cache; only the 8 drawn synthetic images per class are new
+    # test and train_real come from the cache; only the drawn synthetic images (as many as the real ones) are new
     assert record["provenance"]["images_encoded"] == 6 * REAL_PER_CLASS
     assert [s["setting"] for s in record["skipped"]] == []  # only the settings asked for are planned
     assert {r["setting"] for r in record["runs"]} == {"real", "mixed@1"}
@@ -263,7 +268,7 @@ def test_cli_refuses_unknown_names_listing_valid_ones(capsys):
     assert "resnet-9000" in err and "efficientnet-lite0" in err and "clip-vit-b16" in err
     with pytest.raises(SystemExit):
         main(["run", "--task", "x", "--submission", "y", "--settings", "mixed@7"])
-    assert "real, synthetic@1" in capsys.readouterr().err
+    assert "real, real@10, real@25, real@50, synthetic@1" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -306,7 +311,7 @@ def test_fine_tune_runs_per_setting_and_seed(task, submission, tmp_path):
         validated=True, progress=False, out_path=tmp_path / "ft.json",
         protocol_overrides={"images_seen": 32, "batch_size": 16},
     )
-    assert [(r["setting"], r["n_train"]) for r in record["runs"]] == [("real", 48), ("mixed@1", 96)]
+    assert [(r["setting"], r["n_train"]) for r in record["runs"]] == [("real", 6 * REAL_PER_CLASS), ("mixed@1", 12 * REAL_PER_CLASS)]
     assert record["protocol"]["params"]["images_seen"] == 32
     assert record["runs"][1]["delta_vs_real"] is not None
 
@@ -324,7 +329,7 @@ def test_checkpoint_submissions_are_scored_by_the_checkpoint_protocol(task, tmp_
     meta = {
         "id": "tests__model", "team": "tests", "method": "model", "contact": "tests@example.org",
         "licence": "CC-BY-4.0", "track": "generated", "kind": "checkpoint",
-        "generator": {"name": "demo-editor", "version": "1", "link": "none"}, "fine_tuned": {"used": False},
+        "generator": {"name": "demo-editor", "version": "1", "link": "https://example.org/demo-editor"}, "fine_tuned": {"used": False},
         "task": {"name": task.name, "revision": task.revision},
     }
     (folder / "submission.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
