@@ -112,8 +112,8 @@ class GridOptions:
     #: Official runs: path of the Ed25519 private key (None: $SYNTHBENCH_SIGNING_KEY in the job).
     signing_key: str | None = None
 
-    def setting_names(self) -> list[str]:
-        return [s.name for s in parse_settings(self.settings)]
+    def setting_names(self, protocol: str | None = None) -> list[str]:
+        return [s.name for s in parse_settings(self.settings, protocol)]
 
     def overrides_for(self, protocol: str) -> dict[str, Any] | None:
         return (self.protocol_overrides or {}).get(protocol)
@@ -236,7 +236,7 @@ def expected_runs(unit: Unit) -> list[tuple[str, int]]:
 
     if unit.protocol in NO_TRAINING_SETTINGS:
         return [(NO_TRAINING_SETTINGS[unit.protocol], 0)]
-    return [(setting, seed) for setting in unit.options.setting_names() for seed in unit.options.seeds]
+    return [(setting, seed) for setting in unit.options.setting_names(unit.protocol) for seed in unit.options.seeds]
 
 
 def expected_identity(unit: Unit, task: Any, submission: Any = None) -> dict[str, Any]:
