@@ -63,6 +63,7 @@ from .aggregate import (
     build_leaderboard,
     verdict,
 )
+from .identity import Board, split_by_identity
 from .ranking import TIE_RULE
 from .tree import SELF_REPORTED, LeaderboardError, Problem, Submission, Tree, hard_label, validate_tree
 
@@ -74,6 +75,8 @@ STATIC_DIR = PACKAGE_DIR / "static"
 DEFAULT_SITE_DIR = PACKAGE_DIR / "site"
 #: A file every built site holds: `build` replaces only a folder that has it (or an empty one).
 SITE_MARKER = ".synthbench-site"
+#: Boards of other comparability identities live in boards/<slug>/ (leaderboard.identity).
+BOARDS_DIR = "boards"
 #: 3: `not_shown` (every problem: path, reason, shown_as), entries' and submissions' `status`
 #: (official = signature verified) and `leakage_checked`, entries' `held_back`. 2: entries carry
 #: significantly_better / significantly_worse (paired comparisons beside the overlap rank),
@@ -120,10 +123,15 @@ def write_site(tree: Tree, out_dir: str | Path = DEFAULT_SITE_DIR) -> Path:
     """Publish a verified tree (problems listed on the index) into `out_dir`, atomically."""
     out_dir = Path(out_dir)
     _check_replaceable(out_dir)
-    board = build_leaderboard(tree)
+    boards = split_by_identity(tree)  # records of another identity form their own board, under boards/
     with atomic_directory(out_dir, overwrite=True) as tmp:
-        _SiteWriter(board, tmp).write()
-    log.info("leaderboard site written to %s (%d views, %d submissions)", out_dir, len(board.views), len(tree.submissions))
+        for board in boards:
+            root = tmp if board.is_main else tmp / BOARDS_DIR / board.slug
+            leaderboard = build_leaderboard(board.tree)
+            _SiteWriter(leaderboard, root, identity=board, boards=boards).write()
+            log.info("leaderboard board %s written (%d views, %d submissions)", board.title, len(leaderboard.views),
+                     len(board.tree.submissions))
+    log.info("leaderboard site written to %s (%d board(s))", out_dir, len(boards))
     return out_dir
 
 
@@ -179,14 +187,17 @@ def _safe_link(url: str) -> str | None:
 
 
 class _SiteWriter:
-    def __init__(self, board: Leaderboard, root: Path):
+    def __init__(self, board: Leaderboard, root: Path, identity: Board | None = None, boards: list[Board] | None = None):
         self.board = board
+        self.identity = identity or Board(board.tree)
+        self.boards = boards or [self.identity]
         self.tree = board.tree
         self.root = root
         self.env = _environment()
         self.view_plots: dict[str, dict[str, str]] = {}
 
     def write(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
         (self.root / SITE_MARKER).write_text(f"synthbench {__version__} leaderboard site\n")
         shutil.copytree(STATIC_DIR, self.root / "static")
         for view in self.board.views:
@@ -221,6 +232,12 @@ class _SiteWriter:
             "results_as_of": finished[-1] if finished else None,
             "n_records": sum(1 for _ in self.tree.records()),
             "site_version": __version__,
+            "this_board": self.identity,
+            "other_boards": [
+                {"title": b.title, "href": ("../../" if not self.identity.is_main else "") + ("index.html" if b.is_main else f"{BOARDS_DIR}/{b.slug}/index.html"),
+                 "is_main": b.is_main}
+                for b in self.boards if b is not self.identity
+            ],
         }
 
     def _view_title(self, view: BoardView) -> str:
@@ -257,10 +274,18 @@ class _SiteWriter:
             "zero_shot": self.board.zero_shot,
             "zero_shot_description": PROTOCOLS[ZERO_SHOT_PROTOCOL]["description"],
             "pending": [s for s in self.tree.submissions if not s.records],
+            "baselines_without_records": self._baselines_without_records(),
             "not_shown": [self._problem_row(p) for p in self.tree.problems],
             "notes": self.board.notes,
             "suites": self.board.suites,
         }
+
+    def _baselines_without_records(self) -> list[str]:
+        """The shipped baselines (benchmark.generators.baselines) with no record shown on this board."""
+        from benchmark.generators.baselines import BASELINES
+
+        shown = {s.baseline for s in self.tree.submissions if s.baseline and s.records}
+        return [name for name in BASELINES if name not in shown]
 
     def _problem_row(self, problem: Problem) -> dict[str, str]:
         path = Path(problem.path)
@@ -335,6 +360,7 @@ class _SiteWriter:
             "generator": generator,
             "generator_link": _safe_link(generator["link"]),
             "fine_tuned": submission.meta.get("fine_tuned"),
+            **self._follow_up(submission),
             "licence": submission.meta.get("licence") or submission.meta.get("license") or "",
             "submission_task": submission.meta.get("task") if isinstance(submission.meta.get("task"), dict) else {},
             "content_hashes": sorted({r.data["submission"]["content_hash"] for r in submission.records.values()}),
@@ -349,6 +375,22 @@ class _SiteWriter:
             ),
             "unchecked": bool(submission.records) and not submission.leakage_checked,
             "problems": [self._problem_row(p) for p in self.tree.problems_of(submission)],
+        }
+
+    @staticmethod
+    def _follow_up(submission: Submission) -> dict[str, Any]:
+        """Paper, code, citation and the recipe of an entry (optional submission.yaml fields), bounded."""
+        meta = submission.meta
+        link = lambda key: _safe_link(meta[key]) if isinstance(meta.get(key), str) and len(meta[key]) <= 500 else None  # noqa: E731
+        citation = meta.get("citation")
+        recipe = meta.get("recipe") if submission.kind == "recipe" and isinstance(meta.get("recipe"), dict) else None
+        pins = recipe.get("content_hashes") if recipe else None
+        return {
+            "paper": link("paper"),
+            "code": link("code"),
+            "citation": citation[:5000] if isinstance(citation, str) else None,
+            "recipe": {"multiplier": recipe.get("multiplier"), "seed": recipe.get("seed"),
+                       "pins": {str(k): str(v) for k, v in pins.items()} if isinstance(pins, dict) else {}} if recipe else None,
         }
 
     @staticmethod

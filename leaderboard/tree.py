@@ -38,7 +38,13 @@ import yaml
 from benchmark.errors import ResultsError, SynthbenchError
 from benchmark.protocol import SETTINGS
 from benchmark.results import leakage_checked, load_result
-from benchmark.submissions.format import MAX_METADATA_BYTES, MAX_YAML_BYTES, load_yaml, parse_json_line
+from benchmark.submissions.format import (
+    MAX_METADATA_BYTES,
+    MAX_YAML_BYTES,
+    folder_id_problem,
+    load_yaml,
+    parse_json_line,
+)
 
 try:  # a bounded repr (benchmark.io); without it, such values show as their type only
     from benchmark.io import shorten as _shorten
@@ -267,8 +273,8 @@ class Submission:
     def generator(self) -> dict[str, str]:
         generator = self.meta.get("generator") or {}
         if not isinstance(generator, dict):
-            return {"name": _text(generator), "version": "", "link": ""}
-        return {key: _text(generator.get(key)) for key in ("name", "version", "link")}
+            return {"name": _text(generator), "version": "", "link": "", "model_snapshot": ""}
+        return {key: _text(generator.get(key)) for key in ("name", "version", "link", "model_snapshot")}
 
     @property
     def leakage_checked(self) -> bool:
@@ -480,9 +486,9 @@ def _read_submission_yaml(folder: Path, problems: list[Problem]) -> dict[str, An
     if not isinstance(meta, dict):
         problems.append(Problem(str(path), f"must be a YAML mapping (id, team, method, track, ...), got {type(meta).__name__}"))
         return None
-    if meta.get("id") != folder.name:
-        shown = meta.get("id") if isinstance(meta.get("id"), str) else type(meta.get("id")).__name__
-        problems.append(Problem(str(path), f"id {_text(shown, 60)!r} does not match its folder name {folder.name!r}"))
+    id_problem = folder_id_problem(meta.get("id"), folder.name)
+    if id_problem:
+        problems.append(Problem(str(path), id_problem))
         return None
     return meta
 
@@ -551,6 +557,7 @@ def _verify(tree: Tree, truths: Mapping[str, TaskTruth], keys: Mapping[str, Any]
     dropped: set[Path] = set()
     _check_ground_truth(tree, truths, dropped)
     _check_content(tree, dropped)
+    _check_recipe_pins(tree, dropped)
     _check_duplicates(tree, keys, dropped)
     _drop(tree, dropped)
     _check_signatures(tree, keys)
@@ -647,6 +654,26 @@ def _check_content(tree: Tree, dropped: set[Path]) -> None:
                 f"between {files}) and its files are not here to tell which is current; re-run the stale ones",
             ))
             dropped.update(r.path for r in records)
+
+
+def _check_recipe_pins(tree: Tree, dropped: set[Path]) -> None:
+    """A recipe entry (kind recipe) scored on regenerated images must have the content hash it pins
+    for the record's task: a regeneration that differs is not the baseline the folder describes."""
+    for submission in tree.submissions:
+        recipe = submission.meta.get("recipe")
+        pins = recipe.get("content_hashes") if submission.kind == "recipe" and isinstance(recipe, dict) else None
+        if not isinstance(pins, dict):
+            continue
+        for record in submission.records.values():
+            name, revision, _ = record.task_identity
+            pinned = pins.get(f"{name}@{revision}")
+            if record.path not in dropped and isinstance(pinned, str) and pinned != record.content_hash:
+                tree.problems.append(Problem(
+                    str(record.path),
+                    f"scored on images whose content hash {record.content_hash[:12]} is not the one its recipe pins for "
+                    f"{name}@{revision} ({pinned[:12]}): the regeneration differs from the recipe's; re-run it",
+                ))
+                dropped.add(record.path)
 
 
 def _hash_files(submission: Submission) -> None:

@@ -180,7 +180,7 @@ def test_an_empty_tree_builds_an_empty_board_and_pending_submissions_are_listed(
     shutil.rmtree(root / PLANS[0].submission_id / "results")
     site = build_site(root, tmp_path / "site")
     index = (site / "index.html").read_text()
-    assert "No results yet" in index and "Awaiting evaluation" in index
+    assert "No results yet" in index and "Awaiting the official run" in index
     assert (site / "submissions" / PLANS[0].submission_id / "index.html").is_file()
 
 

@@ -79,7 +79,7 @@ class ValidationReport:
     @property
     def rankable(self) -> bool:
         """Fit for every ratio up to 1:4 (what the leaderboard ranks)."""
-        return self.ok and (self.kind == "checkpoint" or max(RATIOS) in self.supported_ratios)
+        return self.ok and (self.kind in ("checkpoint", "recipe") or max(RATIOS) in self.supported_ratios)
 
     def raise_if_failed(self) -> None:
         if not self.ok:
@@ -387,6 +387,8 @@ def validate_submission(
     if sub.kind == "checkpoint":
         if sub.checkpoint is not None:
             _check_checkpoint(sub, task, report)
+        return report
+    if sub.kind == "recipe":  # the harness makes these images from train_real itself (submissions.recipe)
         return report
 
     metadata_label = METADATA_FILE if sub.image_root == sub.path else f"hub:{sub.meta['hub']['repo_id']}/{METADATA_FILE}"

@@ -1,0 +1,79 @@
+"""The repository's own entries: the shipped baselines as harness-made recipes (kind recipe), and the
+board built from submissions/ before the official run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmark.errors import SynthbenchError
+from benchmark.generators.baselines import BASELINES
+from benchmark.submissions.format import parse_submission
+from benchmark.submissions.recipe import regenerate, task_key
+from leaderboard.site import build_site
+from leaderboard.testing import write_constructed_task
+
+REPO_SUBMISSIONS = Path(__file__).resolve().parents[1] / "submissions"
+
+
+def test_every_shipped_baseline_is_a_valid_recipe_entry():
+    folders = sorted(p for p in REPO_SUBMISSIONS.iterdir() if p.is_dir())
+    assert [p.name for p in folders] == sorted(f"baseline__{name}" for name in BASELINES)
+    for folder in folders:
+        submission, problems = parse_submission(folder)
+        assert problems.errors == [], folder
+        assert submission.kind == "recipe" and submission.baseline == folder.name.split("__")[1]
+        assert sorted(p.name for p in folder.iterdir()) == ["submission.yaml"]  # no images committed
+
+
+def test_the_repository_board_lists_every_entry_as_awaiting_the_official_run(tmp_path):
+    site = build_site(REPO_SUBMISSIONS, tmp_path / "site", tasks=[])
+    index = (site / "index.html").read_text()
+    assert 'id="baselines-missing"' in index
+    for name in BASELINES:
+        assert f'href="submissions/baseline__{name}/index.html"' in index
+        page = (site / "submissions" / f"baseline__{name}" / "index.html").read_text()
+        assert "awaits the official run" in page and "multiplier 4, seed 0" in page
+
+
+def _recipe(tmp_path: Path, name: str, pins: dict) -> Path:
+    folder = tmp_path / f"baseline__{name}"
+    folder.mkdir(parents=True)
+    meta = yaml.safe_load((REPO_SUBMISSIONS / f"baseline__{name}" / "submission.yaml").read_text())
+    meta["recipe"] = {"multiplier": 1, "seed": 0, "content_hashes": pins}
+    (folder / "submission.yaml").write_text(yaml.safe_dump(meta))
+    return folder
+
+
+def test_a_recipe_regenerates_the_same_images_and_refuses_a_regeneration_that_differs(tmp_path):
+    from benchmark.tasks import load_task
+
+    write_constructed_task(tmp_path / "task", 2)
+    task = load_task(tmp_path / "task")
+    first = regenerate(_recipe(tmp_path / "a", "mixup", {}), task, tmp_path / "made-a")
+    pinned = _recipe(tmp_path / "b", "mixup", {task_key(task): first.content_hash})
+    assert regenerate(pinned, task, tmp_path / "made-b").content_hash == first.content_hash  # deterministic
+    wrong = _recipe(tmp_path / "c", "mixup", {task_key(task): "0" * 64})
+    with pytest.raises(SynthbenchError, match="regeneration differs"):
+        regenerate(wrong, task, tmp_path / "made-c")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"recipe": {"multiplier": 0, "seed": 0}}, "recipe.multiplier"),
+    ({"recipe": None}, "needs a field 'recipe'"),
+    ({"recipe": {"multiplier": 4, "seed": 0, "content_hashes": {"task@1": "abc"}}}, "recipe.content_hashes"),
+    ({"kind": "images"}, "only allowed with kind recipe"),
+    ({"paper": "javascript:alert(1)"}, "field 'paper' must be an https:// link"),
+    ({"citation": "not bibtex"}, "BibTeX"),
+])
+def test_bad_recipe_and_follow_up_fields_are_refused_by_name(tmp_path, change, message):
+    folder = tmp_path / "baseline__classic"
+    shutil.copytree(REPO_SUBMISSIONS / "baseline__classic", folder)
+    meta = yaml.safe_load((folder / "submission.yaml").read_text())
+    meta.update(change)
+    (folder / "submission.yaml").write_text(yaml.safe_dump(meta))
+    _, problems = parse_submission(folder)
+    assert any(message in error for error in problems.errors), problems.errors
