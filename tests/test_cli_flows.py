@@ -69,7 +69,7 @@ def test_overwrite_never_deletes_a_folder_of_another_kind(command, task_dir, tmp
 
 
 def test_generate_overwrite_replaces_a_submission_but_not_a_users_folder(task_dir, tmp_path, capsys):
-    folder = _users_folder(tmp_path)
+    folder = _users_folder(tmp_path).rename(tmp_path / "me__thesis")  # named like a submission, but is not one
     base = ["generate", "classic", "--task", str(task_dir), "--no-progress"]
     assert main(base + ["--out", str(folder), "--multiplier", "1", "--overwrite"]) == 2
     assert (folder / "chapter1.tex").read_text() == "months of work"
@@ -102,30 +102,25 @@ def test_zero_multiplier_is_refused_before_anything_is_written(inputs_dir, tmp_p
     out = tmp_path / "team__method"
     with pytest.raises(SystemExit):
         main(["generate", "openai", "--inputs", str(inputs_dir), "--out", str(out), "--multiplier", "0",
-              "--base-url", "http://127.0.0.1:9/v1", "--no-progress"])
+              "--base-url", "http://127.0.0.1:9/v1", "--no-progress", "--contact", "a@b.org", "--licence", "CC0-1.0"])
     assert "--multiplier: must be at least 1, got 0" in capsys.readouterr().err
     assert not out.exists()
 
 
-@pytest.mark.parametrize(
-    "folder, flags, expected_id",
-    [
-        ("acme__flood-v2", ["--team", "acme"], "acme__flood-v2"),  # the documented call: id = folder
-        ("acme__flood-v2", [], "acme__flood-v2"),
-        ("acme__flood-v2", ["--method", "other"], "acme__other"),  # explicit flags win
-    ],
-)
-def test_api_adapter_names_the_submission_after_its_folder(inputs_dir, openai_api, tmp_path, folder, flags, expected_id):
-    def generate(out, *extra):
-        argv = ["generate", "openai", "--inputs", str(inputs_dir), "--out", str(out), "--multiplier", "1",
-                "--base-url", openai_api, "--no-progress", *extra]
-        assert main(argv) == 0
-        return load_submission(out)
+def test_api_adapter_names_the_submission_after_its_folder(inputs_dir, openai_api, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SYNTHBENCH_CACHE", str(tmp_path / "cache"))
 
-    submission = generate(tmp_path / folder, *flags)
-    assert submission.id == expected_id and len(submission.entries) == 6
-    # a folder not named TEAM__METHOD keeps the old defaults (validate then warns about the name)
-    assert generate(tmp_path / "outputs").id == "my-team__gpt-image-1"
+    def generate(out):
+        return main(["generate", "openai", "--inputs", str(inputs_dir), "--out", str(out), "--multiplier", "1",
+                     "--base-url", openai_api, "--no-progress", "--contact", "acme@example.org", "--licence", "CC0-1.0"])
+
+    assert generate(tmp_path / "acme__flood-v2") == 0
+    submission = load_submission(tmp_path / "acme__flood-v2")
+    assert (submission.id, submission.meta["team"], submission.meta["method"]) == ("acme__flood-v2", "acme", "flood-v2")
+    assert len(submission.entries) == 6
+    # a folder not named TEAM__METHOD is refused before any request (its name would be the id)
+    assert generate(tmp_path / "outputs") == 2
+    assert "must be named <team>__<method>" in capsys.readouterr().err and not (tmp_path / "outputs").exists()
 
 
 def test_serve_on_a_taken_port_is_a_clear_error(tmp_path, capsys):

@@ -44,15 +44,15 @@ def test_baseline_is_a_valid_deterministic_open_track_submission(name, task, tmp
     assert (sub.track, sub.baseline, sub.id) == ("open", name, f"baseline__{name}")
     assert sub.meta["task"] == {"name": task.name, "revision": "local"}
 
-    again = generate_baseline(name, task, tmp_path / "again", multiplier=4, seed=0)
+    again = generate_baseline(name, task, tmp_path / "again" / f"baseline__{name}", multiplier=4, seed=0)
     assert folder_digest(again) == folder_digest(out)
     if name != "duplicate":  # copies involve no randomness
-        other = generate_baseline(name, task, tmp_path / "other-seed", multiplier=4, seed=1)
+        other = generate_baseline(name, task, tmp_path / "other-seed" / f"baseline__{name}", multiplier=4, seed=1)
         assert folder_digest(other) != folder_digest(out)
 
 
 def test_classic_images_are_augmentations_of_their_source(task, tmp_path):
-    sub = load_submission(generate_baseline("classic", task, tmp_path / "c", multiplier=2, seed=0))
+    sub = load_submission(generate_baseline("classic", task, tmp_path / "baseline__classic", multiplier=2, seed=0))
     real = {ref.name: ref for ref in task.image_refs("train_real")}
     train_ids = set(real)
     assert {e.source_id for e in sub.entries} == train_ids
@@ -70,7 +70,7 @@ def test_classic_images_are_augmentations_of_their_source(task, tmp_path):
 
 @pytest.mark.parametrize("name", ["mixup", "cutmix"])
 def test_mixing_baselines_have_genuinely_soft_labels(name, task, tmp_path):
-    sub = load_submission(generate_baseline(name, task, tmp_path / name, multiplier=1, seed=0))
+    sub = load_submission(generate_baseline(name, task, tmp_path / f"baseline__{name}", multiplier=1, seed=0))
     rows = [json.loads(line) for line in (sub.path / "metadata.jsonl").read_text().splitlines()]
     real = {ref.name: np.asarray(ref.open(), dtype=np.float64) for ref in task.image_refs("train_real")}
     class_of = dict(zip(task.image_ids("train_real"), (task.classes[i] for i in task.labels("train_real"))))
@@ -95,7 +95,7 @@ def test_mixing_baselines_have_genuinely_soft_labels(name, task, tmp_path):
 
 
 def test_duplicate_repeats_real_bytes(task, tmp_path):
-    sub = load_submission(generate_baseline("duplicate", task, tmp_path / "d", multiplier=3, seed=0))
+    sub = load_submission(generate_baseline("duplicate", task, tmp_path / "baseline__duplicate", multiplier=3, seed=0))
     real = {ref.name: ref.sha256 for ref in task.image_refs("train_real")}
     assert len(sub.entries) == 3 * len(real)
     assert len({e.file_name for e in sub.entries}) == len(real)  # each file stored once
@@ -129,6 +129,30 @@ def test_generate_refuses_to_clobber_and_unknown_names(task, tmp_path, capsys):
     assert main(["generate", "classic", "--task", str(task.path), "--out", str(out), "--multiplier", "1", "--overwrite"]) == 0
     with pytest.raises(SynthbenchError, match="unknown baseline 'smote'; use one of: classic, mixup, cutmix, duplicate"):
         generate_baseline("smote", task, tmp_path / "x")
+
+
+def test_the_id_is_the_folder_name_everywhere(task, tmp_path, capsys):
+    """generate takes team and method from --out; validate and the leaderboard refuse a mismatch
+    with one message (the documented flow used to end in the board refusing the entry)."""
+    from benchmark.submissions.format import folder_id_problem
+    from leaderboard.tree import validate_tree
+
+    out = tmp_path / "submissions" / "uxteam__demo-editor"
+    assert main(["generate", "demo-editor", "--task", str(task.path), "--out", str(out), "--multiplier", "1"]) == 0
+    sub = load_submission(out)
+    assert (sub.id, sub.meta["team"], sub.meta["method"]) == ("uxteam__demo-editor", "uxteam", "demo-editor")
+    assert f"--task {task.path}" in capsys.readouterr().out
+
+    assert main(["generate", "classic", "--task", str(task.path), "--out", str(tmp_path / "classic")]) == 2
+    assert "must be named <team>__<method>" in capsys.readouterr().err
+    assert not (tmp_path / "classic").exists()
+
+    renamed = out.rename(out.with_name("someone__else"))
+    expected = folder_id_problem("uxteam__demo-editor", "someone__else")
+    report = validate_submission(renamed, task, check_leakage=False)
+    assert f"submission.yaml: {expected}" in report.problems and not report.ok
+    tree = validate_tree(tmp_path / "submissions")
+    assert [p.reason for p in tree.problems] == [expected]
 
 
 def test_inputs_export_round_trips(task, tmp_path):

@@ -28,7 +28,7 @@ from PIL import Image
 from ..errors import SynthbenchError
 from ..io import atomic_directory
 from ..protocol import lookup
-from .common import SubmissionWriter, derived_seed, harness_generator, rng_for, submission_meta
+from .common import SubmissionWriter, derived_seed, harness_generator, rng_for, submission_meta, team_and_method
 
 log = logging.getLogger(__name__)
 
@@ -214,14 +214,17 @@ def generate_baseline(
     seed: int = 0,
     overwrite: bool = False,
 ) -> Path:
-    """Write baseline `name`'s submission for `task` into `out_dir` (built aside, moved in when complete)."""
+    """Write baseline `name`'s submission for `task` into `out_dir` (built aside, moved in when complete).
+
+    Its id is `out_dir`'s name (`<team>__<method>`, e.g. baseline__classic)."""
     lookup(BASELINES, name, "baseline")
     if not 1 <= int(multiplier) <= 16:
         raise SynthbenchError(f"multiplier must be between 1 and 16 (got {multiplier})")
     out_dir = Path(out_dir)
+    team, method = team_and_method(out_dir, "baseline", name)
     meta = submission_meta(
-        team="baseline",
-        method=name,
+        team=team,
+        method=method,
         track="open",
         generator=harness_generator(f"{name}-baseline", BASELINES[name]),
         task={"name": task.name, "revision": task.revision},

@@ -24,7 +24,7 @@ from PIL import Image
 from .. import __version__
 from ..errors import SynthbenchError
 from ..images import ImageDecodeError, encode_png, open_rgb
-from ..io import atomic_write_bytes, atomic_write_text, check_replaceable, sha256_bytes, sha256_file
+from ..io import atomic_write_bytes, atomic_write_text, check_replaceable, clip, sha256_bytes, sha256_file
 from ..submissions.format import METADATA_FILE, SUBMISSION_FILE, SUBMISSION_SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,20 @@ def submission_meta(
     if notes:
         meta["notes"] = notes
     return meta
+
+
+def team_and_method(folder: str | os.PathLike, default_team: str, default_method: str) -> tuple[str, str]:
+    """The (team, method) a library generator writes into `folder`: the folder's own `<team>__<method>`
+    name (a submission's id is its folder's name), else the defaults with a warning that
+    `synthbench validate` will refuse the folder until it is renamed. The CLI refuses such names."""
+    from ..submissions.format import id_from_folder
+
+    try:
+        return id_from_folder(folder)
+    except SynthbenchError:
+        log.warning("%s is not named <team>__<method>: writing id %s__%s, which validate refuses until the "
+                    "folder is renamed to it", folder, default_team, default_method)
+        return default_team, default_method
 
 
 def harness_generator(name: str, description: str) -> dict[str, str]:
@@ -329,7 +343,7 @@ def run_jobs(
     generate_batch,
     *,
     batch_size: int = 1,
-    progress: bool = True,
+    progress: bool | None = None,
     desc: str = "generating",
 ) -> dict:
     """Generate every job not done yet, `batch_size` at a time; return counts.
@@ -343,7 +357,8 @@ def run_jobs(
     done_stems = {Path(name).with_suffix("").as_posix() for name in writer.rows if writer.done(name)}
     todo = [job for job in jobs if job[2] not in done_stems]
     counts = {"total": len(jobs), "already_done": len(jobs) - len(todo), "written": 0, "refused": 0}
-    with tqdm(total=len(todo), desc=desc, unit="img", disable=not progress) as bar:
+    # progress None: a bar only on a terminal (tqdm's disable=None), so logs of batch jobs stay clean
+    with tqdm(total=len(todo), desc=desc, unit="img", disable=None if progress is None else not progress) as bar:
         for start in range(0, len(todo), max(1, batch_size)):
             batch = todo[start : start + max(1, batch_size)]
             outputs = generate_batch([(item, j) for item, j, _ in batch])
@@ -376,6 +391,65 @@ def one_at_a_time(generate_one):
     return generate_batch
 
 
+def generation_store_root() -> Path:
+    """Where unfinished generations keep their progress: `generation/` in the harness cache
+    ($SYNTHBENCH_CACHE, else ~/.cache/synthbench), never inside `submissions/`."""
+    env = os.environ.get("SYNTHBENCH_CACHE")
+    return (Path(env).expanduser() if env else Path.home() / ".cache" / "synthbench") / "generation"
+
+
+def progress_store(out_dir: str | os.PathLike, meta: dict) -> Path:
+    """The progress folder of one generation: same --out, id, generator and task -> same folder."""
+    key = json.dumps([os.path.abspath(out_dir), meta.get("id"), meta.get("generator"), meta.get("task")], sort_keys=True)
+    return generation_store_root() / f"{Path(out_dir).name}-{sha256_bytes(key.encode())[:12]}"
+
+
+def _publish(store: Path, out_dir: Path, overwrite: bool) -> None:
+    """Move the finished submission from its progress store to `out_dir` in one step."""
+    import shutil
+
+    from ..io import atomic_directory
+
+    with atomic_directory(out_dir, overwrite=overwrite, replaces=(SUBMISSION_FILE, "a submission folder")) as tmp:
+        tmp.rmdir()
+        shutil.move(str(store), str(tmp))  # a rename on one filesystem, else copy then delete
+
+
+def generate_into_submission(
+    out_dir: str | os.PathLike,
+    meta: dict,
+    jobs,
+    generate_batch,
+    *,
+    store: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    accept_refused: bool = False,
+    batch_size: int = 1,
+    progress: bool | None = None,
+    desc: str = "generating",
+) -> dict:
+    """run_jobs into a progress store, then move the submission to `out_dir` once it is complete.
+
+    Nothing appears at `out_dir` until every job is written (or, with `accept_refused`, every job
+    not refused), so a failed or interrupted run leaves no half-made submission; the same call
+    again resumes from the store (default `progress_store(out_dir, meta)`). Returns run_jobs's
+    counts plus `complete` (whether `out_dir` was written) and `store`.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise GeneratorError(f"{out_dir}: already exists (pass --overwrite to replace it)")
+    if overwrite and out_dir.exists():
+        check_replaceable(out_dir, SUBMISSION_FILE, "a submission folder")
+    store = Path(store) if store else progress_store(out_dir, meta)
+    writer = SubmissionWriter(store, meta, resume=True)
+    counts = run_jobs(writer, jobs, generate_batch, batch_size=batch_size, progress=progress, desc=desc)
+    counts["store"] = str(store)
+    counts["complete"] = not counts["refused"] or accept_refused
+    if counts["complete"]:
+        _publish(store, out_dir, overwrite)
+    return counts
+
+
 def generate_with_editor(
     editor,
     inputs,
@@ -384,30 +458,38 @@ def generate_with_editor(
     *,
     multiplier: int = 1,
     prompt_template: str = "{prompt}",
-    progress: bool = True,
     desc: str = "editing",
+    **options: Any,
 ) -> dict:
-    """Edit every generation input `multiplier` times into a resumable submission at `out_dir`.
+    """Edit every generation input `multiplier` times into a submission at `out_dir`.
 
     `editor(png, prompt, name) -> (bytes, extension)` makes one edit (the API adapters), raising
     GenerationRefused for an output to skip. `prompt_template` may use {prompt} and {class_name}.
-    Returns run_jobs's counts.
+    `options`: store, overwrite, accept_refused, progress (see generate_into_submission, whose
+    counts this returns).
     """
-    writer = SubmissionWriter(out_dir, meta, resume=True)
 
     def edit(item, variant):
         del variant  # the APIs are not seedable: each call is a fresh sample
         return editor(item.png, prompt_template.format(prompt=item.prompt, class_name=item.class_name), item.image_id)
 
-    return run_jobs(writer, iter_jobs(inputs, multiplier), one_at_a_time(edit), progress=progress, desc=desc)
+    return generate_into_submission(out_dir, meta, iter_jobs(inputs, multiplier), one_at_a_time(edit), desc=desc, **options)
 
 
 # ----------------------------------------------------------------------------------------------
-# HTTP APIs
+# HTTP APIs (through the providers' own clients; retries by tenacity)
 # ----------------------------------------------------------------------------------------------
 
-#: Statuses worth retrying: rate limits, timeouts and server-side failures.
-RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+#: Statuses worth retrying: request timeouts, rate limits and server-side failures.
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class TransientAPIError(Exception):
+    """A failure worth retrying (rate limit, 5xx, timeout), with the server's Retry-After if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -419,62 +501,65 @@ class RetryPolicy:
     max_wait: float = 120.0
     timeout: float = 300.0
 
-    def wait(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after:
-            try:
-                return min(self.max_wait, max(0.0, float(retry_after)))
-            except ValueError:
-                pass  # an HTTP date: fall back to the exponential schedule
-        return min(self.max_wait, self.base * (2 ** attempt))
 
-
-def api_error_message(response) -> str:
-    """The API's own error message (OpenAI and Gemini both answer {"error": {"message": ...}})."""
+def retry_after_seconds(headers) -> float | None:
+    """A numeric Retry-After header in seconds (an HTTP date falls back to the back-off)."""
     try:
-        body = response.json()
-        error = body.get("error") if isinstance(body, dict) else None
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-    except ValueError:
-        pass
-    return response.text[:300]
+        value = (headers or {}).get("retry-after")
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
-def post_with_retries(session, url: str, *, policy: RetryPolicy, what: str, sleep=None, **kwargs):
-    """POST with retries on RETRY_STATUSES and connection errors; GeneratorError on anything else.
+def call_with_retries(call, *, policy: RetryPolicy, what: str):
+    """`call()`, retried on TransientAPIError only (tenacity); GeneratorError once retries run out."""
+    import tenacity
 
-    The request body must be re-sendable (bytes, not open files), as every attempt sends it again.
-    """
-    import time
+    def wait(state) -> float:
+        suggested = state.outcome.exception().retry_after
+        backoff = policy.base * 2 ** (state.attempt_number - 1)
+        return min(policy.max_wait, suggested if suggested is not None else backoff)
 
-    import requests
+    def before_sleep(state) -> None:
+        log.warning("%s: %s; retrying in %.1f s", what, state.outcome.exception(), state.next_action.sleep)
 
-    sleep = sleep or time.sleep
-    for attempt in range(policy.max_retries + 1):
-        try:
-            response = session.post(url, timeout=policy.timeout, **kwargs)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            if attempt == policy.max_retries:
-                raise GeneratorError(f"{what}: {url} unreachable after {attempt + 1} attempts ({exc})") from None
-            delay = policy.wait(attempt, None)
-            log.warning("%s: %s; retrying in %.1f s", what, type(exc).__name__, delay)
-            sleep(delay)
-            continue
-        if response.status_code < 400:
-            return response
-        if response.status_code in RETRY_STATUSES and attempt < policy.max_retries:
-            delay = policy.wait(attempt, response.headers.get("Retry-After"))
-            log.warning("%s: HTTP %d (%s); retrying in %.1f s", what, response.status_code, api_error_message(response), delay)
-            sleep(delay)
-            continue
-        return response  # the caller decides between a refused input and a fatal error
+    try:
+        for attempt in tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(policy.max_retries + 1), wait=wait, before_sleep=before_sleep,
+            retry=tenacity.retry_if_exception_type(TransientAPIError), reraise=True,
+        ):
+            with attempt:
+                return call()
+    except TransientAPIError as exc:
+        raise GeneratorError(f"{what}: {exc} (gave up after {policy.max_retries + 1} attempts)") from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-class HTTPImageEditor:
-    """What the HTTP editing adapters share: API key and base URL (argument, else environment),
-    model, retry policy and HTTP session. Subclasses set the class attributes below and define
-    `__call__(png, prompt, name) -> (image bytes, extension)`, the API's own request and reply."""
+def is_timeout(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is a client timeout, whichever HTTP library raised it."""
+    while exc is not None:
+        if any(cls.__name__ in ("TimeoutException", "Timeout", "TimeoutError", "APITimeoutError")
+               for cls in type(exc).__mro__):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def unreachable(what: str, base_url: str, exc: BaseException) -> GeneratorError:
+    """The error for a host that cannot be reached (DNS, refused connection): not retried."""
+    from urllib.parse import urlparse
+
+    cause = exc.__cause__ or exc.__context__ or exc
+    return GeneratorError(
+        f"{what}: cannot reach {urlparse(base_url).netloc or base_url} ({type(cause).__name__}: {clip(str(cause), 160)}); "
+        "check the network connection and --base-url (not retried)"
+    )
+
+
+class APIImageEditor:
+    """What the API adapters share: key (argument, else the provider's environment variables),
+    base URL (argument, else environment, else the provider's), model and retry policy. Subclasses
+    set the class attributes below and define `__call__(png, prompt, name) -> (bytes, extension)`."""
 
     label = ""  # the API's name in messages
     key_envs: tuple[str, ...] = ()  # environment variables holding the key, first set wins
@@ -483,23 +568,15 @@ class HTTPImageEditor:
     default_model = ""
 
     def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        model: str | None = None,
+        self, *, api_key: str | None = None, base_url: str | None = None, model: str | None = None,
         policy: RetryPolicy = RetryPolicy(),
-        session=None,
     ):
-        import requests
-
         self.api_key = api_key or next((os.environ[k] for k in self.key_envs if os.environ.get(k)), None)
         if not self.api_key:
-            raise GeneratorError(f"no {self.label} API key: set {' or '.join(self.key_envs)} (or pass api_key)")
+            raise GeneratorError(f"no {self.label} API key: set the environment variable {' or '.join(self.key_envs)}")
         self.base_url = (base_url or os.environ.get(self.base_url_env) or self.default_base_url).rstrip("/")
         self.model = model or self.default_model
         self.policy = policy
-        self.session = session or requests.Session()
 
 
 def generator_meta_from_args(args, generator: dict[str, str], task_record: dict, notes: str) -> dict:
@@ -515,12 +592,3 @@ def generator_meta_from_args(args, generator: dict[str, str], task_record: dict,
         fine_tuned={"used": False, "data": None},
         notes=notes,
     )
-
-
-def check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """With `overwrite`, remove the submission folder at `out_dir` (never a folder of another kind)."""
-    if overwrite and out_dir.exists():
-        import shutil
-
-        check_replaceable(out_dir, SUBMISSION_FILE, "a submission folder")
-        shutil.rmtree(out_dir)

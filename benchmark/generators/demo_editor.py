@@ -22,6 +22,7 @@ from .common import (
     run_jobs,
     submission_meta,
     task_generation_inputs,
+    team_and_method,
 )
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,8 @@ def generate_demo_editor(
     overwrite: bool = False,
     progress: bool = False,
 ) -> Path:
-    """Run the demo editor over `task`'s generation inputs into a new submission at `out_dir`."""
+    """Run the demo editor over `task`'s generation inputs into a new submission at `out_dir`
+    (its id is the folder's name, e.g. demo__procedural-editor)."""
     from ..images import encode_png
     from ..tasks.demo import DEMO_BUILDER_VERSION, edit_image
 
@@ -47,9 +49,10 @@ def generate_demo_editor(
         raise SynthbenchError(f"multiplier must be between 1 and 16 (got {multiplier})")
     if not task.is_demo:
         log.warning("task %s is not the demo task: the procedural editor only imitates the demo's classes", task.name)
+    team, method = team_and_method(out_dir, DEMO_EDITOR_TEAM, DEMO_EDITOR_METHOD)
     meta = submission_meta(
-        team=DEMO_EDITOR_TEAM,
-        method=DEMO_EDITOR_METHOD,
+        team=team,
+        method=method,
         track="generated",
         generator={
             **harness_generator("demo-editor", "benchmark.tasks.demo.edit_image, the demo's procedural editor"),

@@ -1,16 +1,13 @@
-"""Gemini image editing over the generation inputs, through the HTTP API.
+"""Gemini image editing over the generation inputs, through Google's `google-genai` SDK.
 
-One request per output: `POST {base_url}/models/{model}:generateContent` with the header
-`x-goog-api-key: $GEMINI_API_KEY` (or $GOOGLE_API_KEY) and the JSON body
+One `client.models.generate_content(model, contents=[prompt, image], config)` per output, asking
+for the TEXT and IMAGE response modalities; the edited image is the first inline-data part of the
+first candidate. The key comes from GEMINI_API_KEY (or GOOGLE_API_KEY), the base URL from
+--base-url, else GEMINI_BASE_URL, else Google's.
 
-    {"contents": [{"role": "user", "parts": [{"text": prompt},
-                  {"inline_data": {"mime_type": "image/png", "data": "<base64>"}}]}],
-     "generationConfig": {"responseModalities": ["TEXT", "IMAGE"]}}
-
-The reply's `candidates[0].content.parts` hold the edited image as `inlineData` {mimeType, data}
-(base64); REST replies use camelCase, snake_case is accepted too. A reply without an image (a text
-answer, `promptFeedback.blockReason`, or a SAFETY finish) skips that output; 429 and 5xx are
-retried with exponential back-off; an interrupted run resumes where it stopped.
+The SDK's retries are off: 429, 5xx and timeouts are retried by tenacity with exponential
+back-off; an unreachable host and other errors stop the run at once; a reply without an image
+(a text answer, a blocked prompt, a SAFETY finish) skips that output (a rerun retries it).
 """
 
 from __future__ import annotations
@@ -19,35 +16,35 @@ import base64
 from pathlib import Path
 
 from .common import (
+    RETRY_STATUSES,
+    APIImageEditor,
     GenerationRefused,
     GeneratorError,
-    HTTPImageEditor,
-    api_error_message,
+    TransientAPIError,
+    call_with_retries,
     decode_generated,
     generate_with_editor,
-    post_with_retries,
+    is_timeout,
+    retry_after_seconds,
+    unreachable,
 )
 
-GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
+GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
 GEMINI_MODEL = "gemini-2.5-flash-image"
+GEMINI_API_VERSION = "v1beta"
 GEMINI_KEY_ENVS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 GEMINI_BASE_URL_ENV = "GEMINI_BASE_URL"
 
 
-def _inline_image(part: dict) -> tuple[str, str] | None:
-    """(mime type, base64 data) of an inline image part, in either JSON casing."""
-    blob = part.get("inlineData") or part.get("inline_data")
-    if not isinstance(blob, dict):
-        return None
-    mime = blob.get("mimeType") or blob.get("mime_type") or ""
-    data = blob.get("data")
-    if not isinstance(data, str) or not mime.startswith("image/"):
-        return None
-    return mime, data
+def _image_bytes(data) -> bytes:
+    """Inline data as bytes (the SDK decodes base64; a str is still base64)."""
+    if isinstance(data, str):
+        return base64.b64decode(data, validate=True)
+    return bytes(data)
 
 
-class GeminiImageEditor(HTTPImageEditor):
-    """`editor(png_bytes, prompt) -> (image bytes, extension)` for one edit."""
+class GeminiImageEditor(APIImageEditor):
+    """`editor(png_bytes, prompt, name) -> (image bytes, extension)` for one edit."""
 
     label = "Gemini"
     key_envs = GEMINI_KEY_ENVS
@@ -55,51 +52,62 @@ class GeminiImageEditor(HTTPImageEditor):
     default_base_url = GEMINI_BASE_URL
     default_model = GEMINI_MODEL
 
-    def __call__(self, png: bytes, prompt: str, name: str = "input") -> tuple[bytes, str]:
-        body = {
-            "contents": [{
-                "role": "user",
-                "parts": [
-                    {"text": prompt},
-                    {"inline_data": {"mime_type": "image/png", "data": base64.b64encode(png).decode("ascii")}},
-                ],
-            }],
-            "generationConfig": {"responseModalities": ["TEXT", "IMAGE"]},
-        }
-        response = post_with_retries(
-            self.session,
-            f"{self.base_url}/models/{self.model}:generateContent",
-            policy=self.policy,
-            what=f"Gemini {self.model} edit of {name}",
-            headers={"x-goog-api-key": self.api_key, "Content-Type": "application/json"},
-            json=body,
-        )
-        if response.status_code >= 400:
-            raise GeneratorError(f"Gemini {self.model} edit of {name}: HTTP {response.status_code}: {api_error_message(response)}")
+    def __init__(self, **connection):
+        """`connection`: api_key, base_url, model, policy (see APIImageEditor)."""
+        from google import genai
+        from google.genai import types
+
+        super().__init__(**connection)
+        options = types.HttpOptions(base_url=self.base_url + "/", api_version=GEMINI_API_VERSION,
+                                    timeout=int(self.policy.timeout * 1000))
+        self.client = genai.Client(api_key=self.api_key, http_options=options)
+
+    def _generate_once(self, png: bytes, prompt: str, name: str):
+        from google.genai import errors, types
+
+        what = f"Gemini {self.model} edit of {name}"
         try:
-            reply = response.json()
-        except ValueError:
-            raise GenerationRefused(f"Gemini reply for {name} is not JSON") from None
-        block = (reply.get("promptFeedback") or {}).get("blockReason")
+            return self.client.models.generate_content(
+                model=self.model,
+                contents=[types.Content(role="user", parts=[
+                    types.Part.from_text(text=prompt), types.Part.from_bytes(data=png, mime_type="image/png"),
+                ])],
+                config=types.GenerateContentConfig(response_modalities=["TEXT", "IMAGE"]),
+            )
+        except errors.APIError as exc:
+            if exc.code in RETRY_STATUSES:
+                headers = getattr(getattr(exc, "response", None), "headers", None)
+                raise TransientAPIError(f"HTTP {exc.code} ({exc.message})", retry_after_seconds(headers)) from None
+            raise GeneratorError(f"{what}: HTTP {exc.code}: {exc.message}") from None
+        except Exception as exc:  # the SDK's HTTP library: a timeout is retried, any other transport error is not
+            if is_timeout(exc):
+                raise TransientAPIError(f"no answer within {self.policy.timeout:g} s") from None
+            if any(cls.__name__ in ("ConnectError", "TransportError", "NetworkError") for cls in type(exc).__mro__):
+                raise unreachable(what, self.base_url, exc) from None
+            raise
+
+    def __call__(self, png: bytes, prompt: str, name: str = "input") -> tuple[bytes, str]:
+        reply = call_with_retries(lambda: self._generate_once(png, prompt, name), policy=self.policy,
+                                  what=f"Gemini {self.model} edit of {name}")
+        block = getattr(reply.prompt_feedback, "block_reason", None) if reply.prompt_feedback else None
         if block:
-            raise GenerationRefused(f"Gemini blocked the prompt for {name} ({block})")
-        candidates = reply.get("candidates") or []
-        if not candidates:
+            raise GenerationRefused(f"Gemini blocked the prompt for {name} ({getattr(block, 'value', block)})")
+        if not reply.candidates:
             raise GenerationRefused(f"Gemini reply for {name} has no candidates")
-        candidate = candidates[0]
-        parts = ((candidate.get("content") or {}).get("parts")) or []
+        candidate = reply.candidates[0]
+        parts = (candidate.content.parts if candidate.content else None) or []
         texts = []
         for part in parts:
-            found = _inline_image(part)
-            if found:
+            blob = part.inline_data
+            if blob is not None and blob.data and (blob.mime_type or "").startswith("image/"):
                 try:
-                    data = base64.b64decode(found[1], validate=True)
+                    data = _image_bytes(blob.data)
                 except (ValueError, TypeError):
                     raise GenerationRefused(f"Gemini reply for {name}: image data is not valid base64") from None
                 return decode_generated(data, name)
-            if isinstance(part.get("text"), str):
-                texts.append(part["text"])
-        reason = candidate.get("finishReason", "no image part")
+            if part.text:
+                texts.append(part.text)
+        reason = getattr(candidate.finish_reason, "value", candidate.finish_reason) or "no image part"
         said = f": {' '.join(texts)[:200]}" if texts else ""
         raise GenerationRefused(f"Gemini returned no image for {name} ({reason}){said}")
 
@@ -107,7 +115,7 @@ class GeminiImageEditor(HTTPImageEditor):
 def generate_gemini(inputs, out_dir: str | Path, meta: dict, *, editor: GeminiImageEditor | None = None, **options) -> dict:
     """generate_with_editor with a GeminiImageEditor (built from the environment unless given).
 
-    `options`: multiplier, prompt_template, progress (see generate_with_editor).
+    `options`: multiplier, prompt_template, store, overwrite, accept_refused, progress.
     """
     editor = editor or GeminiImageEditor()
     return generate_with_editor(editor, inputs, out_dir, meta, desc=f"Gemini {editor.model}", **options)

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from ..images import encode_png
-from .common import GeneratorError, SubmissionWriter, derived_seed, iter_jobs, run_jobs
+from .common import GeneratorError, derived_seed, generate_into_submission, iter_jobs
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +77,17 @@ def generate_instructpix2pix(
     guidance_scale: float = IP2P_DEFAULTS["guidance_scale"],
     resolution: int = IP2P_DEFAULTS["resolution"],
     prompt_template: str = "{prompt}",
-    progress: bool = True,
+    **options,
 ) -> dict:
-    """Edit every input `multiplier` times with `pipe` into a resumable submission at `out_dir`."""
+    """Edit every input `multiplier` times with `pipe` into a submission at `out_dir`, resumably.
+
+    `options`: store, overwrite, accept_refused, progress (see generate_into_submission).
+    """
     import torch
     from PIL import Image
 
     if resolution % 8:
         raise GeneratorError(f"resolution must be a multiple of 8 (got {resolution})")
-    writer = SubmissionWriter(out_dir, meta, resume=True)
     device = pipe.device
 
     def edit_batch(jobs):
@@ -108,7 +110,7 @@ def generate_instructpix2pix(
             )
         return [(encode_png(out.convert("RGB")), ".png") for out in result.images]
 
-    return run_jobs(
-        writer, iter_jobs(inputs, multiplier), edit_batch, batch_size=batch_size, progress=progress,
-        desc="InstructPix2Pix",
+    return generate_into_submission(
+        out_dir, meta, iter_jobs(inputs, multiplier), edit_batch, batch_size=batch_size, desc="InstructPix2Pix",
+        **options,
     )
