@@ -82,7 +82,7 @@ from .io import atomic_write_bytes, sha256_json
 log = logging.getLogger(__name__)
 
 #: Bumped whenever signatures or thresholds change (part of the reference-index cache key).
-GATE_VERSION = 2
+GATE_VERSION = 3
 
 # -- signatures ---------------------------------------------------------------------------------
 #: pHash size: 8 -> 64-bit hashes (imagehash's default).
@@ -126,12 +126,14 @@ FILL_SIGMA = 0.08
 MAX_FLAT_IN_PATCH = 0.25
 #: The geometric score needs at least this many informative patches (of PATCH_GRID^2): with less
 #: content left, geometry decides nothing.
-MIN_INFORMATIVE_PATCHES = 12
+MIN_INFORMATIVE_PATCHES = 9
 #: Constant borders (padding, letterboxing, nodata frames) are trimmed before any signature: rows
-#: and columns at the edges whose grayscale range is within BORDER_TOLERANCE (a re-encoded border
-#: varies a little), as long as at least MIN_KEPT of each side is left.
+#: and columns at the edges whose grayscale range is within BORDER_TOLERANCE and standard deviation
+#: within BORDER_MAX_STD (a re-encoded border varies a little; calm water varies more), as long as
+#: at least MIN_KEPT of each side is left (within the crops the verification searches).
 BORDER_TOLERANCE = 10
-MIN_KEPT = 0.5
+BORDER_MAX_STD = 0.6
+MIN_KEPT = 0.7
 
 # -- decision (calibration: module docstring) ---------------------------------------------------
 #: Candidates per query from each retrieval signature. The embeddings are the grid's (upright
@@ -147,7 +149,15 @@ FINE_REFINED = 3
 #: scales and offsets; every orientation at the first stage, the one it found best at the next) on
 #: band-passed thumbnails. A near-copy scores >= 0.62 and >= 0.54 against its source (aid6, 2400
 #: of every kind): the thresholds leave a margin of about 0.1 below that.
-PREFILTER_STAGES: tuple[tuple[int, float], ...] = ((16, 0.50), (32, 0.45))
+PREFILTER_STAGES: tuple[tuple[int, float], ...] = ((16, 0.45), (32, 0.37))
+#: The prefilter searches the crop shapes of the query's aspect rounded to a power of a step, per
+#: stage size: queries trimmed of borders of all widths then share the references' windows (one
+#: matrix product per reference, not per query). At 16 px a shape off by up to 12 % (a pixel at
+#: the far edge, of a band-passed thumbnail), at 32 px by up to 6 %; verification uses the exact one.
+PREFILTER_ASPECT_STEPS: dict[int, float] = {16: 1.25, 32: 1.12}
+#: A query with flat areas has its prefilter scores divided by the share of content left (no less
+#: than this): its window norms count the masked area too.
+MIN_PREFILTER_VALID = 0.5
 #: Difference-of-Gaussians sigmas (pixels at the prefilter's own size) of its band-pass.
 PREFILTER_SIGMAS = (0.7, 2.0)
 #: pHash Hamming distance at or below which an image is a near-copy by itself (distinct aerial
@@ -156,12 +166,12 @@ PHASH_MAX_DISTANCE = 4
 #: Fine score (median band-passed patch NCC) at or above which an image is a near-copy: between
 #: the distinct images' maximum (0.39 aerial, 0.47 sparse procedural scenes) and the
 #: single-transformation near-copies' minimum (0.60).
-NCC_MIN = 0.52
-#: A geometric match needs a second, independent signal to agree: an embedding cosine of at least
-#: COSINE_MIN or a pHash distance of at most PHASH_SUPPORT; a fine score of NCC_DECISIVE or more
-#: decides alone (calibration: module docstring).
-COSINE_MIN = 0.5
-PHASH_SUPPORT = 16
+NCC_MIN = 0.50
+#: A geometric match needs the embedding to agree: a fine score of at least NCC_MIN, an embedding
+#: cosine of at least COSINE_MIN, and the two summing to EVIDENCE_MIN; a fine score of NCC_DECISIVE
+#: or more decides alone (calibration: module docstring).
+COSINE_MIN = 0.55
+EVIDENCE_MIN = 1.24
 NCC_DECISIVE = 0.75
 #: Same-pair exemption (generated track): an image made from a train tile's pre-disaster twin is
 #: aligned with that tile's post image by construction, so against that one image only an exact
@@ -239,10 +249,19 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class QuerySignature:
     """What the gate needs of one submitted image (computed while validation decodes it)."""
 
-    phash: np.uint64
+    phash: np.uint64  # of the image with its constant borders trimmed
     thumb: np.ndarray  # (THUMB_SIZE, THUMB_SIZE) float32
     fine: np.ndarray  # (S, S) float32, S = the short side clipped to MIN_FINE_SIZE..FINE_SIZE
     aspect: float  # width / height
+    phash_full: np.uint64 | None = None  # of the whole image, when trimming changed it
+
+    def phashes(self) -> np.ndarray:
+        """(2,) uint64: the trimmed and the whole image's pHash (the same twice when untrimmed)."""
+        return np.array([self.phash, self.phash if self.phash_full is None else self.phash_full], dtype=np.uint64)
+
+    def distances(self, hashes: np.ndarray) -> np.ndarray:
+        """Hamming distances to (..., 8) reference hashes: the best orientation and hash, (...)."""
+        return hamming(hashes[..., None, :], self.phashes()[:, None]).min(axis=(-2, -1))
 
 
 def trim_borders(image: Image.Image) -> Image.Image:
@@ -252,8 +271,10 @@ def trim_borders(image: Image.Image) -> Image.Image:
     gray = np.asarray(image.convert("L"), dtype=np.int16)
 
     def run(lines: np.ndarray) -> int:
-        constant = (lines.max(axis=1) - lines.min(axis=1) <= BORDER_TOLERANCE) & (
-            np.abs(lines.mean(axis=1) - lines[0].mean()) <= BORDER_TOLERANCE
+        constant = (
+            (lines.max(axis=1) - lines.min(axis=1) <= BORDER_TOLERANCE)
+            & (lines.std(axis=1) <= BORDER_MAX_STD)
+            & (np.abs(lines.mean(axis=1) - lines[0].mean()) <= BORDER_TOLERANCE)
         )
         return len(constant) if constant.all() else int(constant.argmin())
 
@@ -269,10 +290,14 @@ def trim_borders(image: Image.Image) -> Image.Image:
 
 
 def query_signature(image: Image.Image) -> QuerySignature:
-    image = trim_borders(image)
-    fine = int(np.clip(min(image.size), MIN_FINE_SIZE, FINE_SIZE))
+    """The query's signature, of the image with its constant borders trimmed (a padded copy is then
+    the original again, and anything trimmed is at worst a crop of the reference, which the
+    verification searches); the whole image's pHash is kept too."""
+    trimmed = trim_borders(image)
+    fine = int(np.clip(min(trimmed.size), MIN_FINE_SIZE, FINE_SIZE))
     return QuerySignature(
-        phash_bits(image), gray_thumb(image, THUMB_SIZE), gray_thumb(image, fine), image.width / image.height
+        phash_bits(trimmed), gray_thumb(trimmed, THUMB_SIZE), gray_thumb(trimmed, fine), trimmed.width / trimmed.height,
+        phash_full=phash_bits(image) if trimmed is not image else None,
     )
 
 
@@ -386,7 +411,7 @@ class ReferenceIndex:
         fines = np.zeros((len(refs), REFERENCE_FINE_SIZE, REFERENCE_FINE_SIZE), dtype=np.float32)
         aspects = np.zeros(len(refs), dtype=np.float64)
         for row, ref in enumerate(refs):
-            image = trim_borders(ref.open())
+            image = ref.open()
             aspects[row] = image.width / image.height
             thumbs[row] = gray_thumb(image, REFERENCE_THUMB_SIZE)
             fines[row] = gray_thumb(image, REFERENCE_FINE_SIZE)
@@ -649,14 +674,29 @@ def _filled(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask, smooth, x)
 
 
-def _masked_bandpass(x: torch.Tensor, sigmas: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+def _masked_bandpass(
+    x: torch.Tensor, sigmas: tuple[float, float], mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Band-pass of (N, 1, H, W) with flat areas filled first and zeroed after: (band, flat mask).
-    Flat areas then add nothing to any NCC, and their borders add no false edge."""
-    mask = _flat_mask(x)
+    Flat areas then add nothing to any NCC, and their borders add no false edge. `mask` (flat
+    pixels, as `_flat_mask`) is computed from `x` when not given."""
+    mask = _flat_mask(x) if mask is None else mask
     if not bool(mask.any()):
         return _bandpass_rect(x, sigmas), mask
     band = _bandpass_rect(_filled(x, mask), sigmas)
     return band.masked_fill(mask, 0.0), mask
+
+
+def _resized_masked_bandpass(
+    thumbs: torch.Tensor, flat: torch.Tensor, height: int, width: int, sigmas: tuple[float, float]
+) -> torch.Tensor:
+    """`_masked_bandpass` of thumbnails resized to height x width, their flat mask found at their
+    own size (a small cutout box is no longer flat once a thumbnail is shrunk) and resized too."""
+    if thumbs.shape[-2:] == (height, width):
+        return _masked_bandpass(thumbs, sigmas, flat)[0]
+    x = F.interpolate(thumbs, size=(height, width), mode="area")
+    mask = F.interpolate(flat.float(), size=(height, width), mode="area") > 0.25
+    return _masked_bandpass(x, sigmas, mask)[0]
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -708,6 +748,8 @@ def _fine_ncc(
     bands: _QueryBands, reference_fines: torch.Tensor, alignments: Sequence[_Alignment], *, refine: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fine scores of the query against the region of each reference the coarse stage found.
+    `reference_fines` is (C, 2, S, S): each reference's fine thumbnail with its flat areas filled,
+    and its flat mask (`_ReferenceTensors.fines_masked`).
 
     Returns (patch score, whole NCC), each (C,): the median over informative patches of the
     band-passed patch NCCs, and the band-passed NCC of the whole thumbnail, at the best of the
@@ -735,7 +777,8 @@ def _fine_ncc(
     grid = torch.stack([grid_x, grid_y], dim=-1)
     source = reference_fines.repeat_interleave(per, dim=0)
     warped = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    warped, flat = _masked_bandpass(warped, _fine_sigmas(size))
+    flat = warped[:, 1:] > 0.5
+    warped = _bandpass(warped[:, :1]).masked_fill(flat, 0.0)
     orientation = torch.tensor([a.k for a in alignments]).repeat_interleave(per)
     whole = (_unit(warped) * bands.whole[orientation]).sum(dim=1)
     patch_units, _ = _patches(warped)
@@ -763,6 +806,14 @@ class _ReferenceTensors:
         self.thumbs = torch.from_numpy(index.thumbs)[:, None]  # (R, 1, S, S)
         self.fines = torch.from_numpy(index.fines)[:, None]
         self.aspect_keys = np.round(index.aspects, 2)
+        # Flat areas found at the query thumbnails' size, so that both sides mask alike.
+        self.flat = _flat_mask(F.interpolate(self.thumbs, size=(THUMB_SIZE, THUMB_SIZE), mode="area"))
+        # The fine stage's references: flat areas found at the query's fine size, filled once here
+        # (image and mask are then warped together, two channels of one resampling).
+        side = self.fines.shape[-1]
+        flat = _flat_mask(F.interpolate(self.fines, size=(FINE_SIZE, FINE_SIZE), mode="area"))
+        flat = F.interpolate(flat.float(), size=(side, side), mode="bilinear", align_corners=False) > 0.5
+        self.fines_masked = torch.cat([_filled(self.fines, flat), flat.float()], dim=1)  # (R, 2, S, S)
         self._levels: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self._lock = threading.Lock()
 
@@ -775,7 +826,7 @@ class _ReferenceTensors:
             with self._lock:
                 found = self._levels.get(key)
                 if found is None:
-                    x = _masked_bandpass(F.interpolate(self.thumbs, size=(height, width), mode="area"), PREFILTER_SIGMAS)[0]
+                    x = _resized_masked_bandpass(self.thumbs, self.flat, height, width, PREFILTER_SIGMAS)
                     found = self._levels[key] = (x, _window_spread(x, size))
         return found
 
@@ -805,11 +856,19 @@ def _batched_prefilter(
     if n_pairs == 0:
         return [np.zeros(0, np.float32) for _ in candidates], [np.zeros(0, np.int64) for _ in candidates]
     thumbs = torch.from_numpy(np.stack([s.thumb for s in signatures]))[:, None]
-    if size != thumbs.shape[-1]:
-        thumbs = F.interpolate(thumbs, size=(size, size), mode="area")
-    kernels = _oriented_kernels(_masked_bandpass(thumbs, PREFILTER_SIGMAS)[0][:, 0])  # (Q, 8, size^2)
+    flat = _flat_mask(thumbs)
+    band = _resized_masked_bandpass(thumbs, flat, size, size, PREFILTER_SIGMAS)
+    kernels = _oriented_kernels(band[:, 0])  # (Q, 8, size^2)
+    # A masked query (a cutout box) is compared on its content only, but each window's norm counts
+    # the whole window, and the box's rim loses detail too: its scores are divided by the share of
+    # content left (an only-dropping stage: this lets more of such queries' candidates through).
+    valid = 1.0 - flat.float().mean(dim=(1, 2, 3)).numpy()
+    boost = 1.0 / np.clip(valid, MIN_PREFILTER_VALID, 1.0)
 
     query_of = np.repeat(np.arange(len(candidates)), [len(c) for c in candidates])
+    # Query aspects in steps (PREFILTER_ASPECT_STEPS).
+    step = PREFILTER_ASPECT_STEPS.get(size, PREFILTER_ASPECT_STEPS[max(PREFILTER_ASPECT_STEPS)])
+    query_aspects = (step ** np.round(np.log([s.aspect for s in signatures]) / np.log(step))).tolist()
     reference_of = np.concatenate(candidates)
     pair_k = torch.from_numpy(np.concatenate(orientations)) if orientations is not None else None
     # The shapes searched depend on the query's and the reference's aspect (usually one plan).
@@ -817,7 +876,7 @@ def _batched_prefilter(
     plan_of = np.zeros(n_pairs, dtype=np.int64)
     plan_cache: dict[tuple[float, float], int] = {}
     for pair, (q, r) in enumerate(zip(query_of, reference_of)):
-        key = (float(tensors.aspect_keys[r]), signatures[q].aspect)
+        key = (float(tensors.aspect_keys[r]), query_aspects[q])
         if key not in plan_cache:
             by_shape: dict[tuple[int, int], list[int]] = {}
             for transposed in (False, True):
@@ -852,7 +911,7 @@ def _batched_prefilter(
             better = values > best
             best = torch.where(better, values, best)
             best_k = torch.where(better, k_found, best_k)
-        scores[run] = best.numpy()
+        scores[run] = best.numpy() * boost[query_of[run]]
         found_k[run] = best_k.numpy()
 
     runs = np.split(order, bounds)
@@ -921,8 +980,9 @@ def find_near_copies(
         for start in range(0, len(rows), _QUERY_BLOCK):
             block = rows[start : start + _QUERY_BLOCK]
             cosines = embeddings[block] @ index.embeddings.T  # (B, R)
-            hashes = np.array([signatures[i].phash for i in block], dtype=np.uint64)
-            distances = hamming(index.hashes[None], hashes[:, None, None]).min(axis=2)  # (B, R): best orientation
+            hashes = np.stack([signatures[i].phashes() for i in block])  # (B, 2)
+            # (B, R): the best orientation, and the better of the trimmed and the whole image's hash
+            distances = hamming(index.hashes[None, None], hashes[:, :, None, None]).min(axis=(1, 3))
             for i, cosine, distance in zip(block, cosines, distances):
                 exempt = pair_array == same_pair[i] if same_pair is not None and same_pair[i] else None
                 outcome = _retrieve(index, tensors, signatures[i], cosine, distance, exempt, None, result.stages)
@@ -971,7 +1031,7 @@ def query_scores(
     embedding = _normalise(np.asarray(embedding, dtype=np.float32)[None])[0]
     tensors = _ReferenceTensors(index) if tensors is None else tensors
     scores: dict[str, float] = {}
-    distance = hamming(index.hashes, sig.phash).min(axis=1)
+    distance = sig.distances(index.hashes)
     retrieved = _retrieve(index, tensors, sig, index.embeddings @ embedding, distance, None, scores, {})
     orientations = None
     for size, _ in PREFILTER_STAGES:
@@ -1094,9 +1154,9 @@ def _verify(
     # the coarse score alone ranks poorly); the FINE_REFINED best are then refined around theirs.
     bands = _query_bands(sig.fine)
     order = [int(candidates[c]) for c, _ in alignments]
-    fine, whole = _fine_ncc(bands, tensors.fines[order], [a for _, a in alignments], refine=False)
+    fine, whole = _fine_ncc(bands, tensors.fines_masked[order], [a for _, a in alignments], refine=False)
     top = torch.argsort(fine, descending=True)[:FINE_REFINED].tolist()
-    refined, refined_whole = _fine_ncc(bands, tensors.fines[[order[t] for t in top]], [alignments[t][1] for t in top])
+    refined, refined_whole = _fine_ncc(bands, tensors.fines_masked[[order[t] for t in top]], [alignments[t][1] for t in top])
     fine[top] = torch.maximum(fine[top], refined)
     whole[top] = torch.maximum(whole[top], refined_whole)
     if scores is not None:
@@ -1105,8 +1165,8 @@ def _verify(
                       ncc_cosine=float(cosine[alignments[best][0]]))
         return None
     position = torch.tensor([c for c, _ in alignments])
-    agrees = torch.from_numpy((cosine >= COSINE_MIN) | (distance <= PHASH_SUPPORT))[position]
-    matching = (fine >= NCC_DECISIVE) | ((fine >= NCC_MIN) & agrees)
+    cosines = torch.from_numpy(np.asarray(cosine, dtype=np.float32))[position]
+    matching = (fine >= NCC_DECISIVE) | ((fine >= NCC_MIN) & (cosines >= COSINE_MIN) & (fine + cosines >= EVIDENCE_MIN))
     if not bool(matching.any()):
         return None
     best = int(torch.where(matching, fine, torch.tensor(-2.0)).argmax())

@@ -22,7 +22,8 @@ again, until none is left (AID holds the same sites more than once). Printed:
     index is stored and its embeddings are the grid's) against the encode pass of the same images
     (EfficientNet-Lite0 at 224 px, cold feature cache), and the ratio; target <= 0.25.
 
-Everything is stored in extra_info (--benchmark-json FILE keeps it).
+Everything is stored in extra_info (--benchmark-json FILE keeps it). SYNTHBENCH_BENCH_GATE_CACHE
+names a feature cache to keep between runs.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def workspace(tmp_path_factory) -> Path:
 def embedder(workspace):
     from benchmark.nearcopy import default_embedder
 
-    return default_embedder(workspace / "cache")
+    # SYNTHBENCH_BENCH_GATE_CACHE: a feature cache kept between runs (the figures do not change;
+    # the cost figure always encodes into a fresh one).
+    return default_embedder(os.environ.get("SYNTHBENCH_BENCH_GATE_CACHE") or workspace / "cache")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +76,7 @@ def _gate(task, refs, embedder, workspace):
     from benchmark.nearcopy import find_near_copies, query_signature, reference_index
     from benchmark.submissions.leakage import reference_groups
 
-    index = reference_index(reference_groups(task, "open"), embedder, embedder_id=embedder.id, cache_dir=workspace / "cache")
+    index = reference_index(reference_groups(task, "open"), embedder, embedder_id=embedder.id, cache_dir=Path(embedder.cache.root))
     embeddings = embedder(refs, False)  # the grid's features (cached before timing)
     start = time.perf_counter()
     signatures = [query_signature(ref.open()) for ref in refs]
@@ -89,7 +92,7 @@ def test_gate_false_flags_on_baselines_and_cost(benchmark, task, embedder, works
 
     flags, figures = {}, {}
     for name in BASELINES:
-        folder = generate_baseline(name, task, workspace / f"baseline-{name}", multiplier=MULTIPLIER)
+        folder = generate_baseline(name, task, workspace / f"baseline__{name}", multiplier=MULTIPLIER)
         entries = list({e.file_name: e for e in load_submission(folder).entries}.values())
         refs = [ImageRef(e.sha256, e.path, name=e.file_name) for e in entries]
         if name == "classic":  # the cost figure: a cold encode pass of the same images, then the gate
@@ -142,7 +145,7 @@ def test_gate_recall_on_transformed_test_images(benchmark, task, embedder, works
     rng = random.Random(0)
     sources = [ref for c in sorted(set(labels)) for ref in rng.sample([r for r, y in zip(tests, labels) if y == c], min(SOURCES_PER_CLASS, int((labels == c).sum())))]
     result = benchmark.pedantic(
-        measure_gate, args=(tests, [], embedder), kwargs={"cache_dir": workspace / "cache", "sources": sources},
+        measure_gate, args=(tests, [], embedder), kwargs={"cache_dir": Path(embedder.cache.root), "sources": sources},
         rounds=1, iterations=1,
     )
     print(f"\n(c) recall on {len(sources)} transformed test images per kind (target >= 99.5 % each):")

@@ -1,9 +1,10 @@
 """The leakage gate, through `validate_submission` with the real EfficientNet-Lite0 backbone.
 
 Fast tests use the procedural demo task and the backbone at a small input size (the gate's
-decision rests on pHash and geometric verification; embeddings only propose candidates). The slow
-test measures recall and false rejections on real aerial images (../shared/data/aid6) with the
-default configuration and asserts the targets: recall >= 99 %, false rejections <= 1 %.
+decision rests on pHash and geometric verification, the embedding a second signal). The slow test
+measures the gate on a deduplicated image-folder task of real aerial images (the aid6 sample the
+tests share) with the default configuration and asserts the targets: no harness baseline flagged,
+false flags on genuine held-out images <= 0.1 %, recall >= 99.5 % per transformation.
 """
 
 from __future__ import annotations
@@ -199,21 +200,40 @@ def test_cli_json_report_names_the_leak(task, backbone, cache_root, tmp_path, ca
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3600)
-def test_gate_recall_and_false_rejections_on_real_aerial_images(aid6_root, tmp_path):
-    """Near-copies of 150 real test images (8 kinds of transformation, 1200 queries) against 300
-    distinct real images of the same classes: recall >= 99 %, false rejections <= 1 %."""
+@pytest.mark.timeout(1800)
+def test_gate_on_real_aerial_images(aid6_root, tmp_path):
+    """On a deduplicated aid6 image-folder task (20 train / 20 test per class): none of the four
+    harness baselines is flagged; of 300 genuine held-out images at most 0.1 % (none) are; near-
+    copies of 60 test images are found, >= 99.5 % (all) under each promised transformation,
+    cutout and padding included. (`benchmarks/test_gate_bench.py` measures the full-size task.)"""
+    from benchmark.generators.baselines import BASELINES, generate_baseline
+    from benchmark.io import sha256_file
     from benchmark.submissions.leakage import default_embedder
-    from benchmark.submissions.leakage_eval import aid6_split, measure_gate
+    from benchmark.submissions.leakage_eval import PROMISED, deduplicated_imagefolder_task, measure_gate, pixel_copies
 
-    references, negatives = aid6_split(aid6_root, references_per_class=25, negatives_per_class=50)
-    result = measure_gate(references, negatives, default_embedder(tmp_path / "cache"), cache_dir=tmp_path / "cache")
+    embedder = default_embedder(tmp_path / "cache")
+    task, _ = deduplicated_imagefolder_task(aid6_root, tmp_path / "task", embedder, train_per_class=20, test_per_class=20)
+    for name in BASELINES:
+        folder = generate_baseline(name, task, tmp_path / f"baseline__{name}", multiplier=1)
+        report = validate_submission(folder, task, cache=embedder)
+        assert report.leakage_checked and report.leakage == [], (name, report.leakage)
+
+    in_task = {ref.name.split("__", 1)[1] for split in ("train_real", "test") for ref in task.image_refs(split)}
+    held_out = [
+        ImageRef(sha256_file(path), path, name=f"{path.parent.name}/{path.name}")
+        for folder in sorted(p for p in aid6_root.iterdir() if p.is_dir())
+        for path in [p for p in sorted(folder.glob("*.jpg")) if p.stem not in in_task][:50]
+    ]
+    copies = pixel_copies(held_out, task.image_refs("test"))
+    genuine = [ref for i, ref in enumerate(held_out) if i not in copies]
+    tests = task.image_refs("test")
+    result = measure_gate(tests, genuine, embedder, kinds=PROMISED, cache_dir=tmp_path / "cache", sources=tests[::2])
     print("\n" + result.summary())
-    for line in result.false_rejections:
-        print("  false rejection:", line)
-    assert result.pooled_recall >= 0.99
-    assert min(result.recall.values()) >= 0.97
-    assert result.false_rejection_rate <= 0.01
+    for line in result.false_rejections + result.misses:
+        print("  ", line)
+    assert result.false_rejection_rate <= 0.001
+    assert min(result.recall.values()) >= 0.995, result.recall
+    assert min(result.correct_reference.values()) >= 0.995, result.correct_reference
 
 
 def test_run_gates_at_the_grids_image_size_in_its_cache(task, tmp_path):

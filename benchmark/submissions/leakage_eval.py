@@ -117,6 +117,8 @@ NEAR_COPIES: dict[str, Callable[[Image.Image, random.Random], Image.Image]] = {
     "noise": _noise,
     "combo": _chain(strong=False),
 }
+#: The transformations the gate promises to see through (docs/SUBMITTING.md section 4).
+PROMISED: tuple[str, ...] = ("flip", "rotation", "crop", "jpeg", "colour", "rescale", "cutout", "padding")
 #: Beyond the promise: every transformation at its limit at once (reported, not a target).
 STRESS: dict[str, Callable[[Image.Image, random.Random], Image.Image]] = {"all": _chain(strong=True)}
 
@@ -169,7 +171,7 @@ def measure_gate(
     `references`, and its false rejections of `negatives`."""
     import time
 
-    from ..nearcopy import _ReferenceTensors, geometry_score, hamming
+    from ..nearcopy import _ReferenceTensors, geometry_score
 
     group = ReferenceGroup("test", references, [""] * len(references))
     index = reference_index([group], embedder, embedder_id=embedder.id, cache_dir=cache_dir, progress=progress)
@@ -205,7 +207,7 @@ def measure_gate(
             cosine = float(embeddings[i] @ index.embeddings[j] / max(1e-12, float(np.linalg.norm(embeddings[i]))))
             result.misses.append(
                 f"{kind} of {sources[i].name}: match score {geometry_score(index, tensors, signatures[i], j):.3f}, "
-                f"pHash distance {int(hamming(index.hashes[j], signatures[i].phash).min())}, cosine {cosine:.3f}"
+                f"pHash distance {int(signatures[i].distances(index.hashes[j]))}, cosine {cosine:.3f}"
             )
     if not negatives:
         result.seconds_per_query = seconds / max(1, n_queries)
