@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io import atomic_directory
-from ..submissions.format import IMAGE_EXTENSIONS, id_from_folder, placeholder_problem, resolve_inside
+from ..submissions.format import IMAGE_EXTENSIONS, file_name_problem, id_from_folder, placeholder_problem, resolve_inside
 from .common import GenerationRefused, GeneratorError, SubmissionWriter, decode_generated, submission_meta
 
 #: What pack asks for (flag, question). Each answer is refused when empty or a placeholder.
@@ -64,7 +64,8 @@ def images_from_listing(listing: str | Path) -> list[PackedImage]:
     for number, row in enumerate(_listing_rows(listing), start=1):
         if not isinstance(row, dict) or not row.get("file") or not row.get("label"):
             raise GeneratorError(f"{listing} row {number}: needs the columns file and label")
-        path, problem = resolve_inside(listing.parent, str(row["file"]))
+        problem = file_name_problem(str(row["file"]))
+        path, problem = (None, problem) if problem else resolve_inside(listing.parent, str(row["file"]))
         if problem:
             raise GeneratorError(f"{listing} row {number}: {problem}")
         images.append(PackedImage(path, str(row["label"]), row.get("source_id") or None, str(row.get("prompt") or "")))
