@@ -187,6 +187,49 @@ CI_LEVEL = 0.95
 BOOTSTRAP_SEED = 20250701
 
 # ----------------------------------------------------------------------------------------------
+# Synthetic-set diagnostics (benchmark.diagnostics; docs/DIAGNOSTICS.md)
+# ----------------------------------------------------------------------------------------------
+
+#: Each diagnostic compares a submission's images with train_real (never the test split), per class
+#: and overall, on the grid's backbone features L2-normalised (distances are Euclidean on the unit
+#: sphere). The parameters and the one-line definitions the docs and the methodology page show.
+DIAGNOSTICS: dict[str, Any] = {
+    "params": {
+        "nearest_k": 5,  # PRDC's k (Naeem et al. 2020 recommend 5)
+        "kid_degree": 3,  # KID's polynomial kernel (x.y / d + 1)^3 (Binkowski et al. 2018)
+        "kid_coef": 1.0,
+        "memorisation_percentile": 5.0,  # of the real images' nearest-real-neighbour distances
+        "fd_min_samples_per_dim": 1.0,  # FD only when both sets have more images than dimensions
+        "resamples": 200,  # bootstrap draws of every CI here
+        "vendi_resamples": 50,  # Vendi's draws each need an eigen-decomposition
+        "ci_level": CI_LEVEL,
+        "seed": BOOTSTRAP_SEED,
+    },
+    "descriptions": {
+        "kid": "Kernel Inception Distance: unbiased MMD^2 between synthetic and real features with the "
+               "cubic polynomial kernel (0: same distribution); unbiased at any sample size, so suited "
+               "to ~100 images per class. CI: bootstrap over both sets.",
+        "fd": "Frechet distance between Gaussians fitted to the two sets (FID's formula); reported only "
+              "when both sets have more images than feature dimensions, otherwise null.",
+        "precision": "Share of synthetic images inside the real images' k-NN balls (fidelity).",
+        "recall": "Share of real images inside the synthetic images' k-NN balls (diversity).",
+        "density": "Mean number of real k-NN balls containing each synthetic image, over k (1: as "
+                   "dense as the real data).",
+        "coverage": "Share of real images whose k-NN ball holds at least one synthetic image.",
+        "vendi_ratio": "Vendi score (exp of the entropy of the cosine-similarity matrix's eigenvalues / n: "
+                       "the effective number of distinct images) of the synthetic set over the real "
+                       "images' own, on equal sample sizes (1: as diverse as the real data).",
+        "memorisation_rate": "Share of synthetic images closer to some train_real or generation-input "
+                             "image than the stated percentile of real images' distances to their "
+                             "nearest other real image (copies and near-copies).",
+        "edit_strength": "Mean distance of each synthetic image to the image named by its source_id "
+                         "(its generation input or real twin); null when no source is known.",
+    },
+    "ci_note": "k-NN radii and the memorisation threshold are fixed from the full sets; a bootstrap "
+               "draw resamples the images scored against them.",
+}
+
+# ----------------------------------------------------------------------------------------------
 # Protocols (recipes are data)
 # ----------------------------------------------------------------------------------------------
 
