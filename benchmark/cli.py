@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "benchmark.tasks.cli",  # synthbench task build|verify|info|publish
     "benchmark.generators.cli",  # synthbench inputs export, synthbench generate ...
     "benchmark.submissions.cli",  # synthbench validate
+    "benchmark.diagnostics",  # synthbench diagnose
     "benchmark.grid",  # synthbench run
     "benchmark.executors",  # synthbench run-all (local or Slurm)
     "leaderboard.cli",  # synthbench leaderboard build|serve|validate
