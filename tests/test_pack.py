@@ -55,6 +55,11 @@ def test_class_folders_pack_into_a_valid_submission(task, class_folders, tmp_pat
     assert submission.id == "acme__edit-xl" and submission.meta["generator"] == {
         "name": "acme/edit-xl", "version": "3f2a9c1", "link": "https://example.org/acme/edit-xl"}
     assert {e.path.suffix for e in submission.entries} == {".png", ".jpg"}  # bytes copied as they were
+    # `<image_id>-<n>.png` names its generation input (the source_id); "<image_id> v3.jpg" does not
+    inputs = set(task.image_ids("generation_inputs"))
+    assert all(e.source_id in inputs and e.file_name.split("-", 1)[1].startswith(e.source_id)
+               for e in submission.entries if e.path.suffix == ".png")
+    assert all(e.source_id is None for e in submission.entries if e.path.suffix == ".jpg")
 
 
 def test_a_listing_keeps_source_ids_and_prompts(task, class_folders, tmp_path):

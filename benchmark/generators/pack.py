@@ -88,6 +88,15 @@ def images_from_class_folders(source: str | Path) -> list[PackedImage]:
     return images
 
 
+def source_id_from_name(stem: str, input_ids: set[str]) -> str | None:
+    """The generation input an image is named after: its whole stem, or the longest prefix of it
+    that ends before a '-', '_' or '.' and is an input's image_id (`<image_id>-2.png`)."""
+    if stem in input_ids:
+        return stem
+    cuts = [i for i, char in enumerate(stem) if char in "-_."]
+    return next((stem[:i] for i in reversed(cuts) if stem[:i] in input_ids), None)
+
+
 def pack_answers_problems(answers: dict[str, str | None]) -> list[str]:
     """One message per missing or placeholder answer (PACK_QUESTIONS)."""
     problems = []
@@ -107,10 +116,14 @@ def pack_submission(
     task_record: dict,
     classes: list[str],
     answers: dict[str, str | None],
+    input_ids: set[str] = frozenset(),
     track: str = "generated",
     overwrite: bool = False,
 ) -> Path:
-    """Write `images` as the submission `out_dir` (id: the folder's name) for the task of `task_record`."""
+    """Write `images` as the submission `out_dir` (id: the folder's name) for the task of `task_record`.
+
+    An image without a source_id gets the generation input it is named after (`input_ids`), so
+    that the leakage gate and cross-validation know which scene it was made from."""
     out_dir = Path(out_dir)
     team, method = id_from_folder(out_dir)
     problems = pack_answers_problems(answers)
@@ -134,6 +147,7 @@ def pack_submission(
             except GenerationRefused as exc:
                 raise GeneratorError(str(exc)) from None
             stem = re.sub(r"[^A-Za-z0-9._-]+", "-", image.path.stem)[:80]
+            source_id = image.source_id or source_id_from_name(image.path.stem, input_ids)
             writer.add(f"images/{image.label}/{number:06d}-{stem}{ext}", data,
-                       label=image.label, source_id=image.source_id, prompt=image.prompt)
+                       label=image.label, source_id=source_id, prompt=image.prompt)
     return out_dir

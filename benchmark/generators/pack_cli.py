@@ -40,6 +40,7 @@ def _pack(args: argparse.Namespace) -> int:
     if args.inputs:
         inputs, task_record = load_inputs(None, args.inputs)
         classes = sorted({item.class_name for item in inputs})
+        input_ids = {item.image_id for item in inputs}
     else:
         from ..tasks import load_task
 
@@ -47,8 +48,9 @@ def _pack(args: argparse.Namespace) -> int:
             raise SynthbenchError("give --task (task folder or Hub id) or --inputs (an exported inputs folder)")
         task = load_task(args.task, revision=args.revision)
         task_record, classes = {"name": task.name, "revision": task.revision}, list(task.classes)
+        input_ids = set(task.image_ids("generation_inputs"))
     out = pack_submission(images, args.out, task_record=task_record, classes=classes, answers=answers,
-                          track=args.track, overwrite=args.overwrite)
+                          input_ids=input_ids, track=args.track, overwrite=args.overwrite)
     print(f"wrote {out}: {len(images)} image(s)\nnext: synthbench validate {out} --task {args.task or task_record['name']}")
     return 0
 
@@ -57,8 +59,9 @@ def register_pack(subparsers) -> None:
     parser = subparsers.add_parser(
         "pack", help="package a folder of generated images (class sub-folders or a CSV/JSONL listing) as a submission",
         description="Turn images made by any generator into a submission folder: class sub-folders "
-        "(SOURCE/<class>/<image>) or a listing (--listing, CSV or JSONL with the columns file, label, "
-        "source_id, prompt; files relative to the listing). Asks for what is missing on a terminal; "
+        "(SOURCE/<class>/<image>; an image named after its generation input, <image_id>.png or "
+        "<image_id>-2.png, records it as its source_id) or a listing (--listing, CSV or JSONL with the columns "
+        "file, label, source_id, prompt; files relative to the listing). Asks for what is missing on a terminal; "
         "refuses placeholder answers (unknown, TBD, ...).",
     )
     parser.add_argument("source", nargs="?", help="folder of class sub-folders of images")
