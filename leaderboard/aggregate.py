@@ -19,14 +19,15 @@ Definitions (the methodology page prints them; tests check them on constructed r
   run average would then weight them unequally), is shown but not ranked (its mean is over other
   conditions).
 - The real-only row is the `real` setting of a reference record for each backbone (official runs
-  first, then baselines, then by submission id); its Delta is 0 by definition, and it is ranked.
+  first, then baselines, then by submission id); its Delta is 0 by definition. It is the zero line,
+  not a competitor: it is not ranked, and is listed where its value lies.
 - An entry with a record scored without the leakage gate (`leakage_checked` false or unknown) is
   "unchecked": shown, labelled, and never ranked on the board of a real task (on the procedural
   demo task it is only labelled). "official" = every record's maintainers' signature verifies.
 - Verdict: "helps" when the Delta CI lies entirely above 0, "hurts" when entirely below 0, else
   "no significant effect".
-- Rank (leaderboard.ranking, DESIGN.md's "entries whose CIs overlap share a rank"): 1 + the number
-  of complete entries whose whole CI lies above the entry's own CI.
+- Rank (leaderboard.ranking.RANK_RULE): by the point estimate, with the central 95% of the entry's
+  ranks over the paired bootstrap draws (the same seed and image draws for every entry) as its interval.
 - Paired comparisons, listed beside the rank (`beaten_by`, `beats`): entry A is significantly
   better than B when the CI of their paired difference on the board's metric lies entirely above
   0. Two entries are matched cell by cell
@@ -47,7 +48,7 @@ import numpy as np
 from benchmark.metrics import bootstrap_values, percentile_interval, seed_weights, weighted_mean
 from benchmark.protocol import BOARDS, DEFAULT_PROTOCOL, PROTOCOLS, SETTINGS
 
-from .ranking import rank_labels, ranking_order, ranks_from_intervals
+from .ranking import rank_intervals, rank_label, ranking_order
 from .tree import Record, Submission, Tree
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,6 @@ class Entry:
     macro_f1: Estimate
     delta_accuracy: Estimate | None
     delta_macro_f1: Estimate | None
-    best_setting: str | None
     per_setting: dict[str, SettingStats]
     missing: list[str]
     status: str  # "official" | "self-reported"
@@ -174,6 +174,10 @@ class Entry:
     rank_metric: str
     rank: int | None = None
     rank_label: str = "—"
+    #: The central 95% of the entry's ranks over the paired bootstrap draws (ranking.RANK_RULE).
+    rank_interval: tuple[int, int] | None = None
+    #: Where the unranked reference row sorts among the ranks (between the entries above and below it).
+    sort_rank: float | None = None
     #: cell -> (run, the run it is paired with or None): the board metric's terms, for comparisons.
     cells: dict[Cell, tuple[RunKey, RunKey | None]] = field(default_factory=dict, repr=False)
     #: Names of the entries significantly better / worse than this one (paired comparisons).
@@ -196,14 +200,11 @@ class Entry:
     def score(self) -> Estimate:
         return getattr(self, self.rank_metric)
 
-    @property
-    def best_ratio(self) -> int | None:
-        return SETTINGS[self.best_setting].ratio if self.best_setting in SETTINGS else None
-
     def to_dict(self) -> dict:
         return {
             "rank": self.rank,
             "rank_label": self.rank_label,
+            "rank_interval": list(self.rank_interval) if self.rank_interval else None,
             "ranked": self.ranked,
             "significantly_better": self.beaten_by,
             "significantly_worse": self.beats,
@@ -220,8 +221,6 @@ class Entry:
             "delta_accuracy": self.delta_accuracy.to_dict() if self.delta_accuracy else None,
             "delta_macro_f1": self.delta_macro_f1.to_dict() if self.delta_macro_f1 else None,
             "verdict": self.verdict,
-            "best_setting": self.best_setting,
-            "best_ratio": self.best_ratio,
             "per_setting": {name: stats.to_dict() for name, stats in self.per_setting.items()},
             "missing": self.missing,
             "status": self.status,
@@ -275,6 +274,8 @@ class Leaderboard:
     profiles: dict[tuple[str | None, str, tuple[str, ...]], Profile]
     zero_shot: list[Entry]
     notes: list[str]
+    #: The bootstrap behind every number (for paired comparisons the site adds, e.g. the compare page).
+    estimator: "_Estimator | None" = None
 
     def headline(self, board: str) -> BoardView | None:
         views = [view for view in self.views if view.board == board]
@@ -357,9 +358,17 @@ class _Estimator:
             points, draws = points - minus_points, draws - minus_draws
         return points, draws
 
-    def compare(self, metric: str, a: "Entry", b: "Entry") -> Estimate:
-        """The paired difference a - b on `metric` over the cells both have (see the module docstring)."""
-        common = sorted(set(a.cells) & set(b.cells))
+    def score_draws(self, metric: str, entry: "Entry") -> np.ndarray:
+        """(resamples,) the entry's board value in each bootstrap draw: the mean of its cell terms
+        with the shared seed draws (the same draws for every entry, so ranks per draw are paired)."""
+        cells = sorted(entry.cells)
+        _, draws = weighted_mean(*self._cell_terms(metric, entry, cells), seed_weights([c[3] for c in cells]))
+        return draws
+
+    def compare(self, metric: str, a: "Entry", b: "Entry", ratio: int | None = None) -> Estimate:
+        """The paired difference a - b on `metric` over the cells both have (see the module docstring),
+        or over those of one `ratio` only."""
+        common = sorted(c for c in set(a.cells) & set(b.cells) if ratio is None or c[2] == ratio)
         if common:
             a_points, a_draws = self._cell_terms(metric, a, common)
             b_points, b_draws = self._cell_terms(metric, b, common)
@@ -583,7 +592,6 @@ class _Builder:
             macro_f1=est.estimate("macro_f1", runs),
             delta_accuracy=est.estimate("accuracy", runs, baseline) if baseline else None,
             delta_macro_f1=est.estimate("macro_f1", runs, baseline) if baseline else None,
-            best_setting=max(available, key=lambda s: (profile.settings[s].macro_f1.point, -SETTINGS[s].ratio)),
             per_setting={s: profile.settings[s] for s in available},
             missing=[s for s in board_settings if s not in available]
             + [f"backbone {b}" for b in missing_backbones]
@@ -610,7 +618,6 @@ class _Builder:
             macro_f1=real.macro_f1,
             delta_accuracy=ZERO,
             delta_macro_f1=ZERO,
-            best_setting=None,
             per_setting={REAL: real},
             missing=[],
             status=_status(records),
@@ -683,8 +690,7 @@ class _Builder:
                 macro_f1=stats.macro_f1,
                 delta_accuracy=est.estimate("accuracy", paired_runs, paired_reference, ref_seeds) if paired_runs else None,
                 delta_macro_f1=est.estimate("macro_f1", paired_runs, paired_reference, ref_seeds) if paired_runs else None,
-                best_setting=None,
-                per_setting={settings[0]: stats},
+                    per_setting={settings[0]: stats},
                 missing=[],
                 status=_status(records),
                 harness_versions=sorted({r.harness_version for r in records}),
@@ -711,8 +717,7 @@ class _Builder:
                 macro_f1=stats.macro_f1,
                 delta_accuracy=None,
                 delta_macro_f1=None,
-                best_setting=None,
-                per_setting={},
+                    per_setting={},
                 missing=[],
                 status=_status([record]),
                 harness_versions=[record.harness_version],
@@ -766,7 +771,7 @@ class _Builder:
             views.append(self.models_view(reference))
         zero_shot = self.zero_shot_entries()
         views.sort(key=self.view_order)
-        return Leaderboard(self.tree, views, suites, self.profiles, zero_shot, self.notes)
+        return Leaderboard(self.tree, views, suites, self.profiles, zero_shot, self.notes, self.estimator)
 
 
 def _unbalanced_seeds(profile: Profile, settings: Sequence[str]) -> list[str]:
@@ -796,28 +801,39 @@ def _status(records: Sequence[Record]) -> str:
 
 
 def rank_entries(entries: list[Entry], estimator: _Estimator) -> list[Entry]:
-    """Rank the complete entries by their board metric's CI (ranking.TIE_RULE) and list each one's
-    significantly better and worse entries (paired comparisons); incomplete ones follow, unranked."""
-    ranked = [entry for entry in entries if entry.ranked]
+    """Rank the complete entries by their board metric with a bootstrap rank interval (ranking.RANK_RULE),
+    list each one's significantly better and worse entries (paired comparisons), and place the
+    real-only reference where its value lies (the zero line of a Δ board); incomplete entries follow."""
+    compared = [entry for entry in entries if entry.ranked]
     unranked = [entry for entry in entries if not entry.ranked]
-    better = [[False] * len(ranked) for _ in ranked]
+    better = [[False] * len(compared) for _ in compared]
     # Each pair once, in name order, so that the result does not depend on the listing order.
-    order = sorted(range(len(ranked)), key=lambda i: ranked[i].name)
+    order = sorted(range(len(compared)), key=lambda i: compared[i].name)
     for x, i in enumerate(order):
         for j in order[x + 1 :]:
-            a, b = ranked[i], ranked[j]
+            a, b = compared[i], compared[j]
             difference = estimator.compare(_base_metric(a.rank_metric), a, b)
             better[i][j], better[j][i] = difference.lo > 0, difference.hi < 0
-    ranks = ranks_from_intervals([(entry.score.lo, entry.score.hi) for entry in ranked])
-    for i, (entry, rank, label) in enumerate(zip(ranked, ranks, rank_labels(ranks))):
-        entry.rank, entry.rank_label = rank, label
-        entry.beaten_by = sorted(ranked[j].name for j in range(len(ranked)) if better[j][i])
-        entry.beats = sorted(ranked[j].name for j in range(len(ranked)) if better[i][j])
-    display = ranking_order([e.score.point for e in ranked], ranks, [e.name for e in ranked])
+    for i, entry in enumerate(compared):
+        entry.beaten_by = sorted(compared[j].name for j in range(len(compared)) if better[j][i])
+        entry.beats = sorted(compared[j].name for j in range(len(compared)) if better[i][j])
+    competitors = [entry for entry in compared if not entry.is_reference]
+    if competitors:
+        metric = _base_metric(competitors[0].rank_metric)
+        draws = np.stack([estimator.score_draws(metric, entry) for entry in competitors], axis=1)
+        for entry, (rank, lo, hi) in zip(competitors, rank_intervals([e.score.point for e in competitors], draws)):
+            entry.rank, entry.rank_interval, entry.rank_label = rank, (lo, hi), rank_label(rank, lo, hi)
+    display = [competitors[i] for i in ranking_order(
+        [e.score.point for e in competitors], [e.rank for e in competitors], [e.name for e in competitors])]
+    for reference in (entry for entry in compared if entry.is_reference):
+        reference.rank, reference.rank_label = None, "reference"
+        at = next((i for i, e in enumerate(display) if e.score.point < reference.score.point), len(display))
+        reference.sort_rank = (display[at - 1].rank if at else 0) + 0.5  # sorts by rank to where it is listed
+        display.insert(at, reference)
     unranked.sort(key=lambda entry: (-entry.score.point, entry.name))
     for entry in unranked:
         entry.rank, entry.rank_label = None, "—"
-    return [ranked[i] for i in display] + unranked
+    return display + unranked
 
 
 def _base_metric(rank_metric: str) -> str:

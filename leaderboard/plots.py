@@ -53,7 +53,8 @@ def _pct(value: float) -> float:
 
 
 def ratio_curves(profile: Profile, title: str, stem: Path) -> dict[str, str] | None:
-    """Macro-F1 and accuracy against the ratio 1:k for synthetic@k and mixed@k, real as a level."""
+    """Left: the paired Δ macro-F1 over real-only at each ratio 1:k (mixed@k and synthetic@k) with its
+    paired CI and the zero line. Right: macro-F1 of each setting with the real-only level drawn."""
     by_kind: dict[str, list[SettingStats]] = {"synthetic": [], "mixed": []}
     for name, stats in profile.settings.items():
         setting = SETTINGS.get(name)
@@ -64,58 +65,74 @@ def ratio_curves(profile: Profile, title: str, stem: Path) -> dict[str, str] | N
     real = profile.settings.get("real")
     with matplotlib.rc_context(RC_PARAMS):
         figure = _figure(7.2, 3.3)
-        axes = figure.subplots(1, 2, sharex=True)
-        for ax, metric, label in zip(axes, ("macro_f1", "accuracy"), ("Macro-F1 (%)", "Accuracy (%)")):
-            if real is not None:
-                level = getattr(real, metric)
-                ax.axhspan(_pct(level.lo), _pct(level.hi), color=COLOURS["real"], alpha=0.12, lw=0)
-                ax.axhline(_pct(level.point), color=COLOURS["real"], ls="--", lw=1.2, label="real only")
-            for kind, stats in by_kind.items():
-                if not stats:
-                    continue
-                ratios = [s.ratio for s in stats]
-                points = [_pct(getattr(s, metric).point) for s in stats]
-                ax.fill_between(
-                    ratios,
-                    [_pct(getattr(s, metric).lo) for s in stats],
-                    [_pct(getattr(s, metric).hi) for s in stats],
-                    color=COLOURS[kind], alpha=0.18, lw=0,
-                )
-                ax.plot(ratios, points, marker="o", color=COLOURS[kind], lw=1.6, label=f"{kind}@k")
-            ax.set_xticks(sorted({s.ratio for group in by_kind.values() for s in group}))
-            ax.set_xticklabels([f"1:{k}" for k in ax.get_xticks().astype(int)])
+        delta_ax, level_ax = figure.subplots(1, 2, sharex=True)
+        delta_ax.axhline(0.0, color=COLOURS["real"], lw=1.2, label="real only (zero line / level)")
+        if real is not None:
+            level = real.macro_f1
+            level_ax.axhspan(_pct(level.lo), _pct(level.hi), color=COLOURS["real"], alpha=0.12, lw=0)
+            level_ax.axhline(_pct(level.point), color=COLOURS["real"], lw=1.2)
+        for kind, stats in by_kind.items():
+            if not stats:
+                continue
+            ratios = np.array([s.ratio for s in stats], dtype=float)
+            offset = -0.06 if kind == "mixed" else 0.06  # side by side, error bars readable
+            paired = [s for s in stats if s.delta_macro_f1 is not None]
+            if paired:
+                _error_bars(delta_ax, [s.ratio + offset for s in paired], [s.delta_macro_f1 for s in paired], COLOURS[kind], f"{kind}@k")
+            _error_bars(level_ax, ratios + offset, [s.macro_f1 for s in stats], COLOURS[kind], None)
+        ticks = sorted({s.ratio for group in by_kind.values() for s in group})
+        for ax, label in ((delta_ax, "Δ macro-F1 vs real only (pp), paired 95% CI"), (level_ax, "Macro-F1 (%), 95% CI")):
+            ax.set_xticks(ticks)
+            ax.set_xticklabels([f"1:{k}" for k in ticks])
             ax.set_xlabel("real : synthetic")
-            ax.set_ylabel(label)
+            ax.set_ylabel(label, fontsize=8)
             ax.grid(axis="y", alpha=0.3)
-        handles, labels = axes[0].get_legend_handles_labels()
+        handles, labels = delta_ax.get_legend_handles_labels()
         figure.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8, frameon=False)
         figure.suptitle(title, fontsize=10)
     return save(figure, stem)
 
 
-def best_ratio_bars(view: BoardView, title: str, stem: Path) -> dict[str, str] | None:
-    """Every entry's macro-F1 at its best ratio (the real-only row at real), with CIs, in rank order."""
+def _error_bars(ax, xs, estimates, colour: str, label: str | None) -> None:
+    points = np.array([_pct(e.point) for e in estimates])
+    errors = np.array([[_pct(e.point - e.lo) for e in estimates], [_pct(e.hi - e.point) for e in estimates]])
+    ax.errorbar(xs, points, yerr=errors, fmt="o-", color=colour, lw=1.4, capsize=3, ms=4, label=label)
+
+
+def board_bars(view: BoardView, title: str, stem: Path) -> dict[str, str] | None:
+    """The ranked quantity of every entry with its 95% CI, in board order: Δ macro-F1 with a zero line
+    (Augment, Models), or macro-F1 with the real-only level drawn (Replace). Nothing is chosen per entry."""
+    delta = view.board != "replace"
     rows = []
     for entry in view.entries:
-        stats = entry.per_setting.get(entry.best_setting or "real")
-        if stats is None:
-            continue
-        label = entry.name + (f"  ({entry.best_setting})" if entry.best_setting else "")
-        colour = COLOURS["real"] if entry.is_reference else COLOURS["baseline"] if entry.baseline else COLOURS["entry"]
-        rows.append((label, stats.macro_f1, colour))
+        estimate = entry.delta_macro_f1 if delta else entry.macro_f1
+        if estimate is None or entry.is_reference:
+            continue  # the reference is the zero line (Δ) or the level line (Replace)
+        colour = COLOURS["baseline"] if entry.baseline else COLOURS["entry"]
+        label = f"{entry.name}  [{entry.rank_label}]" if entry.rank is not None else f"{entry.name}  [not ranked]"
+        rows.append((label, estimate, colour))
     if not rows:
         return None
+    reference = next((e for e in view.entries if e.is_reference), None)
     with matplotlib.rc_context(RC_PARAMS):
-        figure = _figure(7.2, 0.9 + 0.32 * len(rows))
+        figure = _figure(7.2, 1.0 + 0.32 * len(rows))
         ax = figure.subplots()
         positions = np.arange(len(rows))[::-1]
         points = np.array([_pct(est.point) for _, est, _ in rows])
         errors = np.array([[_pct(est.point - est.lo) for _, est, _ in rows], [_pct(est.hi - est.point) for _, est, _ in rows]])
-        ax.barh(positions, points, xerr=errors, color=[c for *_, c in rows], height=0.65, capsize=3, error_kw={"lw": 1})
+        ax.errorbar(points, positions, xerr=errors, fmt="none", ecolor="#333333", capsize=3, lw=1)
+        ax.scatter(points, positions, c=[c for *_, c in rows], s=36, zorder=3)
+        if delta:
+            ax.axvline(0.0, color=COLOURS["real"], lw=1.2)
+            ax.set_xlabel("Δ macro-F1 vs real only (pp), mean over ratios, paired 95% CI; 0 = real only")
+        else:
+            if reference is not None:
+                level = reference.macro_f1
+                ax.axvspan(_pct(level.lo), _pct(level.hi), color=COLOURS["real"], alpha=0.12, lw=0)
+                ax.axvline(_pct(level.point), color=COLOURS["real"], lw=1.2)
+            ax.set_xlabel("Macro-F1 (%) of the synthetic-only runs, mean over ratios, 95% CI; grey: real only")
         ax.set_yticks(positions)
         ax.set_yticklabels([label for label, *_ in rows], fontsize=8)
-        ax.set_xlabel("Macro-F1 (%) at the best ratio, 95% CI")
-        ax.set_xlim(0, min(100.0, max(points.max() + errors[1].max() + 5, 10.0)))
         ax.grid(axis="x", alpha=0.3)
         ax.set_title(title, fontsize=10)
     return save(figure, stem)
@@ -127,8 +144,13 @@ def confusion_matrices(classes: Sequence[str], panels: Sequence[tuple[str, Setti
         return None
     with matplotlib.rc_context(RC_PARAMS):
         size = 0.45 * len(classes) + 1.6
-        figure = _figure(size * len(panels) + 0.8, size + 0.4)
-        axes = np.atleast_1d(figure.subplots(1, len(panels)))
+        columns = min(3, len(panels))
+        rows = -(-len(panels) // columns)
+        figure = _figure(size * columns + 0.8, (size + 0.4) * rows)
+        grid = np.atleast_1d(figure.subplots(rows, columns)).ravel()
+        for ax in grid[len(panels):]:
+            ax.set_visible(False)
+        axes = grid[: len(panels)]
         image = None
         for ax, (title, stats) in zip(axes, panels):
             counts = stats.confusion.astype(float)
@@ -147,27 +169,30 @@ def confusion_matrices(classes: Sequence[str], panels: Sequence[tuple[str, Setti
             ax.set_ylabel("true")
             ax.set_title(title, fontsize=9)
             ax.spines[:].set_visible(False)
-        figure.colorbar(image, ax=list(axes), shrink=0.8, label="fraction of the true class")
+        figure.colorbar(image, ax=list(grid), shrink=0.8, label="fraction of the true class")
     return save(figure, stem)
 
 
-def per_class_f1(classes: Sequence[str], profile: Profile, title: str, stem: Path) -> dict[str, str] | None:
-    """Heat map of per-class F1 (mean over runs): one row per setting, one column per class."""
-    settings = list(profile.settings.values())
-    if not settings:
+def per_class_delta_f1(classes: Sequence[str], profile: Profile, title: str, stem: Path) -> dict[str, str] | None:
+    """Per-class Δ F1 of each setting over real-only (mean over runs, pp) on a diverging scale centred at 0."""
+    real = profile.settings.get("real")
+    settings = [stats for name, stats in profile.settings.items() if name != "real"]
+    if real is None or not settings:
         return None
-    values = np.array([[100 * stats.per_class_f1[name] for name in classes] for stats in settings])
+    values = np.array([[100 * (stats.per_class_f1[name] - real.per_class_f1[name]) for name in classes] for stats in settings])
+    bound = max(5.0, float(np.abs(values).max()))
     with matplotlib.rc_context(RC_PARAMS):
-        figure = _figure(1.8 + 0.8 * len(classes), 0.9 + 0.32 * len(settings))
+        figure = _figure(1.8 + 0.8 * len(classes), 1.0 + 0.32 * len(settings))
         ax = figure.subplots()
-        image = ax.imshow(values, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+        image = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
         for (i, j), value in np.ndenumerate(values):
-            ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7, color="black" if value > 60 else "white")
+            ax.text(j, i, f"{value:+.0f}".replace("-", "\u2212"), ha="center", va="center", fontsize=7,
+                    color="white" if abs(value) > 0.6 * bound else "black")
         ax.set_xticks(range(len(classes)))
         ax.set_xticklabels(classes, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(len(settings)))
         ax.set_yticklabels([stats.setting for stats in settings], fontsize=8)
         ax.spines[:].set_visible(False)
         ax.set_title(title, fontsize=10)
-        figure.colorbar(image, ax=ax, label="F1 (%)")
+        figure.colorbar(image, ax=ax, label="Δ F1 vs real only (pp)")
     return save(figure, stem)

@@ -1,57 +1,61 @@
-"""The rank rule: entries whose confidence intervals overlap share a rank.
+"""The rank rule: a rank from the point estimates, with its interval from the paired bootstrap draws.
 
-Rule (stated once here; the methodology page prints TIE_RULE): an entry's rank is one plus the
-number of entries whose whole CI lies strictly above its own CI (their lower bound is greater than
-its upper bound), i.e. one plus the number of entries that are significantly better than it.
+Rule (stated once here; the methodology page prints RANK_RULE): the entries of a board (the
+real-only reference is not one of them: it is the zero line) are ranked by their point estimate of
+the board's metric, 1 = best. Each bootstrap draw (the same resampled seeds and test images for
+every entry, so the draws are paired) ranks the entries again; an entry's rank interval is the
+central 95% of its ranks over the draws, widened to include its point rank. It is shown as
+"2 (1–4)": second on the point estimates, between first and fourth in 95% of the draws. An interval
+of one rank is shown as the rank alone.
 
 Properties that follow, and that the tests check on constructed records:
-- the rank does not depend on the order entries are listed in;
-- rank 1 is held by exactly the entries whose upper bound reaches the highest lower bound on the
-  board (overlapping the entry with the highest *point* is not enough: A [50, 90], B [64, 66],
-  C [55, 63] rank 1, 1, 2, as B lies above C);
-- an entry never ranks ahead of an entry that is significantly better than it;
-- ranks are shown as "=r" when two or more entries hold rank r, else "r".
-A CI overlap is not transitive, so two entries whose CIs overlap can still hold different ranks
-when a third entry's CI lies above one of them and not the other (A [60, 70], B [45, 62],
-C [30, 50]: A and B rank 1; C ranks 2 because A lies above it, although its CI overlaps B's).
-The rank uses each entry's own (marginal) CI, not a paired test between two entries, and a wider
-CI reaches higher: an entry with a lower point estimate but a wider interval can outrank one with
-a higher point. This is the rank used by Chatbot Arena's "rank (UB)" column; it never chains a tie
-down the whole table the way "shares the rank of any overlapping entry" would.
+- the rank and its interval do not depend on the order entries are listed in;
+- an entry whose paired difference to another is positive in every draw ranks ahead of it in every
+  draw, so their intervals can still overlap only through the other entries;
+- equal entries (the same predictions) hold the same rank and interval.
+This follows the rank-uncertainty reporting of large embedding leaderboards (bootstrap intervals
+of ranks) rather than "entries whose CIs overlap share a rank", which is much more conservative
+than the paired comparisons the board computes anyway.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Sequence
 
-TIE_RULE = (
-    "An entry's rank is 1 + the number of entries whose whole confidence interval lies above its own "
-    "(lower bound greater than its upper bound): the number of entries significantly better than it. "
-    "Rank 1 goes to every entry whose interval reaches the highest lower bound on the board; a rank held by "
-    "several entries is shown as \"=r\". Overlap is not transitive: A [60, 70], B [45, 62], C [30, 50] rank "
-    "1, 1 and 2 (A lies above C), although C's interval overlaps B's. Each entry's own interval is used, not a "
-    "paired test between two entries, so a wider interval can lift an entry above one with a higher point "
-    "estimate, and two entries whose paired difference is significant can share a rank. Whether an entry "
-    "differs from real-only is its verdict (the paired Δ interval), not its rank. Rows are listed by rank, "
-    "then by point estimate. The sharper comparison is listed beside the rank: for each entry, the entries "
-    "significantly better and worse than it by the CI of their paired difference (the same test images, runs "
-    "matched by backbone, ratio and seed, the same resampled seeds and images on both sides)."
+import numpy as np
+
+from benchmark.protocol import CI_LEVEL
+
+RANK_RULE = (
+    "Entries are ranked by the point estimate of the board's metric (1 = best); the real-only reference is not "
+    "ranked: it is the zero line every Δ is measured from. The interval beside a rank, \"2 (1–4)\", is the central "
+    f"{100 * CI_LEVEL:.0f}% of the entry's ranks over the bootstrap draws, recomputed in each draw from the same "
+    "resampled seeds and test images for every entry (paired draws), and always includes the point rank. One rank "
+    "alone means the entry held that rank in that share of the draws. Whether an entry differs from real-only is "
+    "its verdict (the paired Δ interval), not its rank. Beside the rank, each entry lists the entries significantly "
+    "better and worse than it by the CI of their paired difference (runs matched by backbone, ratio and seed)."
 )
 
 
-def ranks_from_intervals(intervals: Sequence[tuple[float, float]]) -> list[int]:
-    """Rank of each (lo, hi) interval: 1 + how many intervals lie entirely above it."""
-    for lo, hi in intervals:
-        if lo > hi:
-            raise ValueError(f"confidence interval with lower bound {lo} above upper bound {hi}")
-    return [1 + sum(1 for other_lo, _ in intervals if other_lo > hi) for _, hi in intervals]
+def rank_intervals(points: Sequence[float], draws: np.ndarray, level: float = CI_LEVEL) -> list[tuple[int, int, int]]:
+    """(rank, lo, hi) of each entry: rank by `points` (higher is better; equal points share the better
+    rank) and the central `level` of its ranks over `draws` (resamples, entries), the same paired draws."""
+    points = np.asarray(points, dtype=float)
+    draws = np.asarray(draws, dtype=float)
+    if draws.ndim != 2 or draws.shape[1] != points.size:
+        raise ValueError(f"draws must be (resamples, {points.size}), got {draws.shape}")
+    ranks = 1 + (points[None, :] > points[:, None]).sum(axis=1)
+    # draw_ranks[r, i] = 1 + number of entries j with a higher value than i in draw r.
+    draw_ranks = 1 + (draws[:, None, :] > draws[:, :, None]).sum(axis=2)
+    tail = (1.0 - level) / 2.0
+    lows = np.quantile(draw_ranks, tail, axis=0, method="lower")
+    highs = np.quantile(draw_ranks, 1.0 - tail, axis=0, method="higher")
+    return [(int(r), int(min(lo, r)), int(max(hi, r))) for r, lo, hi in zip(ranks, lows, highs)]
 
 
-def rank_labels(ranks: Sequence[int]) -> list[str]:
-    """"=r" for a rank held by several entries, "r" otherwise."""
-    counts = Counter(ranks)
-    return [f"={rank}" if counts[rank] > 1 else str(rank) for rank in ranks]
+def rank_label(rank: int, lo: int, hi: int) -> str:
+    """"2 (1–4)", or "2" when the interval is that one rank."""
+    return str(rank) if lo == hi == rank else f"{rank} ({lo}\u2013{hi})"
 
 
 def ranking_order(points: Sequence[float], ranks: Sequence[int], names: Sequence[str]) -> list[int]:

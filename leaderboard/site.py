@@ -6,7 +6,7 @@
       submissions/<id>/index.html one page per submission: metadata, samples, plots, every number + CI
       submissions/<id>/plots/     ratio curves, confusion matrices, per-class F1 (SVG + PNG)
       submissions/<id>/thumbs/    a few sample images, re-encoded as small PNG thumbnails
-      plots/                      each board view's bar chart at the best ratio
+      plots/                      each board view's ranked quantity with CIs (static PNG/SVG for previews)
       static/                     leaderboard.css, leaderboard.js (local: works from file:// too)
       leaderboard.json            machine-readable boards (fractions, not percent)
       leaderboard.csv             one row per board view x entry (pandas)
@@ -64,7 +64,7 @@ from .aggregate import (
     verdict,
 )
 from .identity import Board, split_by_identity
-from .ranking import TIE_RULE
+from .ranking import RANK_RULE
 from .tree import SELF_REPORTED, LeaderboardError, Problem, Submission, Tree, hard_label, validate_tree
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,19 @@ THUMBNAIL_SIZE = 160
 #: Sample images per class shown on a submission page.
 THUMBNAILS_PER_CLASS = 1
 DEMO_LABEL = "Pipeline demo, not a scientific result"
+#: How to cite the benchmark (the repository's CITATION.cff says the same; a test keeps them in step).
+CITATION_TITLE = "synthbench: do AI-generated images help recognise real images?"
+CITATION_AUTHOR = "The synthbench maintainers"
+BIBTEX = (
+    "@software{synthbench,\n"
+    f"  title = {{{{{CITATION_TITLE}}}}},\n"
+    f"  author = {{{{{CITATION_AUTHOR}}}}},\n"
+    f"  version = {{{__version__}}},\n"
+    "  note = {Benchmark harness and leaderboard; flagship task: xBD disaster types}\n"
+    "}"
+)
 #: Columns of each board's table, the board's own metric first (templates/index.html renders them).
-_DESCRIPTION_COLUMNS = ["best_ratio", "team", "track", "generator", "images", "status", "harness"]
+_DESCRIPTION_COLUMNS = ["team", "track", "generator", "images", "status", "harness"]
 BOARD_COLUMNS = {
     "augment": ["rank", "submission", "delta", "verdict", "macro_f1", "accuracy", *_DESCRIPTION_COLUMNS],
     "replace": ["rank", "submission", "macro_f1", *(f"ratio:{k}" for k in RATIOS), "delta", "verdict", "accuracy",
@@ -133,6 +144,40 @@ def write_site(tree: Tree, out_dir: str | Path = DEFAULT_SITE_DIR) -> Path:
                      len(board.tree.submissions))
     log.info("leaderboard site written to %s (%d board(s))", out_dir, len(boards))
     return out_dir
+
+
+#: The charting library, written into every built site from the `plotly` package (never kept in the repository).
+PLOTLY_FILE = "plotly.min.js"
+
+
+def _write_plotly(path: Path) -> None:
+    """plotly.js as shipped by the Python package: the charts work offline and from file://."""
+    from plotly.offline import get_plotlyjs
+
+    path.write_text(get_plotlyjs(), encoding="utf-8")
+
+
+def _chart_data(view: BoardView) -> dict[str, Any]:
+    """What a view's chart draws, from the same entries as its table: the ranked quantity with its CI."""
+    delta = view.board != "replace"
+    reference = next((e for e in view.entries if e.is_reference), None)
+    rows = []
+    for entry in view.entries:
+        estimate = entry.delta_macro_f1 if delta else entry.macro_f1
+        if entry.is_reference or estimate is None:
+            continue
+        rows.append({
+            "submission": entry.submission_id, "name": entry.name, "rank": entry.rank_label, "ranked": entry.ranked,
+            "baseline": bool(entry.baseline), "point": estimate.point, "lo": estimate.lo, "hi": estimate.hi,
+        })
+    level = reference.macro_f1 if (reference is not None and not delta) else None
+    return {
+        "delta": delta,
+        "axis": "Δ macro-F1 vs real only (pp), paired 95% CI; 0 = real only" if delta
+        else "Macro-F1 (%) of the synthetic-only runs, 95% CI; grey: real only",
+        "level": level.to_dict() if level else None,
+        "entries": rows,
+    }
 
 
 def _check_replaceable(out_dir: Path) -> None:
@@ -200,13 +245,15 @@ class _SiteWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / SITE_MARKER).write_text(f"synthbench {__version__} leaderboard site\n")
         shutil.copytree(STATIC_DIR, self.root / "static")
+        _write_plotly(self.root / "static" / PLOTLY_FILE)
         for view in self.board.views:
-            figure = plots.best_ratio_bars(view, self._view_title(view), self.root / "plots" / f"{view.id}-best-ratio")
+            figure = plots.board_bars(view, self._view_title(view), self.root / "plots" / f"{view.id}-board")
             if figure:
                 self.view_plots[view.id] = {name: f"plots/{file}" for name, file in figure.items()}
         common = self._common_context()
         self._render("index.html", self.root / "index.html", **common, **self._index_context())
         self._render("methodology.html", self.root / "methodology.html", **common, **self._methodology_context())
+        self._render("compare.html", self.root / "compare.html", **common, compare=self._compare_data())
         for submission in self.tree.submissions:
             page_dir = self.root / "submissions" / submission.id
             context = self._submission_context(submission, page_dir)
@@ -258,6 +305,7 @@ class _SiteWriter:
                     "title": self._view_title(view),
                     "description": BOARDS[view.board]["description"],
                     "plot": self.view_plots.get(view.id),
+                    "chart": _chart_data(view),
                     # Visible without JavaScript: the headline of each board (the script's defaults).
                     "visible": view.headline and view.protocol in (default_protocol, ANY),
                     "columns": BOARD_COLUMNS[view.board],
@@ -311,9 +359,58 @@ class _SiteWriter:
             "ci_level": CI_LEVEL,
             "bootstrap_seed": BOOTSTRAP_SEED,
             "seed_draw_seed": ", ".join(map(str, SEED_DRAW_SEED)),
-            "tie_rule": TIE_RULE,
+            "tie_rule": RANK_RULE,
+            **self._task_numbers(),
+            "bibtex": BIBTEX,
             "backbones": _backbone_registry(),
             "suites": self.board.suites,
+        }
+
+    def _compare_data(self) -> list[dict[str, Any]]:
+        """For the headline view of each training board: every pair of its compared entries' paired
+        difference (A - B on the board's metric, with its 95% CI), over all ratios and per ratio."""
+        estimator = self.board.estimator
+        out = []
+        for board in ("augment", "replace"):
+            view = self.board.headline(board)
+            if view is None or estimator is None:
+                continue
+            entries = [e for e in view.entries if e.ranked]
+            ratios = sorted({cell[2] for e in entries for cell in e.cells})
+            pairs: dict[str, dict[str, list[float]]] = {}
+            for i, a in enumerate(entries):
+                for b in entries[i + 1:]:
+                    rows = {"mean over ratios": estimator.compare("macro_f1", a, b)}
+                    rows.update({f"1:{k}": estimator.compare("macro_f1", a, b, ratio=k) for k in ratios})
+                    pairs[f"{a.name}|{b.name}"] = {key: [e.point, e.lo, e.hi] for key, e in rows.items()}
+            out.append({
+                "id": view.id, "title": self._view_title(view), "board": board,
+                "metric": "Δ macro-F1 (pp)" if board == "augment" else "macro-F1 (pp)",
+                "entries": [e.name for e in entries], "rows": ["mean over ratios", *(f"1:{k}" for k in ratios)],
+                "pairs": pairs,
+            })
+        return out
+
+    def _task_numbers(self) -> dict[str, Any]:
+        """The numbers of the task in use (from its test labels and the records), never the protocol's constants:
+        test images per class, real training images per class, and the smallest Δ its test split can detect."""
+        labels, classes = self.tree.test_labels, self.tree.classes
+        test_counts = {name: int((labels == i).sum()) for i, name in enumerate(classes)} if labels is not None else {}
+        real_per_class = sorted({
+            int(run["n_real_per_class"]) for record in self.tree.records() for run in record.data["runs"]
+            if run.get("setting") == REAL and isinstance(run.get("n_real_per_class"), int)
+        })
+        augment = self.board.headline("augment")
+        half_widths = [
+            (e.delta_macro_f1.hi - e.delta_macro_f1.lo) / 2 for e in (augment.entries if augment else [])
+            if e.delta_macro_f1 is not None and not e.is_reference
+        ]
+        return {
+            "test_counts": test_counts,
+            "test_size": int(labels.size) if labels is not None else None,
+            "real_per_class_in_use": real_per_class,
+            "detectable_delta": float(sorted(half_widths)[len(half_widths) // 2]) if half_widths else None,
+            "detectable_from": len(half_widths),
         }
 
     def _submission_context(self, submission: Submission, page_dir: Path) -> dict[str, Any]:
@@ -329,15 +426,17 @@ class _SiteWriter:
             figures = {}
             curves = plots.ratio_curves(profile, f"{submission.id} · {label}", page_dir / "plots" / f"{stem}-ratios")
             if curves:
-                figures["Ratio curves: macro-F1 and accuracy against the real:synthetic ratio, real-only as the dashed level"] = curves
+                figures["Per ratio: the paired Δ macro-F1 over real only with its paired 95% CI (left, 0 = real only) and "
+                        "macro-F1 with the real-only level in grey (right)"] = curves
             if is_suite:
                 panels = self._confusion_panels(profile)
                 confusion = plots.confusion_matrices(classes, panels, page_dir / "plots" / f"{stem}-confusion")
                 if confusion:
-                    figures["Confusion matrices, rows normalised (" + " and ".join(t for t, _ in panels) + ")"] = confusion
-                heat = plots.per_class_f1(classes, profile, f"Per-class F1 (%) · {label}", page_dir / "plots" / f"{stem}-per-class")
+                    figures["Confusion matrices of every ratio, rows normalised (" + ", ".join(t for t, _ in panels) + ")"] = confusion
+                heat = plots.per_class_delta_f1(classes, profile, f"Per-class Δ F1 vs real only (pp) · {label}",
+                                                page_dir / "plots" / f"{stem}-per-class")
                 if heat:
-                    figures["Per-class F1 for every setting (mean over runs)"] = heat
+                    figures["Per-class Δ F1 of every setting over real only (mean over runs; red: worse, blue: better)"] = heat
             sections.append(
                 {
                     "profile": profile,
@@ -401,13 +500,9 @@ class _SiteWriter:
 
     @staticmethod
     def _confusion_panels(profile: Profile) -> list[tuple[str, Any]]:
-        panels = []
-        if REAL in profile.settings:
-            panels.append(("real", profile.settings[REAL]))
-        mixed = [s for name, s in profile.settings.items() if SETTINGS.get(name) and SETTINGS[name].kind == "mixed"]
-        if mixed:
-            best = max(mixed, key=lambda s: (s.macro_f1.point, -s.ratio))
-            panels.append((f"best mixed: {best.setting}", best))
+        """real and every mixed ratio (small multiples): none is picked by its score on the test set."""
+        panels = [("real", profile.settings[REAL])] if REAL in profile.settings else []
+        panels += [(name, stats) for name, stats in profile.settings.items() if SETTINGS.get(name) and SETTINGS[name].kind == "mixed"]
         return panels
 
     def _thumbnails(self, submission: Submission, page_dir: Path) -> list[dict[str, str]]:
@@ -503,7 +598,8 @@ class _SiteWriter:
                     row[f"{metric}_hi"] = estimate.hi if estimate else None
                 row.update(
                     verdict=entry.verdict,
-                    best_setting=entry.best_setting or "",
+                    rank_lo=entry.rank_interval[0] if entry.rank_interval else None,
+                    rank_hi=entry.rank_interval[1] if entry.rank_interval else None,
                     status=entry.status,
                     leakage_checked=not entry.unchecked,
                     harness_versions=" ".join(entry.harness_versions),

@@ -10,7 +10,7 @@ import pytest
 
 from benchmark.metrics import bootstrap_ci
 from leaderboard.aggregate import ALL_BACKBONES, HELPS, HURTS, NO_EFFECT, REFERENCE, build_leaderboard
-from leaderboard.ranking import rank_labels, ranking_order, ranks_from_intervals
+from leaderboard.ranking import rank_intervals, rank_label, ranking_order
 from leaderboard.testing import (
     copy_tree,
     EXAMPLE_PLANS,
@@ -29,57 +29,45 @@ from leaderboard.tree import validate_tree
 # ------------------------------------------------------------------------------------------------
 
 
-def test_documented_example_overlap_is_not_transitive():
-    # A [60, 70], B [45, 62], C [30, 50]: A and B overlap (rank 1); A lies above C, so C ranks 2.
-    assert ranks_from_intervals([(60, 70), (45, 62), (30, 50)]) == [1, 1, 2]
-
-
-def test_separated_intervals_rank_one_two_three_and_overlapping_ones_share():
-    assert ranks_from_intervals([(0.8, 0.9), (0.6, 0.7), (0.4, 0.5)]) == [1, 2, 3]
-    assert ranks_from_intervals([(0.5, 0.9), (0.6, 0.7), (0.4, 0.65)]) == [1, 1, 1]
-    # Touching bounds overlap (the comparison is strict): a shared rank.
-    assert ranks_from_intervals([(0.5, 0.6), (0.4, 0.5)]) == [1, 1]
-
-
-def test_rank_does_not_depend_on_listing_order():
-    intervals = [(0.70, 0.80), (0.72, 0.75), (0.50, 0.71), (0.20, 0.40), (0.30, 0.45)]
-    expected = dict(zip(intervals, ranks_from_intervals(intervals)))
-    for permutation in itertools.permutations(intervals):
-        assert dict(zip(permutation, ranks_from_intervals(list(permutation)))) == expected
-
-
-def test_an_entry_never_ranks_ahead_of_a_significantly_better_one():
+def test_separated_entries_have_one_rank_each_and_close_ones_an_interval():
     rng = np.random.default_rng(0)
-    for _ in range(200):
-        points = rng.uniform(0, 1, size=8)
-        widths = rng.uniform(0, 0.2, size=8)
-        intervals = [(p - w, p + w) for p, w in zip(points, widths)]
-        ranks = ranks_from_intervals(intervals)
-        for (lo_a, hi_a), rank_a in zip(intervals, ranks):
-            for (lo_b, hi_b), rank_b in zip(intervals, ranks):
-                if lo_a > hi_b:  # a is significantly better than b
-                    assert rank_a < rank_b
+    far = np.stack([rng.normal(0.8, 0.01, 500), rng.normal(0.5, 0.01, 500), rng.normal(0.2, 0.01, 500)], axis=1)
+    assert rank_intervals([0.8, 0.5, 0.2], far) == [(1, 1, 1), (2, 2, 2), (3, 3, 3)]
+    close = np.stack([rng.normal(0.51, 0.05, 500), rng.normal(0.50, 0.05, 500), rng.normal(0.2, 0.01, 500)], axis=1)
+    assert rank_intervals([0.51, 0.50, 0.2], close) == [(1, 1, 2), (2, 1, 2), (3, 3, 3)]
+    assert [rank_label(*r) for r in rank_intervals([0.51, 0.50, 0.2], close)] == ["1 (1\u20132)", "2 (1\u20132)", "3"]
 
 
-def test_rank_one_is_every_interval_reaching_the_highest_lower_bound():
-    # Overlapping the entry with the highest point is not enough: B lies above C.
-    assert ranks_from_intervals([(0.50, 0.90), (0.64, 0.66), (0.55, 0.63)]) == [1, 1, 2]
+def test_paired_draws_separate_entries_whose_own_intervals_overlap():
+    """B is A plus a small, always-positive paired gain: their marginal spreads overlap completely,
+    but B ranks ahead of A in every draw, so each holds one rank."""
     rng = np.random.default_rng(1)
-    for _ in range(200):
-        points, widths = rng.uniform(0, 1, size=6), rng.uniform(0, 0.3, size=6)
-        intervals = [(p - w, p + w) for p, w in zip(points, widths)]
-        top_lo = max(lo for lo, _ in intervals)
-        assert [rank == 1 for rank in ranks_from_intervals(intervals)] == [hi >= top_lo for _, hi in intervals]
+    a = rng.normal(0.5, 0.05, 1000)
+    b = a + 0.01
+    assert rank_intervals([b.mean(), a.mean()], np.stack([b, a], axis=1)) == [(1, 1, 1), (2, 2, 2)]
 
 
-def test_rank_labels_mark_shared_ranks_and_order_breaks_ties_by_point():
-    assert rank_labels([1, 1, 3, 4, 4]) == ["=1", "=1", "3", "=4", "=4"]
-    assert ranking_order([0.5, 0.7, 0.9], [2, 1, 1], ["c", "b", "a"]) == [2, 1, 0]
+def test_ranks_do_not_depend_on_listing_order_and_equal_entries_share_them():
+    rng = np.random.default_rng(2)
+    draws = rng.normal([0.6, 0.55, 0.55, 0.3], 0.03, size=(400, 4))
+    draws[:, 2] = draws[:, 1]  # the same predictions: identical draws
+    points = [0.6, 0.55, 0.55, 0.3]
+    expected = rank_intervals(points, draws)
+    assert expected[1] == expected[2]
+    for permutation in itertools.permutations(range(4)):
+        got = rank_intervals([points[i] for i in permutation], draws[:, list(permutation)])
+        assert got == [expected[i] for i in permutation]
 
 
-def test_an_inverted_interval_is_refused():
-    with pytest.raises(ValueError, match="lower bound"):
-        ranks_from_intervals([(0.6, 0.5)])
+def test_the_interval_always_holds_the_point_rank_and_bad_shapes_are_refused():
+    draws = np.array([[0.1, 0.9]] * 100)  # the draws disagree with the points entirely
+    assert rank_intervals([0.9, 0.1], draws) == [(1, 1, 2), (2, 1, 2)]
+    with pytest.raises(ValueError, match="draws must be"):
+        rank_intervals([0.5, 0.4], np.zeros((10, 3)))
+
+
+def test_display_order_is_rank_then_point_then_name():
+    assert ranking_order([0.5, 0.7, 0.7, 0.2], [2, 1, 1, 4], ["b", "z", "a", "c"]) == [2, 1, 0, 3]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -99,22 +87,28 @@ def tree_copy(example_tree, tmp_path):
     return target
 
 
+def by_name_rank(view, name):
+    return next(entry.rank for entry in view.entries if entry.name == name)
+
+
 def _rows(view):
     return [(entry.name, entry.rank_label, entry.verdict) for entry in view.entries]
 
 
-def test_augment_board_ranks_by_paired_delta_with_ties(example_tree):
+def test_augment_board_ranks_by_paired_delta_and_real_only_is_the_zero_line(example_tree):
     board = build_leaderboard(validate_tree(example_tree))
     augment = board.headline("augment")
     assert (augment.protocol, augment.backbone) == ("linear-probe", ALL_BACKBONES)
     assert _rows(augment) == [
         ("team-a__editor", "1", HELPS),
         ("baseline__duplicate", "2", HELPS),
-        # classic's mixed runs are the real runs themselves: Delta exactly 0, tied with real-only.
-        ("baseline__classic", "=3", NO_EFFECT),
-        ("real-only", "=3", REFERENCE),
-        ("team-b__noisy", "5", HURTS),
+        # classic's mixed runs are the real runs themselves: Delta exactly 0, beside the real-only zero line,
+        # which is listed where its value lies and is not ranked.
+        ("baseline__classic", "3", NO_EFFECT),
+        ("real-only", "reference", REFERENCE),
+        ("team-b__noisy", "4", HURTS),
     ]
+    assert by_name_rank(augment, "real-only") is None
     by_name = {entry.name: entry for entry in augment.entries}
     # Pairing: mixed@k = the real predictions with exactly 15% of the test images fixed / broken.
     assert by_name["team-a__editor"].delta_accuracy.point == pytest.approx(0.15, abs=1e-12)
@@ -122,8 +116,9 @@ def test_augment_board_ranks_by_paired_delta_with_ties(example_tree):
     assert by_name["baseline__classic"].delta_macro_f1 == by_name["real-only"].delta_macro_f1
     assert by_name["real-only"].delta_macro_f1.point == 0.0
     assert by_name["baseline__duplicate"].baseline == "duplicate"
-    assert by_name["team-a__editor"].best_setting.startswith("mixed@")
+    assert not hasattr(by_name["team-a__editor"], "best_setting")  # nothing is chosen on the test set
     assert all(entry.ranked for entry in augment.entries)
+    assert [e.rank_interval for e in augment.entries if not e.is_reference] == [(1, 1), (2, 2), (3, 3), (4, 4)]
     # The paired comparisons listed beside the rank: beating real-only (or losing to it) is
     # exactly the verdict.
     for entry in augment.entries:
@@ -134,16 +129,16 @@ def test_augment_board_ranks_by_paired_delta_with_ties(example_tree):
 def test_replace_board_ranks_synthetic_only_macro_f1(example_tree):
     replace = build_leaderboard(validate_tree(example_tree)).headline("replace")
     assert [(name, rank) for name, rank, _ in _rows(replace)] == [
-        ("real-only", "=1"),
-        ("baseline__duplicate", "=1"),
-        ("team-a__editor", "=1"),
-        ("baseline__classic", "4"),
-        ("team-b__noisy", "5"),
+        ("real-only", "reference"),  # the real-only level: listed where its macro-F1 lies, not ranked
+        ("baseline__duplicate", "1"),
+        ("team-a__editor", "2"),
+        ("baseline__classic", "3"),
+        ("team-b__noisy", "4"),
     ]
     by_name = {entry.name: entry for entry in replace.entries}
-    # Their intervals overlap (one shared rank), but the paired comparison listed beside the rank
-    # separates them: duplicate (60%) beats team-a (55%); real-only (60%, but only two distinct
-    # runs, so a wider seed resample) does not, and real-only and duplicate do not differ.
+    # Their own intervals overlap, but the paired draws separate them: duplicate (60%) ranks ahead of
+    # team-a (55%) in every draw, and the paired comparison listed beside the rank says the same;
+    # real-only (60%, only two distinct runs, so a wider seed resample) does not beat team-a.
     assert by_name["team-a__editor"].beaten_by == ["baseline__duplicate"]
     assert by_name["real-only"].beaten_by == by_name["baseline__duplicate"].beaten_by == []
     entry = next(e for e in replace.entries if e.name == "team-b__noisy")
@@ -177,7 +172,7 @@ def test_an_entry_missing_a_ratio_is_shown_but_not_ranked(tree_copy):
     assert (last.name, last.rank, last.rank_label) == ("team-c__small", None, "—")
     assert last.missing == ["mixed@3", "mixed@4"]
     assert last.delta_accuracy.point == pytest.approx(0.3, abs=1e-12)  # the best Delta, yet unranked
-    assert [e.rank_label for e in augment.entries[:-1]] == ["1", "2", "=3", "=3", "5"]
+    assert [e.rank_label for e in augment.entries[:-1]] == ["1", "2", "3", "reference", "4"]
 
 
 def test_an_entry_whose_ratios_have_unequal_seeds_is_shown_but_not_ranked(tree_copy):
@@ -194,7 +189,7 @@ def test_an_entry_whose_ratios_have_unequal_seeds_is_shown_but_not_ranked(tree_c
     board = build_leaderboard(validate_tree(tree_copy))
     entry = next(e for e in board.headline("augment").entries if e.name == "team-a__editor")
     assert (entry.rank, entry.rank_label, entry.missing) == (None, "—", ["mixed@3 seed 1"])
-    assert [e.rank_label for e in board.headline("augment").entries[:-1]] == ["1", "=2", "=2", "4"]
+    assert [e.rank_label for e in board.headline("augment").entries[:-1]] == ["1", "2", "reference", "3"]
     # Its synthetic runs are complete: still ranked on Replace.
     assert next(e for e in board.headline("replace").entries if e.name == "team-a__editor").ranked
 
@@ -236,8 +231,8 @@ def test_models_board_ranks_checkpoints_against_the_real_only_row(tree_copy):
     models = board.headline("models")
     assert [(e.name, e.rank_label, e.verdict) for e in models.entries] == [
         ("team-m__good", "1", HELPS),
-        ("real-only", "2", REFERENCE),
-        ("team-m__poor", "3", HURTS),
+        ("real-only", "reference", REFERENCE),
+        ("team-m__poor", "2", HURTS),
     ]
     good = models.entries[0]
     real_only = models.entries[1]
@@ -278,7 +273,7 @@ def _overlap(a, b):
     return a.lo <= b.hi and b.lo <= a.hi
 
 
-def test_overlapping_intervals_share_a_rank_and_the_paired_comparison_separates_them(tmp_path):
+def test_overlapping_intervals_are_separated_by_the_paired_rank_draws(tmp_path):
     labels = balanced_labels(30)
     rng = np.random.default_rng(3)
     real = {seed: predictions_with_accuracy(labels, 0.5, rng) for seed in (0, 1)}
@@ -288,17 +283,17 @@ def test_overlapping_intervals_share_a_rank_and_the_paired_comparison_separates_
                          labels, real)
     by_name = {e.name: e for e in view.entries}
     high_e, low_e, same_e = by_name["team__high"], by_name["team__low"], by_name["team__same"]
-    assert _overlap(high_e.macro_f1, low_e.macro_f1)
-    assert high_e.rank == low_e.rank == same_e.rank == 1  # DESIGN.md: overlapping CIs share a rank
-    # ... while the paired difference (same images, same seeds) is significant, and listed
+    assert _overlap(high_e.macro_f1, low_e.macro_f1)  # the old overlap rule would have tied all three
+    assert (high_e.rank, high_e.rank_interval) == (1, (1, 1))  # ahead in every paired draw
+    assert low_e.rank == same_e.rank == 2 and low_e.rank_interval == same_e.rank_interval == (2, 2)  # equal entries
     assert low_e.beaten_by == same_e.beaten_by == ["team__high"]
     assert {"team__low", "team__same"} <= set(high_e.beats) and high_e.beaten_by == []
-    assert "team__same" not in low_e.beats and "team__low" not in same_e.beats  # equal entries
+    assert "team__same" not in low_e.beats and "team__low" not in same_e.beats
 
 
-def test_a_wide_interval_shares_the_leaders_rank_but_not_its_comparison(tmp_path):
+def test_a_wide_interval_gives_a_wide_rank_interval_only_when_the_draws_disagree(tmp_path):
     """W's seeds differ a lot (a wide two-level interval reaching the leader's); the leader is W
-    with more images right on every seed, so the paired difference is clearly positive."""
+    with more images right on every seed, so it is ahead in every paired draw."""
     labels = balanced_labels(30)
     rng = np.random.default_rng(4)
     real = {seed: predictions_with_accuracy(labels, 0.5, rng) for seed in (0, 1, 2)}
@@ -309,5 +304,5 @@ def test_a_wide_interval_shares_the_leaders_rank_but_not_its_comparison(tmp_path
     by_name = {e.name: e for e in view.entries}
     w, top = by_name["team__wide"].macro_f1, by_name["team__leader"].macro_f1
     assert w.hi - w.lo > 2 * (top.hi - top.lo) and w.hi >= top.lo
-    assert by_name["team__leader"].rank == by_name["team__wide"].rank == 1  # the overlap rule
-    assert by_name["team__wide"].beaten_by == ["team__leader"]  # the paired comparison
+    assert by_name["team__leader"].rank_label == "1" and by_name["team__wide"].rank_label == "2"
+    assert by_name["team__wide"].beaten_by == ["team__leader"]  # the paired comparison agrees

@@ -17,7 +17,7 @@ from markupsafe import escape
 
 from benchmark.protocol import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, PROTOCOLS, SETTINGS
 from leaderboard import LeaderboardError
-from leaderboard.ranking import TIE_RULE
+from leaderboard.ranking import RANK_RULE
 from leaderboard.site import DEMO_LABEL, SITE_MARKER, build_site
 from leaderboard.testing import EXAMPLE_PLANS, Plan, copy_tree, files_content_hash, make_example_tree
 
@@ -49,7 +49,7 @@ def test_site_has_every_page_plot_and_asset(site):
             for suffix in (".svg", ".png"):
                 assert (page / "plots" / f"linear-probe--efficientnet-lite0-{kind}{suffix}").is_file()
         assert len(list((page / "thumbs").glob("*.png"))) == 6  # one per class
-    assert (site / "plots" / "augment--linear-probe--all-best-ratio.svg").is_file()
+    assert (site / "plots" / "augment--linear-probe--all-board.svg").is_file()
     index = (site / "index.html").read_text()
     assert "cdn" not in index.lower() and "https://" not in index  # nothing remote: works offline, from file://
 
@@ -68,10 +68,12 @@ def test_leaderboard_json_and_csv_hold_the_ranked_boards(site):
     augment = next(v for v in data["views"] if v["board"] == "augment" and v["headline"])
     assert [(e["name"], e["rank_label"], e["verdict"]) for e in augment["entries"]] == [
         ("team-a__editor", "1", "helps"),
-        ("baseline__classic", "=2", "no significant effect"),
-        ("real-only", "=2", "reference"),
-        ("team-b__noisy", "4", "hurts"),
+        ("baseline__classic", "2", "no significant effect"),
+        ("real-only", "reference", "reference"),
+        ("team-b__noisy", "3", "hurts"),
     ]
+    assert [e["rank_interval"] for e in augment["entries"]] == [[1, 1], [2, 2], None, [3, 3]]
+    assert all("best_setting" not in e and "best_ratio" not in e for e in augment["entries"])
     top = augment["entries"][0]
     assert data["ci_method"] == "bootstrap over seeds and test images"
     assert top["significantly_better"] == [] and "team-b__noisy" in top["significantly_worse"]
@@ -110,7 +112,7 @@ def test_methodology_page_is_generated_from_the_protocol_registry(site):
         assert f"<code>{name}</code>" in text and escape(spec["description"]) in text
     assert ", ".join(str(c) for c in PROTOCOLS["linear-probe"]["C_grid"]) in text
     assert f"{BOOTSTRAP_RESAMPLES} resamples" in text and str(BOOTSTRAP_SEED) in text
-    assert escape(TIE_RULE) in text
+    assert escape(RANK_RULE) in text
     assert "percentile bootstrap intervals over seeds and test images" in text
     assert "or unequal seeds across its" in text
 

@@ -2,7 +2,8 @@
 
 The site is built from a constructed results tree with a known answer (leaderboard.testing): on the
 Augment board Team A helps (+15 points), the duplicate baseline helps a little, the classic
-baseline is exactly the real-only level (a tie, "=3"), and Team B hurts.
+baseline is exactly the real-only level (Δ 0, listed beside the real-only zero line, which has no rank),
+and Team B hurts.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 EXPECTED_AUGMENT = ["team-a__editor", "baseline__duplicate", "baseline__classic", "real-only", "team-b__noisy"]
-EXPECTED_AUGMENT_RANKS = ["1", "2", "=3", "=3", "5"]
+EXPECTED_AUGMENT_RANKS = ["1", "2", "3", "reference", "4"]
 HEADLINE_AUGMENT = "augment--linear-probe--all"
 
 
