@@ -271,7 +271,9 @@ def _effective_real(labels: np.ndarray, n_classes: int, by_setting: dict[str, li
     (benchmark.metrics.effective_real_images); empty without `real` and one real@n point."""
     if "real" not in by_setting:
         return {}
-    full_n = float(np.mean([v["real"] for v in by_setting["real"][0]["train_counts"].values()]))
+    first = by_setting["real"][0]
+    counts = first.get("train_counts") or {}  # absent in some older records: the largest class then
+    full_n = float(np.mean([v["real"] for v in counts.values()])) if counts else float(first["n_real_per_class"])
     points = sorted(
         (SETTINGS[name].real_per_class, name) for name in by_setting
         if name in SETTINGS and SETTINGS[name].is_curve_point and SETTINGS[name].real_per_class < full_n
@@ -542,6 +544,8 @@ def run_grid(
             existing = None
         if existing is not None and _identity(existing) == _identity(record):
             record["runs"] = existing["runs"]
+            if existing.get("diagnostics") is not None:
+                record["diagnostics"] = existing["diagnostics"]
             if protocol == "checkpoint":
                 record["backbone"] = existing["backbone"]
             # settings skipped earlier and not asked for now stay reported
@@ -592,6 +596,12 @@ def run_grid(
         encoding_seconds = time.perf_counter() - encoding_start
         encoded = cache.n_encoded
         feature_rows = {sha: row for row, sha in enumerate(unique)}
+        if pool is not None and len(pool.refs) and "diagnostics" not in record:
+            from .diagnostics import diagnose
+
+            record["diagnostics"] = diagnose(task, submission, loaded_backbone, cache, progress=progress,
+                                             batch_size=batch_size, num_workers=num_workers)
+            encoded = cache.n_encoded  # the generation inputs and any undrawn pool images
         feature_matrix = runner.prepare_features(feature_matrix, [feature_rows[ref.sha256] for ref in real_refs])
 
     def cached_features(refs) -> np.ndarray:
@@ -765,6 +775,8 @@ def summary_table(record: dict):
             row["Δ macro-F1 vs real [95% CI]"] = f"{100 * s['delta_macro_f1_mean']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
         else:
             row["Δ macro-F1 vs real [95% CI]"] = "—"
+        worth = s.get("effective_real")
+        row["worth real/class [95% CI]"] = worth["text"] if worth else "—"
         rows.append(row)
     return pd.DataFrame(rows)
 

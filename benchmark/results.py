@@ -249,6 +249,9 @@ def validate_result_record(record: dict, path: str | os.PathLike | None = None) 
     if missing:
         c.fail("summary", f"has no entry for setting(s) {', '.join(sorted(missing))}")
 
+    if record.get("diagnostics") is not None:
+        _check_diagnostics(c, record["diagnostics"], classes)
+
     skipped = c.get(record, "skipped", list, "skipped")
     for i, entry in enumerate(skipped):
         setting = c.get(entry, "setting", str, f"skipped[{i}].setting")
@@ -265,6 +268,30 @@ def validate_result_record(record: dict, path: str | os.PathLike | None = None) 
     for key in ("seconds_total", "seconds_encoding"):
         if c.get(provenance, key, float, f"provenance.{key}") < 0:
             c.fail(f"provenance.{key}", "must be >= 0")
+
+
+#: The diagnostics a record's optional `diagnostics` block holds per group (benchmark.diagnostics).
+DIAGNOSTIC_NAMES = ("kid", "fd", "precision", "recall", "density", "coverage", "vendi_ratio",
+                    "memorisation_rate", "edit_strength")
+
+
+def _check_diagnostics(c: _Checker, block: dict, classes: list[str]) -> None:
+    """The optional `diagnostics`: every group has each diagnostic as null or {value, ci}."""
+    c.get(block, "params", dict, "diagnostics.params")
+    per_class = c.get(block, "per_class", dict, "diagnostics.per_class")
+    if list(per_class) != list(classes):
+        c.fail("diagnostics.per_class", f"keys {list(per_class)} are not the classes {classes}")
+    groups = [("overall", c.get(block, "overall", dict, "diagnostics.overall"))]
+    groups += [(f"per_class.{name}", entry) for name, entry in per_class.items()]
+    for where, group in groups:
+        for key in ("n_real", "n_synthetic"):
+            if c.get(group, key, int, f"diagnostics.{where}.{key}") < 0:
+                c.fail(f"diagnostics.{where}.{key}", "must be >= 0")
+        for name in DIAGNOSTIC_NAMES:
+            entry = c.get(group, name, dict, f"diagnostics.{where}.{name}", nullable=True)
+            if entry is not None:
+                value = c.get(entry, "value", float, f"diagnostics.{where}.{name}.value")
+                c.ci(entry, "ci", value, f"diagnostics.{where}.{name}.ci")
 
 
 _CENSORED = (None, "below", "above")

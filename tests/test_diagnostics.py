@@ -145,3 +145,40 @@ def test_a_class_without_synthetic_images_has_no_diagnostics(real):
     result = _diagnose(features, labels, features[:40] + 0.5, np.zeros(40, dtype=int))
     empty = result["per_class"]["c"]
     assert empty["n_synthetic"] == 0 and empty["kid"] is None and empty["memorisation_rate"] is None
+
+
+def test_synthbench_diagnose_prints_every_diagnostic_of_a_submission(tmp_path, capsys):
+    from benchmark.cli import main
+    from benchmark.tasks import build_demo_task, load_task
+    from tests.test_grid import IMAGE_SIZE, make_submission
+
+    build_demo_task(tmp_path / "demo", train_per_class=8, test_per_class=4, image_size=32)
+    task = load_task(tmp_path / "demo")
+    submission = make_submission(tmp_path / "subs", task, method="edit", per_input=2, seed=0)
+    out = tmp_path / "diagnostics.json"
+    code = main(["diagnose", str(submission), "--task", str(tmp_path / "demo"), "--image-size", str(IMAGE_SIZE),
+                 "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "memorisation_rate" in printed and "vendi_ratio" in printed and "overall" in printed
+    assert all(name in printed for name in task.classes)
+    result = json.loads(out.read_text())
+    assert result["overall"]["n_synthetic"] == 6 * 16 and result["overall"]["n_real"] == 6 * 8
+    assert result["features"]["backbone"] == "efficientnet-lite0"
+    assert result["overall"]["edit_strength_n"] == 6 * 16
+
+
+def test_the_diagnostics_page_states_the_constants_the_code_uses():
+    from pathlib import Path
+
+    from benchmark.protocol import LEARNING_CURVE, TRAIN_PER_CLASS
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "DIAGNOSTICS.md").read_text(encoding="utf-8")
+    params = DIAGNOSTICS["params"]
+    assert f"k = {params['nearest_k']}" in page and f"{params['resamples']} bootstrap draws" in page
+    assert f"{params['memorisation_percentile']:g}th percentile" in page
+    assert f"Vendi and FD {params['vendi_resamples']} draws" in page
+    assert f"`fd_min_samples_per_dim` = {params['fd_min_samples_per_dim']:g}" in page
+    assert "n = " + ", ".join(map(str, LEARNING_CURVE["points"])) in page
+    assert f"`< {LEARNING_CURVE['points'][0]}`" in page and f"`> {TRAIN_PER_CLASS}`" in page
+    assert all(f"`{name}`" in page for name in DIAGNOSTICS["descriptions"])

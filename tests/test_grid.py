@@ -115,8 +115,14 @@ def test_record_covers_every_fillable_setting_and_reports_the_rest(first, task):
         assert run["params"]["C"] in record["protocol"]["params"]["C_grid"]
     assert record["summary"]["mixed@2"]["n_seeds"] == len(SEEDS)
     provenance = record["provenance"]
-    # every image needed was encoded once: test + train_real + all 24 synthetic per class (ratio 3)
-    assert provenance["images_encoded"] == 6 * (8 + REAL_PER_CLASS + 3 * REAL_PER_CLASS)
+    # every image needed was encoded once: test + train_real + all 36 synthetic per class (ratio 3)
+    # + the generation inputs (the diagnostics' memorisation and edit-strength neighbours)
+    assert provenance["images_encoded"] == 6 * (8 + REAL_PER_CLASS + 3 * REAL_PER_CLASS + REAL_PER_CLASS)
+    diagnostics = record["diagnostics"]
+    assert list(diagnostics["per_class"]) == list(task.classes)
+    assert diagnostics["overall"]["n_synthetic"] == 6 * 3 * REAL_PER_CLASS
+    assert diagnostics["overall"]["n_real"] == 6 * REAL_PER_CLASS
+    assert diagnostics["overall"]["edit_strength_n"] == 6 * 3 * REAL_PER_CLASS  # every image names its input
     assert provenance["runs_computed"] == len(ran) and provenance["runs_reused"] == 0
     assert provenance["finished"] is not None and provenance["seconds_encoding"] > 0
     assert record["task"]["test_manifest_hash"] == task.test_manifest_hash
@@ -221,8 +227,9 @@ def test_a_second_submission_encodes_only_its_own_images(first, task, tmp_path):
     second = make_submission(tmp_path, task, method="other", per_input=2, seed=7)
     record = run_grid(task, second, seeds=(0,), settings=["real", "mixed@1"], cache_dir=first["cache"],
                       validated=True, image_size=IMAGE_SIZE, progress=False, protocol_overrides=RECIPE)
-    # test and train_real come from the cache; only the drawn synthetic images (as many as the real ones) are new
-    assert record["provenance"]["images_encoded"] == 6 * REAL_PER_CLASS
+    # test, train_real and the generation inputs come from the cache; only the submission's own
+    # images are new (all of them: the diagnostics read the whole set, not only the drawn ones)
+    assert record["provenance"]["images_encoded"] == 6 * 2 * REAL_PER_CLASS
     assert [s["setting"] for s in record["skipped"]] == []  # only the settings asked for are planned
     assert {r["setting"] for r in record["runs"]} == {"real", "mixed@1"}
 
