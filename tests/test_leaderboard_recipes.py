@@ -77,3 +77,33 @@ def test_bad_recipe_and_follow_up_fields_are_refused_by_name(tmp_path, change, m
     (folder / "submission.yaml").write_text(yaml.safe_dump(meta))
     _, problems = parse_submission(folder)
     assert any(message in error for error in problems.errors), problems.errors
+
+
+@pytest.mark.parametrize("pin_matches", [True, False])
+def test_the_board_shows_a_recipe_record_only_when_its_hash_is_the_pinned_one(tmp_path, pin_matches):
+    import json
+
+    from leaderboard.testing import EXAMPLE_PLANS, make_example_tree
+    from leaderboard.tree import validate_tree
+
+    root = make_example_tree(tmp_path / "submissions", EXAMPLE_PLANS, seeds=(0,), per_class=5)
+    folder = root / "baseline__classic"
+    record_path = next((folder / "results").glob("*.json"))
+    record = json.loads(record_path.read_text())
+    record["submission"]["track"] = "open"  # a baseline's track (the constructed plan says generated)
+    record_path.write_text(json.dumps(record))
+    for path in folder.iterdir():  # a recipe folder: submission.yaml and the official run's results only
+        if path.name != "results":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    meta = yaml.safe_load((REPO_SUBMISSIONS / "baseline__classic" / "submission.yaml").read_text())
+    key = f"{record['task']['name']}@{record['task']['revision']}"
+    meta["task"] = {"name": record["task"]["name"], "revision": record["task"]["revision"]}
+    meta["recipe"]["content_hashes"] = {key: record["submission"]["content_hash"] if pin_matches else "f" * 64}
+    (folder / "submission.yaml").write_text(yaml.safe_dump(meta))
+    tree = validate_tree(root)
+    shown = {s.id for s in tree.submissions if s.records}
+    assert ("baseline__classic" in shown) == pin_matches
+    reasons = [p.reason for p in tree.problems if "baseline__classic" in p.path]
+    assert (reasons == []) == pin_matches
+    if not pin_matches:
+        assert "not the one its recipe pins" in reasons[0]
