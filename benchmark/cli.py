@@ -37,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: The modules that contribute subcommands, in the order of the flow.
+COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
+
+
 def command_in(argv: list[str]) -> str | None:
     """The subcommand `argv` names (its first word that is not an option), if it is one."""
     for arg in argv:

@@ -474,6 +474,8 @@ class RunReport:
     already_complete: list[str] = field(default_factory=list)
     submitted: list[str] = field(default_factory=list)  # unit keys given to a new job (or run locally)
     attached: list[str] = field(default_factory=list)  # unit keys whose earlier job was still queued/running
+    refused: list[str] = field(default_factory=list)  # unit keys not run: their submission failed validation
+    unreadable: int = 0  # submission folders that could not be read at all (no unit planned for them)
     succeeded: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     job_ids: dict[str, str] = field(default_factory=dict)  # unit key (or "encode:<backbone>") -> job id
@@ -484,12 +486,18 @@ class RunReport:
         return not self.failures
 
     def summary(self) -> str:
+        """Counts that add up: planned = already complete + run + still running + refused, and
+        (once waited for) run + still running = succeeded + failed."""
+        started = len(self.submitted) + len(self.attached)
         lines = [
             f"{self.planned} unit(s): {len(self.already_complete)} already complete, "
             f"{len(self.submitted)} {'submitted' if self.executor == 'slurm' else 'run'}, "
-            f"{len(self.attached)} still running from an earlier call, "
-            f"{len(self.succeeded)} succeeded, {len(self.failures)} failed"
+            f"{len(self.attached)} still running from an earlier call, {len(self.refused)} refused by validation; "
+            f"of the {started} started: {len(self.succeeded)} succeeded, "
+            f"{started - len(self.succeeded) if self.waited else 0} failed"
         ]
+        if self.unreadable:
+            lines[0] += f"; {self.unreadable} submission folder(s) could not be read (no unit planned)"
         if not self.waited:
             lines.append("not waiting: rerun the same command to collect the results and resubmit failures")
         lines += [failure.describe() for failure in self.failures]
@@ -565,6 +573,7 @@ def run_local(units: Sequence[Unit], *, validation: str = "full", progress: bool
             continue
         problem = context.validation_problem(unit, validation)
         if problem:
+            report.refused.append(unit.key)
             report.failures.append(Failure(unit.label, f"submission failed validation: {problem}"))
             continue
         report.submitted.append(unit.key)
@@ -861,6 +870,7 @@ def submit_slurm(
             continue
         problem = context.validation_problem(unit, validation)
         if problem:
+            report.refused.append(unit.key)
             report.failures.append(Failure(unit.label, f"submission failed validation: {problem}"))
             continue
         to_submit.append(unit)
@@ -1058,6 +1068,8 @@ def _split(text: str | None) -> list[str]:
 def _handle_run_all(args: argparse.Namespace) -> int:
     from .backbones import BACKBONES, DEFAULT_BACKBONE
 
+    started = time.perf_counter()
+
     settings = _split(args.settings)
     for name in settings:
         lookup(SETTINGS, name, "setting")
@@ -1101,11 +1113,14 @@ def _handle_run_all(args: argparse.Namespace) -> int:
     )
     report = run_units(
         units, executor=args.executor, slurm_config=args.slurm_config, wait=not args.no_wait,
-        progress=not args.no_progress, validation="no-leakage" if args.no_leakage else "full",
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
+        validation="no-leakage" if args.no_leakage else "full",
     )
     for folder, problem in unloadable:  # reported like a unit that failed validation
         report.failures.append(Failure(f"{Path(folder).name} (every unit)", f"submission cannot be read: {problem}"))
+    report.unreadable = len(unloadable)
     print(report.summary())
+    print(f"run-all: wall time {time.perf_counter() - started:.0f} s")
     return 0 if report.ok else 1
 
 
@@ -1143,7 +1158,8 @@ def register(subparsers) -> None:
     parser.add_argument("--no-leakage", action="store_true",
                         help="score without the leakage gate, for local exploration: records say leakage_checked: false "
                         "and the leaderboard never ranks them (refused with --official)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bars (default: only when stderr is a terminal)")
     add_executor_arguments(parser)
     parser.set_defaults(func=_handle_run_all)
 

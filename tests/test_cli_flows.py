@@ -154,3 +154,21 @@ class _ClosedPipe:
 def test_a_closed_pipe_ends_the_command_quietly(task_dir, monkeypatch):
     monkeypatch.setattr(sys, "stdout", _ClosedPipe())
     assert main(["task", "info", str(task_dir), "--json"]) == 141
+
+
+def test_run_all_summary_counts_add_up():
+    """planned = already complete + run + still running + refused; started = succeeded + failed;
+    unreadable folders and encode-job failures are named apart, not counted as units."""
+    from benchmark.executors import Failure, RunReport
+
+    report = RunReport("local", planned=4, already_complete=["a"], submitted=["b", "c"], succeeded=["b"],
+                       refused=["d"], unreadable=1,
+                       failures=[Failure("c", "boom"), Failure("d", "submission failed validation: x"),
+                                 Failure("e (every unit)", "submission cannot be read: y")])
+    first = report.summary().splitlines()[0]
+    assert first == ("4 unit(s): 1 already complete, 2 run, 0 still running from an earlier call, 1 refused by "
+                     "validation; of the 2 started: 1 succeeded, 1 failed; 1 submission folder(s) could not be read "
+                     "(no unit planned)")
+    numbers = [int(word) for word in first.replace(",", " ").replace(";", " ").split() if word.isdigit()]
+    planned, complete, run, running, refused, started, succeeded, failed = numbers[:8]
+    assert planned == complete + run + running + refused and started == run + running == succeeded + failed
