@@ -5,11 +5,14 @@ The flow inside this package is one direction, like the harness's:
     tree       read submissions/<id>/submission.yaml + results/*.json (bounded), validate and verify
                them the way a maintainer's CI does (structure, schema, ground truth from the task,
                content hashes, duplicates, signatures, leakage) -> Tree with its Problems
+    identity   one board per comparability identity: records scored differently form their own board
     aggregate  pool runs into board entries (Augment, Replace, Models) per protocol and backbone,
                with bootstrap CIs from benchmark.metrics -> Board views
-    ranking    the rank rule (entries whose CIs overlap share a rank)
-    plots      matplotlib figures (SVG + PNG, deterministic)
-    site       Jinja2 pages + local JS/CSS + leaderboard.json/.csv, written atomically
+    ranking    the rank rule (point rank with its interval over the paired bootstrap draws)
+    plots      matplotlib figures (SVG + PNG, deterministic) for previews; the pages' charts are
+               drawn in the browser with plotly.js, written into the site from the plotly package
+    site       Jinja2 pages (index, entries, compare, methodology) + local JS/CSS +
+               leaderboard.json/.csv, written atomically
     audit      re-run a sample of a record's runs and compare the predictions
     cli        `synthbench leaderboard build|serve|validate|audit|keygen`
 

@@ -547,6 +547,10 @@ class _SiteWriter:
             "classes": self.tree.classes,
             "harness_versions": sorted({r.harness_version for r in self.tree.records()}),
             "suites": self.board.suites,
+            # This board's comparability identity and the other boards of the build (leaderboard.identity).
+            "board": {"main": self.identity.is_main, "differs": self.identity.differs},
+            "other_boards": [{"title": b.title, "differs": b.differs, "path": "" if b.is_main else f"{BOARDS_DIR}/{b.slug}/"}
+                             for b in self.boards if b is not self.identity],
             "views": [view.to_dict() for view in self.board.views],
             "zero_shot": [entry.to_dict() for entry in self.board.zero_shot],
             "notes": self.board.notes,

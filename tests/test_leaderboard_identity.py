@@ -46,6 +46,10 @@ def test_each_board_is_published_with_its_own_real_only_row_and_a_link_between_t
     boards = list((site / BOARDS_DIR).iterdir())
     assert [b.name for b in boards] == ["input-size-96-px"]
     other = json.loads((boards[0] / "leaderboard.json").read_text())
+    assert main["board"] == {"main": True, "differs": []}
+    assert main["other_boards"] == [{"title": "input size 96 px (main board: 224 px)",
+                                     "differs": ["input size 96 px (main board: 224 px)"], "path": "boards/input-size-96-px/"}]
+    assert other["board"]["main"] is False and other["other_boards"][0]["path"] == ""
 
     def names(board):
         view = next(v for v in board["views"] if v["board"] == "augment" and v["headline"])

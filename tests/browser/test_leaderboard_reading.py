@@ -147,3 +147,17 @@ def test_screenshots_of_an_entry_and_the_methodology(browser, base_url, artifact
     _open(browser, base_url + page)
     assert _errors(browser) == []
     _screenshot(browser, artifacts_dir / f"{name}.png")
+
+
+def test_the_repository_board_says_its_baselines_await_the_official_run(browser, tmp_path, artifacts_dir):
+    from selenium.webdriver.common.by import By
+
+    from leaderboard.site import build_site
+
+    site = build_site(Path(__file__).resolve().parents[2] / "submissions", tmp_path / "site", tasks=[])
+    _open(browser, (site / "index.html").as_uri())
+    assert "no records of the shipped baselines" in browser.find_element(By.ID, "baselines-missing").text
+    pending = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#pending li a")]
+    assert pending == ["baseline__classic", "baseline__cutmix", "baseline__duplicate", "baseline__mixup"]
+    assert _errors(browser) == []
+    _screenshot(browser, artifacts_dir / "reader-repository-board.png")
