@@ -107,7 +107,8 @@ class ValidationReport:
             ratios = ", ".join(f"1:{k}" for k in self.supported_ratios) or "none"
             lines.append(f"  supported ratios: {ratios}")
         if self.kind == "recipe":
-            lines.append("  images: none in the folder; the harness regenerates them from the task's train_real split (benchmark.submissions.recipe) for the official run")
+            lines.append("  images: none in the folder; the harness regenerates them from the task's train_real split "
+                         "(benchmark.submissions.recipe) for the official run")
         elif self.kind != "checkpoint" and self.kind is not None:
             lines.append("  leakage gate: " + ("checked" if self.leakage_checked else "NOT checked"))
         for warning in self.warnings:
