@@ -283,7 +283,7 @@ def test_a_tampered_tree_still_builds_lists_the_entry_and_fails_strict(tamper, t
     # The rest of the board is there: the untouched entries, ranked, and the real-only row.
     headline = next(v for v in data["views"] if v["board"] == "augment" and v["headline"])
     names = {e["name"]: e for e in headline["entries"]}
-    assert "real-only" in names and names["real-only"]["rank"] is not None
+    assert "real-only" in names and names["real-only"]["rank_label"] == "reference"  # the zero line, not ranked
     untouched = {GOOD, OTHER, BASELINE} - {Path(shown).parts[0]}
     assert untouched <= set(names), (untouched, list(names))
     affected = Path(shown).parts[0]
