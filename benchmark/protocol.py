@@ -218,7 +218,8 @@ DIAGNOSTICS: dict[str, Any] = {
         "coverage": "Share of real images whose k-NN ball holds at least one synthetic image.",
         "vendi_ratio": "Vendi score (exp of the entropy of the cosine-similarity matrix's eigenvalues / n: "
                        "the effective number of distinct images) of the synthetic set over the real "
-                       "images' own, on equal sample sizes (1: as diverse as the real data).",
+                       "images' own, on equal sample sizes: the mean over half-samples (1: as diverse "
+                       "as the real data).",
         "memorisation_rate": "Share of synthetic images closer to some train_real or generation-input "
                              "image than the stated percentile of real images' distances to their "
                              "nearest other real image (copies and near-copies).",
