@@ -42,6 +42,17 @@ def test_curve_settings_come_from_the_registry_and_only_the_linear_probe_runs_th
     assert {s.name for s in default_settings("fine-tune")} == set(SETTINGS) - {s.name for s in points}
 
 
+def test_run_all_plans_the_curve_for_the_linear_probe_only():
+    from benchmark.executors import GridOptions, Unit, expected_runs
+
+    def planned(protocol):
+        return {s for s, _ in expected_runs(Unit("task", "/tmp/sub", "efficientnet-lite0", protocol, GridOptions(seeds=(0,))))}
+
+    curve = {f"real@{n}" for n in LEARNING_CURVE["points"]}
+    assert curve <= planned("linear-probe") and not curve & planned("fine-tune")
+    assert "real" in planned("fine-tune")
+
+
 def test_real_draws_are_nested_per_seed_and_leave_the_synthetic_draws_alone():
     by_class = [np.arange(c * 100, (c + 1) * 100) for c in range(3)]
     for seed in (0, 1):
