@@ -5,8 +5,9 @@ split): KID, FD (when the sample size supports it), precision / recall / density
 Vendi diversity relative to the real images' own, a memorisation rate and edit strength. The
 definitions and parameters are `benchmark.protocol.DIAGNOSTICS` (docs/DIAGNOSTICS.md explains them).
 
-Everything works on L2-normalised backbone features (those of the feature cache, so nothing is
-encoded twice) with Euclidean distances. `diagnose_features` is the pure computation (tests check
+The features are those of the feature cache (nothing is encoded twice). KID and FD use them as
+they are (as KID and FID use Inception's); the distance-based diagnostics (PRDC, Vendi,
+memorisation, edit strength) use them L2-normalised, with Euclidean distances. `diagnose_features` is the pure computation (tests check
 it against torchmetrics, prdc and vendi-score); `diagnose` fetches the features of a task and a
 submission; `synthbench diagnose` prints the result. scipy and scikit-learn are imported where they are used,
 so that registering the command keeps `synthbench --help` fast.
@@ -185,11 +186,12 @@ def _fd(real, synthetic, rng) -> dict | None:
 
 def diagnose_group(
     real: np.ndarray, synthetic: np.ndarray, nearest_reference: np.ndarray, source_distance: np.ndarray,
-    threshold: float, rng: np.random.Generator,
+    threshold: float, rng: np.random.Generator, raw: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Every diagnostic of one group. nearest_reference / source_distance: (synthetic,) distance of
-    each synthetic image to its nearest train_real or generation-input image / to its source (NaN:
-    unknown). Diagnostics a group is too small for are None."""
+    """Every diagnostic of one group. real / synthetic: L2-normalised features; raw: the same rows
+    unnormalised (KID and FD; default: the normalised ones). nearest_reference / source_distance:
+    (synthetic,) distance of each synthetic image to its nearest train_real or generation-input
+    image / to its source (NaN: unknown). Diagnostics a group is too small for are None."""
     m, n, k = len(real), len(synthetic), PARAMS["nearest_k"]
     out: dict[str, Any] = {"n_real": m, "n_synthetic": n, **{name: None for name in NAMES}}
     if n == 0:
@@ -207,9 +209,10 @@ def diagnose_group(
         )
         out["edit_strength_n"] = int(known.sum())
     if m >= 2 and n >= 2:
-        out["kid"] = _interval(*_kid_draws(real, synthetic, real_counts, synthetic_counts))
+        raw_real, raw_synthetic = raw if raw is not None else (real, synthetic)
+        out["kid"] = _interval(*_kid_draws(raw_real, raw_synthetic, real_counts, synthetic_counts))
         out.update(_vendi_ratio(real, synthetic, rng))
-        out["fd"] = _fd(real, synthetic, rng)
+        out["fd"] = _fd(raw_real, raw_synthetic, rng)
     if m > k and n > k:
         parts = PRDCParts.compute(real, synthetic, k)
         for name, values, counts, size in (
@@ -239,6 +242,7 @@ def diagnose_features(
     """
     from sklearn.metrics import pairwise_distances
 
+    raw_real, raw_synthetic = np.asarray(real, dtype=np.float64), np.asarray(synthetic, dtype=np.float64)
     real, synthetic, reference = normalise(real), normalise(synthetic), normalise(reference)
     if len(real) < 2:
         raise HarnessError("diagnostics need at least two train_real images")
@@ -253,7 +257,8 @@ def diagnose_features(
     for index, (name, (real_rows, synthetic_rows)) in enumerate(groups.items()):
         rng = np.random.default_rng([PARAMS["seed"], index])
         results[name] = diagnose_group(
-            real[real_rows], synthetic[synthetic_rows], nearest[synthetic_rows], source[synthetic_rows], threshold, rng
+            real[real_rows], synthetic[synthetic_rows], nearest[synthetic_rows], source[synthetic_rows], threshold, rng,
+            raw=(raw_real[real_rows], raw_synthetic[synthetic_rows]),
         )
     return {
         "params": dict(PARAMS),
@@ -300,7 +305,7 @@ def diagnose(task, submission, backbone, cache, *, progress: bool = False, **enc
     )
     described = backbone.describe()
     result["features"] = {"backbone": described["name"], "preprocessing": described["preprocessing"],
-                          "normalised": True}
+                          "kid_fd": "raw", "distances": "L2-normalised"}
     return result
 
 
@@ -309,22 +314,22 @@ def diagnose(task, submission, backbone, cache, *, progress: bool = False, **enc
 # ----------------------------------------------------------------------------------------------
 
 
-def _cell(entry: dict | None, digits: int) -> str:
+def _cell(entry: dict | None, spec: str) -> str:
     if entry is None:
         return "—"
     lo, hi = entry["ci"]
-    return f"{entry['value']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return f"{entry['value']:{spec}} [{lo:{spec}}, {hi:{spec}}]"
 
 
 def diagnostics_table(result: dict):
     """A pandas DataFrame: one row per group (overall, then each class), one column per diagnostic."""
     import pandas as pd
 
-    digits = {"kid": 4, "fd": 3, "edit_strength": 3}
+    specs = {"kid": ".3g", "fd": ".3g", "edit_strength": ".3f"}
     rows = []
     for group, entry in [("overall", result["overall"]), *result["per_class"].items()]:
         row = {"group": group, "synthetic": entry["n_synthetic"], "real": entry["n_real"]}
-        row.update({name: _cell(entry[name], digits.get(name, 2)) for name in NAMES})
+        row.update({name: _cell(entry[name], specs.get(name, ".2f")) for name in NAMES})
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -191,8 +191,9 @@ BOOTSTRAP_SEED = 20250701
 # ----------------------------------------------------------------------------------------------
 
 #: Each diagnostic compares a submission's images with train_real (never the test split), per class
-#: and overall, on the grid's backbone features L2-normalised (distances are Euclidean on the unit
-#: sphere). The parameters and the one-line definitions the docs and the methodology page show.
+#: and overall, on the grid backbone's cached features: KID and FD on the features as they are, the
+#: distance-based ones L2-normalised (Euclidean distances on the unit sphere). The parameters and
+#: the one-line definitions the docs and the methodology page show.
 DIAGNOSTICS: dict[str, Any] = {
     "params": {
         "nearest_k": 5,  # PRDC's k (Naeem et al. 2020 recommend 5)
