@@ -78,6 +78,12 @@ def _pixels(folder: Path) -> dict[str, np.ndarray]:
     return {e.file_name: np.asarray(Image.open(e.path).convert("RGB"), dtype=np.int16) for e in load_submission(folder).entries}
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    """Progress stores go to this test's folder, never to the user's cache."""
+    monkeypatch.setenv("SYNTHBENCH_CACHE", str(tmp_path / "cache"))
+
+
 def test_pipeline_edits_every_input_deterministically_and_resumes(pipeline_dir, task, tmp_path):
     from benchmark.generators.instructpix2pix import generate_instructpix2pix, load_instructpix2pix
 
@@ -86,29 +92,32 @@ def test_pipeline_edits_every_input_deterministically_and_resumes(pipeline_dir, 
     inputs = task_generation_inputs(task)
     settings = dict(multiplier=2, seed=3, num_inference_steps=2, resolution=32, progress=False)
 
-    first = tmp_path / "a"
+    first = tmp_path / "a" / "tester__ip2p"
     counts = generate_instructpix2pix(inputs, first, _meta(task), pipe=pipe, batch_size=5, **settings)
-    assert counts == {"total": 24, "already_done": 0, "written": 24, "refused": 0}
+    assert (counts["total"], counts["already_done"], counts["written"], counts["refused"]) == (24, 0, 24, 0)
+    assert counts["complete"] and not Path(counts["store"]).exists()  # moved into place
     sub = load_submission(first)
     assert {e.source_id for e in sub.entries} == {i.image_id for i in inputs}
     assert all(Image.open(e.path).size == (32, 32) for e in sub.entries)
     by_id = {i.image_id: i for i in inputs}
     assert all(e.label == {by_id[e.source_id].class_name: 1.0} for e in sub.entries)
 
-    # Resuming a complete run generates nothing.
-    again = generate_instructpix2pix(inputs, first, _meta(task), pipe=pipe, batch_size=5, **settings)
-    assert again == {"total": 24, "already_done": 24, "written": 0, "refused": 0}
+    # A finished submission is not generated again over (--overwrite replaces it).
+    from benchmark.generators.common import GeneratorError
+
+    with pytest.raises(GeneratorError, match="already exists"):
+        generate_instructpix2pix(inputs, first, _meta(task), pipe=pipe, batch_size=5, **settings)
 
     # Same seed, same batching: identical images; other batching: the same images up to float noise
     # (each output has its own seeded generator); another seed: different images.
-    second = tmp_path / "b"
+    second = tmp_path / "b" / "tester__ip2p"
     generate_instructpix2pix(inputs, second, _meta(task), pipe=pipe, batch_size=5, **settings)
     assert {k: v.tobytes() for k, v in _pixels(first).items()} == {k: v.tobytes() for k, v in _pixels(second).items()}
-    third = tmp_path / "c"
+    third = tmp_path / "c" / "tester__ip2p"
     generate_instructpix2pix(inputs, third, _meta(task), pipe=pipe, batch_size=3, **settings)
     a, c = _pixels(first), _pixels(third)
     assert max(int(np.abs(a[k] - c[k]).max()) for k in a) <= 2
-    fourth = tmp_path / "d"
+    fourth = tmp_path / "d" / "tester__ip2p"
     generate_instructpix2pix(inputs, fourth, _meta(task), pipe=pipe, batch_size=5, **{**settings, "seed": 4})
     d = _pixels(fourth)
     assert sum(int(np.abs(a[k] - d[k]).max()) > 2 for k in a) > len(a) // 2
@@ -118,7 +127,7 @@ def test_cli_runs_a_local_pipeline(pipeline_dir, task, tmp_path, capsys):
     out = tmp_path / "tester__ip2p"
     code = main(["generate", "instructpix2pix", "--task", str(task.path), "--out", str(out), "--model", str(pipeline_dir),
                  "--device", "cpu", "--multiplier", "1", "--steps", "2", "--resolution", "32", "--batch-size", "4",
-                 "--team", "tester", "--method", "ip2p", "--no-progress"])
+                 "--contact", "t@example.org", "--licence", "CC0-1.0", "--no-progress"])
     assert code == 0
     assert "12 image(s) written" in capsys.readouterr().out
     sub = load_submission(out)

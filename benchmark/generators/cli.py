@@ -97,6 +97,17 @@ def _api_editor(args: argparse.Namespace):
 
 
 def _generate(args: argparse.Namespace) -> int:
+    """Run the generator, then say how long it took (a paid or GPU run is a long stage)."""
+    import time
+
+    started = time.perf_counter()
+    try:
+        return _generate_submission(args)
+    finally:
+        print(f"generate {args.generator}: wall time {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+
+def _generate_submission(args: argparse.Namespace) -> int:
     from ..submissions.format import id_from_folder, placeholder_problem
 
     out = Path(args.out)

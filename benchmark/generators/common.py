@@ -577,18 +577,3 @@ class APIImageEditor:
         self.base_url = (base_url or os.environ.get(self.base_url_env) or self.default_base_url).rstrip("/")
         self.model = model or self.default_model
         self.policy = policy
-
-
-def generator_meta_from_args(args, generator: dict[str, str], task_record: dict, notes: str) -> dict:
-    """submission.yaml for an adapter run, from the CLI's --team/--method/--contact/--licence."""
-    return submission_meta(
-        team=args.team,
-        method=args.method or generator["name"].replace("/", "-"),
-        track="generated",
-        generator=generator,
-        task=task_record,
-        contact=args.contact,
-        licence=args.licence,
-        fine_tuned={"used": False, "data": None},
-        notes=notes,
-    )

@@ -13,9 +13,12 @@ EXIT_LEAKAGE_SKIPPED = 3
 
 
 def _handle(args: argparse.Namespace) -> int:
+    import time
+
     from ..tasks import load_task
     from .validate import validate_submission
 
+    started = time.perf_counter()
     task = load_task(args.task, revision=args.revision)
     report = validate_submission(
         args.path, task, check_leakage=not args.no_leakage, cache=args.cache_dir,
@@ -25,6 +28,7 @@ def _handle(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print(report.format())
+    print(f"validate: wall time {time.perf_counter() - started:.0f} s", file=sys.stderr)  # stdout stays the report
     if not report.ok:
         return EXIT_PROBLEMS
     # Skipping the leakage gate never yields a pass: such a submission cannot be accepted as it is.

@@ -72,7 +72,8 @@ def write_valid_submission(folder: Path, classes: list[str], task_name: str, *, 
             (folder / name).write_bytes(noise_png(rng))
             rows.append({"file_name": name, "label": class_name, "source_id": None, "prompt": ""})
     write_rows(folder, rows)
-    write_yaml(folder, base_meta(task_name))
+    team, _, method = folder.name.partition("__")  # a submission's id is its folder's name
+    write_yaml(folder, base_meta(task_name, id=folder.name, team=team, method=method))
     return folder
 
 
