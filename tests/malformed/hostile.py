@@ -328,7 +328,7 @@ HOSTILE: list[Case] = [
     # submission.yaml fields of the wrong type
     Case("schema-version-string", _set_meta(schema_version="one"), r"field 'schema_version' must be an integer, 1 \(got str 'one'\)"),
     Case("schema-version-bool", _set_meta(schema_version=True), r"field 'schema_version' must be an integer, 1 \(got bool True\)"),
-    Case("kind-not-a-string", _set_meta(kind=["images"]), r"field 'kind' must be one of images, hub, checkpoint \(got \['images'\]\)"),
+    Case("kind-not-a-string", _set_meta(kind=["images"]), r"field 'kind' must be one of images, hub, checkpoint, recipe \(got \['images'\]\)"),
     Case("generator-not-a-mapping", _set_meta(generator="gpt"), r"field 'generator' must be a mapping \{name, version, link\} \(got 'gpt'\)"),
     Case("fine-tuned-used-string", _set_meta(fine_tuned={"used": "maybe"}), r"field 'fine_tuned\.used' must be yes or no \(got 'maybe'\)"),
     Case("task-not-a-mapping", _set_meta(task="xbd"), r"field 'task' must be a mapping \{name, revision\} \(got 'xbd'\)"),
