@@ -387,6 +387,16 @@ def _checkpoint_backbone(submission) -> str:
     return name
 
 
+def _regenerated_recipe(recipe, task, cache_dir):
+    """A recipe entry (a shipped baseline: no images in the repository) as the images the harness
+    regenerates from the task into `<feature cache>/recipes/<task>@<revision>/`; refused when they
+    differ from the content hash its recipe pins for that task (benchmark.submissions.recipe)."""
+    from .submissions.recipe import regenerate, task_key
+
+    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return regenerate(recipe.path, task, cache_root / "recipes" / task_key(task), overwrite=True)
+
+
 def run_grid(
     task,
     submission,
@@ -431,6 +441,9 @@ def run_grid(
     started = _now()
     task = _resolve_task(task, revision)
     submission = _resolve_submission(submission)
+    record_folder = submission.path  # a recipe's record goes beside its submission.yaml, not its images
+    if submission.kind == "recipe":
+        submission = _regenerated_recipe(submission, task, cache_dir)
     protocol = _protocol_for(submission, protocol)
     seeds = sorted({int(s) for s in seeds})
     if not seeds:
@@ -449,13 +462,14 @@ def run_grid(
         from .backbones import BACKBONES
 
         lookup(BACKBONES, backbone_name, "backbone")
-    path = Path(out_path) if out_path is not None else result_path(submission.path, backbone_name, protocol)
+    path = Path(out_path) if out_path is not None else result_path(record_folder, backbone_name, protocol)
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if not validated:  # before any compute (its leakage gate fills the feature cache the grid reuses)
         from .submissions import validate_submission
 
         validate_submission(
-            submission.path, task, check_leakage=check_leakage, cache=cache_root, device=str(torch_device)
+            submission.path, task, check_leakage=check_leakage, cache=cache_root, device=str(torch_device),
+            image_size=image_size,  # the gate's features are the grid's: encoded once, at the scored size
         ).raise_if_failed()
     classes = list(task.classes)
     test = TestData(task.image_refs("test"), task.labels("test"))

@@ -107,3 +107,31 @@ def test_the_board_shows_a_recipe_record_only_when_its_hash_is_the_pinned_one(tm
     assert (reasons == []) == pin_matches
     if not pin_matches:
         assert "not the one its recipe pins" in reasons[0]
+
+
+def test_run_scores_a_recipe_entry_from_images_it_regenerates(tmp_path, monkeypatch):
+    """`synthbench run` on a shipped baseline: the images are made from the task into the cache (never
+    into the entry, which keeps only its submission.yaml) and the record lands in the entry's results/."""
+    from benchmark.cli import main
+    from benchmark.results import load_result
+    from benchmark.tasks import build_demo_task, load_task
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SYNTHBENCH_CACHE", str(cache))  # the demo's deduplication encodes into it
+    task = load_task(build_demo_task(tmp_path / "task", train_per_class=4, test_per_class=2, image_size=32))
+    entry = _recipe(tmp_path / "entries", "duplicate", {})
+    meta = yaml.safe_load((entry / "submission.yaml").read_text())
+    meta["task"]["name"] = task.name  # a recipe names the task it is an entry of
+    (entry / "submission.yaml").write_text(yaml.safe_dump(meta))
+    code = main(["run", "--task", str(task.path), "--submission", str(entry), "--seed-list", "0",
+                 "--settings", "real,mixed@1", "--cache-dir", str(cache), "--device", "cpu",
+                 "--image-size", "32", "--no-progress"])
+    assert code == 0
+    assert sorted(p.name for p in entry.iterdir()) == ["results", "submission.yaml"]
+    [written] = list((entry / "results").glob("*.json"))
+    record = load_result(written)
+    made = regenerate(entry, task, tmp_path / "again")
+    assert record["submission"]["id"] == entry.name
+    assert record["submission"]["content_hash"] == made.content_hash  # the regenerated images were scored
+    assert (cache / "recipes" / task_key(task) / entry.name / "metadata.jsonl").is_file()
+    assert {r["setting"] for r in record["runs"]} == {"real", "mixed@1"}
