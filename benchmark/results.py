@@ -311,9 +311,12 @@ def _check_effective_real(c: _Checker, block: dict, where: str) -> None:
             c.fail(f"{where}.{field}", f"{value} lies outside the curve [{curve_n[0]}, {curve_n[-1]}]")
     censored = block.get("censored")
     ci_censored = c.get(block, "ci_censored", list, f"{where}.ci_censored")
-    if censored not in _CENSORED or len(ci_censored) != 2 or ci_censored[0] not in (None, "below") \
-            or ci_censored[1] not in (None, "above"):
-        c.fail(f"{where}.censored", "must be null, 'below' or 'above' (the CI: [null|'below', null|'above'])")
+    # A whole CI may lie below (or above) the curve: each end has its own censoring, in order.
+    order = {"below": 0, None: 1, "above": 2}
+    if censored not in _CENSORED or len(ci_censored) != 2 or any(end not in _CENSORED for end in ci_censored) \
+            or not order[ci_censored[0]] <= order[censored] <= order[ci_censored[1]]:
+        c.fail(f"{where}.censored", "must be null, 'below' or 'above', and the CI's ends censored no further in "
+               "than the estimate (below <= null <= above)")
     c.get(block, "text", str, f"{where}.text")
     seeds = c.get(block, "seeds", list, f"{where}.seeds")
     if not seeds or not all(isinstance(v, int) and not isinstance(v, bool) for v in seeds):

@@ -98,6 +98,22 @@ def test_bounds_outside_the_curve_are_reported_as_bounds(curve):
     assert (better["estimate"], better["censored"], better["text"]) == (100.0, "above", "> 100 [> 100, > 100]")
 
 
+def test_the_record_check_takes_an_interval_wholly_outside_the_curve(curve):
+    """A CI wholly below the curve has its upper end censored 'below' (and above: its lower end
+    'above'): the result record's check takes both, and refuses ends censored past the estimate."""
+    from benchmark.errors import ResultsError
+    from benchmark.results import _check_effective_real, _Checker
+
+    labels, points = curve
+    worse = effective_real_images(labels, CURVE_N, points, {s: _noisy(labels, 0.2, 99 + s) for s in range(5)}, 6)
+    better = effective_real_images(labels, CURVE_N, points, {s: labels.copy() for s in range(5)}, 6)
+    assert worse["ci_censored"] == ["below", "below"] and better["ci_censored"] == ["above", "above"]
+    for block in (worse, better):
+        _check_effective_real(_Checker("record.json"), block, "summary")  # raises on a problem
+    with pytest.raises(ResultsError, match="censored"):
+        _check_effective_real(_Checker("record.json"), dict(better, ci_censored=["above", "below"]), "summary")
+
+
 def test_only_the_seeds_every_side_shares_are_used(curve):
     labels, points = curve
     target = {1: points[2][1], 3: points[2][3], 7: labels}
