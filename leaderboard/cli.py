@@ -8,6 +8,7 @@ import http.server
 import logging
 from pathlib import Path
 
+from benchmark.cli import positive_int
 from benchmark.errors import SynthbenchError
 
 log = logging.getLogger(__name__)
@@ -81,16 +82,6 @@ def _keygen(args: argparse.Namespace) -> int:
     print(f"Ed25519 keypair {key_id}: private key {args.private} (keep it out of the repository), "
           f"public key {args.public} (commit it under leaderboard/keys/)")
     return 0
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _trust_arguments(parser: argparse.ArgumentParser) -> None:
@@ -178,10 +169,10 @@ def register(subparsers) -> None:
     )
     audit.add_argument("record", help="submissions/<id>/results/<backbone>__<protocol>.json")
     audit.add_argument("--task", required=True, help="the record's task: folder or Hub repo id")
-    audit.add_argument("--seeds-per-setting", type=_positive, default=1, help="seeds re-run per setting (default 1)")
+    audit.add_argument("--seeds-per-setting", type=positive_int, default=1, help="seeds re-run per setting (default 1)")
     audit.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     audit.add_argument("--weights", default=None, help="local backbone weights file or folder (offline use)")
-    audit.add_argument("--image-size", type=_positive, default=None,
+    audit.add_argument("--image-size", type=positive_int, default=None,
                        help="backbone input size (default: the record's backbone.input_size)")
     audit.add_argument("--cache-dir", default=None, help="feature cache folder")
     audit.add_argument("--no-progress", action="store_true", help="no progress bars")
