@@ -444,7 +444,7 @@ def _tile_task_and_submission(root: Path, shape: dict):
     meta = {
         "id": "bench__tiles", "team": "bench", "method": "tiles", "contact": "bench@example.org",
         "licence": "CC-BY-4.0", "track": "generated", "kind": "images",
-        "generator": {"name": "tiles", "version": "1", "link": "none"}, "fine_tuned": {"used": False},
+        "generator": {"name": "tiles", "version": "1", "link": "https://example.org/tiles"}, "fine_tuned": {"used": False},
         "task": {"name": task.name, "revision": task.revision},
     }
     (folder / "submission.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))

@@ -96,7 +96,7 @@ def _tiny_submission(root: Path, task) -> Path:
     (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     meta = {
         "id": folder.name, "team": "tests", "method": "signed", "contact": "tests@example.org", "licence": "CC-BY-4.0",
-        "track": "generated", "kind": "images", "generator": {"name": "demo-editor", "version": "1", "link": "none"},
+        "track": "generated", "kind": "images", "generator": {"name": "demo-editor", "version": "1", "link": "https://example.org/demo-editor"},
         "fine_tuned": {"used": False}, "task": {"name": task.name, "revision": task.revision},
     }
     (folder / "submission.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
