@@ -304,5 +304,7 @@ def test_run_all_reports_an_unreadable_submission_and_runs_the_rest(small_grid, 
     out = capsys.readouterr().out
     assert code == 1
     assert "team__broken (every unit): submission cannot be read" in out and "track" in out
-    assert "1 succeeded, 1 failed" in out
+    # counts that add up (#13): the broken folder plans no unit, so it is counted apart, not as a failed unit
+    assert "1 unit(s)" in out and "of the 1 started: 1 succeeded, 0 failed" in out
+    assert "1 submission folder(s) could not be read" in out
     assert (subs / "baseline__duplicate" / "results" / "efficientnet-lite0__linear-probe.json").exists()
