@@ -371,10 +371,12 @@ def encode_features(
     *,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Encode every image of the task (train_real, test) and of `submissions` into the feature cache.
+    """Encode every image of the task (train_real, test, generation_inputs) and of `submissions`
+    into the feature cache.
 
     Uses the same backbone identity (weights, image size) and cache folder as `run_grid`, so the
-    grid jobs find every image cached. Images already cached are not encoded again.
+    grid jobs find every image cached (the diagnostics read the generation inputs, the twins each
+    edit is measured against). Images already cached are not encoded again.
     """
     from .backbones import load_backbone
     from .features import FeatureCache
@@ -384,7 +386,8 @@ def encode_features(
 
     started = time.perf_counter()
     task = load_task(task_source, revision=options.task_revision)
-    refs = list(task.image_refs("train_real")) + list(task.image_refs("test"))
+    refs = [ref for split in ("train_real", "test", "generation_inputs") if split in task.splits
+            for ref in task.image_refs(split)]
     for folder in submissions:
         submission = load_submission(folder)
         if submission.kind != "checkpoint":
