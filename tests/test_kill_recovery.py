@@ -50,12 +50,13 @@ def test_a_killed_run_reruns_to_the_uninterrupted_record(tmp_path, kill_after):
 
     killed_out, cache = tmp_path / "out" / "record.json", tmp_path / "cache-b"
     victim = _run(other, task, killed_out, cache)
+    # "features": as soon as the cache has its first shard; "first-runs": as soon as the record is
+    # first written (the grid rewrites it after each setting, so later runs are still to come).
+    # Polled rather than slept for: a fixed delay kills too late on a fast machine.
+    written = (lambda: list(cache.rglob("index.json"))) if kill_after == "features" else killed_out.exists
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and victim.poll() is None:  # wait for the cache's first shard
-        if list(cache.rglob("index.json")):
-            break
-        time.sleep(0.05)
-    time.sleep(0.0 if kill_after == "features" else 4.0)
+    while time.monotonic() < deadline and victim.poll() is None and not written():
+        time.sleep(0.01)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
     assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
