@@ -16,19 +16,8 @@ from benchmark.submissions import validate_submission
 from benchmark.tasks import load_task
 from benchmark.tasks.demo import build_demo_task
 
+from .malformed.fixtures import task, valid_base  # noqa: F401 (fixtures)
 from .malformed import MALFORMED, read_rows, write_rows, write_valid_submission
-
-
-@pytest.fixture(scope="module")
-def task(tmp_path_factory):
-    # 100 real images per class, as xBD: the corpus's count messages are about 100 and 400.
-    folder = build_demo_task(tmp_path_factory.mktemp("task") / "demo", train_per_class=100, test_per_class=2, image_size=32)
-    return load_task(folder)
-
-
-@pytest.fixture(scope="module")
-def valid_base(task, tmp_path_factory) -> Path:
-    return write_valid_submission(tmp_path_factory.mktemp("base") / "tester__noise", task.classes, task.name)
 
 
 def tree_state(folder: Path) -> dict[str, tuple]:
