@@ -4,7 +4,6 @@ found through it."""
 
 from __future__ import annotations
 
-import zlib
 
 import imagehash
 import numpy as np
@@ -15,8 +14,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image, ImageEnhance
 from scipy import ndimage
 
-from benchmark.images import ImageRef, encode_png
-from benchmark.io import sha256_bytes
 from benchmark import nearcopy as leakage
 from benchmark.nearcopy import (
     ReferenceGroup,
@@ -28,30 +25,10 @@ from benchmark.nearcopy import (
     query_signature,
     reference_index,
 )
-from benchmark.tasks.demo import render_scene
+
+from .scenes import image_ref as _ref, scene as _scene, stand_in_embed as _embed
 
 N_REFS = 40
-
-
-def _scene(seed: int, size: int = 96) -> Image.Image:
-    return render_scene(np.random.default_rng(seed), size)
-
-
-def _ref(image: Image.Image, name: str) -> ImageRef:
-    data = encode_png(image)
-    return ImageRef(sha256_bytes(data), data, name=name)
-
-
-def _embed(refs, progress=False):
-    # Stand-in features: a fixed random vector per name, so retrieval by embedding is blind; a
-    # near-copy named "<source>#<how>" gets its source's vector (a second signal that agrees, as a
-    # real backbone's features roughly do) plus a little noise.
-    def vector(ref):
-        key, _, how = ref.name.partition("#")
-        base = np.random.default_rng(zlib.crc32(key.encode())).normal(size=32)
-        return base + (0.3 * np.random.default_rng(zlib.crc32(how.encode())).normal(size=32) if how else 0)
-
-    return np.stack([vector(r) for r in refs]).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

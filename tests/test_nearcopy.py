@@ -4,36 +4,13 @@ with finite evidence, whichever signal decided."""
 from __future__ import annotations
 
 import math
-import zlib
 
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from benchmark.images import ImageRef, encode_png
-from benchmark.io import sha256_bytes
 from benchmark.nearcopy import NearDuplicatePair, dihedral, find_near_duplicate_pairs
-from benchmark.tasks.demo import render_scene
 
-
-def _scene(seed: int, size: int = 96) -> Image.Image:
-    return render_scene(np.random.default_rng(seed), size)
-
-
-def _ref(image: Image.Image, name: str) -> ImageRef:
-    data = encode_png(image)
-    return ImageRef(sha256_bytes(data), data, name=name)
-
-
-def _embed(refs, progress=False):
-    # Stand-in features: a fixed random vector per name, and a near-copy named "<source>#<how>"
-    # gets its source's vector plus a little noise (as a real backbone's features roughly agree).
-    def vector(ref):
-        key, _, how = ref.name.partition("#")
-        rng = np.random.default_rng(zlib.crc32(key.encode()))
-        base = rng.normal(size=32)
-        return base + (0.3 * np.random.default_rng(zlib.crc32(how.encode())).normal(size=32) if how else 0)
-
-    return np.stack([vector(r) for r in refs]).astype(np.float32)
+from .scenes import image_ref as _ref, scene as _scene, stand_in_embed as _embed
 
 
 def test_pairs_name_rows_and_carry_finite_scores():
