@@ -40,15 +40,8 @@ MULTIPLIER = int(os.environ.get("SYNTHBENCH_BENCH_GATE_MULTIPLIER", 4))
 #: The classic baseline's multiplier, whose images the cost figure times: 4 x 600 = 2400 images.
 COST_MULTIPLIER = 4
 SOURCES_PER_CLASS = int(os.environ.get("SYNTHBENCH_BENCH_GATE_SOURCES", 100))
-SHARED_DATA = Path(os.environ.get("SYNTHBENCH_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
-@pytest.fixture(scope="module")
-def aid6_root() -> Path:
-    path = SHARED_DATA / "aid6"
-    if not path.is_dir():
-        pytest.skip(f"reference data {path} is absent (only present beside the project checkout)")
-    return path
 
 
 @pytest.fixture(scope="module")

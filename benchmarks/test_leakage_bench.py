@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,16 +36,8 @@ from benchmark.submissions.leakage import ReferenceGroup, find_near_copies, quer
 REFS_PER_CLASS = int(os.environ.get("SYNTHBENCH_BENCH_LEAK_REFS", 50))
 NEGS_PER_CLASS = int(os.environ.get("SYNTHBENCH_BENCH_LEAK_NEGS", 100))
 N_QUERIES = int(os.environ.get("SYNTHBENCH_BENCH_LEAK_QUERIES", 200))
-#: ../shared/data beside the project (as in tests/conftest.py; SYNTHBENCH_SHARED_DATA overrides it).
-SHARED_DATA = Path(os.environ.get("SYNTHBENCH_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
-@pytest.fixture(scope="module")
-def aid6_root() -> Path:
-    path = SHARED_DATA / "aid6"
-    if not path.is_dir():
-        pytest.skip(f"reference data {path} is absent (only present beside the project checkout)")
-    return path
 
 
 def test_gate_quality_on_aid6(benchmark, aid6_root, tmp_path):
