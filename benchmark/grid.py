@@ -387,13 +387,12 @@ def _checkpoint_backbone(submission) -> str:
     return name
 
 
-def _regenerated_recipe(recipe, task, cache_dir):
+def _regenerated_recipe(recipe, task, cache_root: Path):
     """A recipe entry (a shipped baseline: no images in the repository) as the images the harness
     regenerates from the task into `<feature cache>/recipes/<task>@<revision>/`; refused when they
     differ from the content hash its recipe pins for that task (benchmark.submissions.recipe)."""
     from .submissions.recipe import regenerate, task_key
 
-    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return regenerate(recipe.path, task, cache_root / "recipes" / task_key(task), overwrite=True)
 
 
@@ -442,8 +441,9 @@ def run_grid(
     task = _resolve_task(task, revision)
     submission = _resolve_submission(submission)
     record_folder = submission.path  # a recipe's record goes beside its submission.yaml, not its images
+    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if submission.kind == "recipe":
-        submission = _regenerated_recipe(submission, task, cache_dir)
+        submission = _regenerated_recipe(submission, task, cache_root)
     protocol = _protocol_for(submission, protocol)
     seeds = sorted({int(s) for s in seeds})
     if not seeds:
@@ -463,7 +463,6 @@ def run_grid(
 
         lookup(BACKBONES, backbone_name, "backbone")
     path = Path(out_path) if out_path is not None else result_path(record_folder, backbone_name, protocol)
-    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if not validated:  # before any compute (its leakage gate fills the feature cache the grid reuses)
         from .submissions import validate_submission
 
