@@ -363,7 +363,7 @@ def _diagnose_command(args: argparse.Namespace) -> int:
     from .backbones import DEFAULT_BACKBONE, load_backbone
     from .device import resolve_device
     from .features import FeatureCache
-    from .grid import default_cache_dir
+    from .paths import default_cache_dir
     from .io import atomic_write_json
     from .submissions import load_submission
     from .tasks import load_task

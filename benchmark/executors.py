@@ -380,7 +380,7 @@ def encode_features(
     """
     from .backbones import load_backbone
     from .features import FeatureCache
-    from .grid import default_cache_dir
+    from .paths import default_cache_dir
     from .submissions import load_submission
     from .tasks import load_task
 

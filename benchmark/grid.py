@@ -59,20 +59,14 @@ from .protocol import (
     default_settings,
     lookup,
 )
+from .paths import CACHE_ENV, default_cache_dir
 from .results import NO_TRAINING_SETTINGS, RESULT_SCHEMA_VERSION, load_result, result_path, write_result
 
 log = logging.getLogger(__name__)
 
-#: Where features are cached unless --cache-dir says otherwise ($SYNTHBENCH_CACHE overrides it).
-CACHE_ENV = "SYNTHBENCH_CACHE"
 #: While the grid runs, the record is rewritten at most this often (and always at the end), so an
 #: interrupted grid resumes from its last write without rewriting the record after every fast run.
 CHECKPOINT_EVERY_S = 30.0
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "synthbench" / "features"
 
 
 def _now() -> str:

@@ -344,7 +344,7 @@ def _embedder(cache, device, image_size):
 
         return BackboneEmbedder(cache, load_backbone(DEFAULT_BACKBONE, device=device, image_size=image_size))
     if cache is None:
-        from ..grid import default_cache_dir
+        from ..paths import default_cache_dir
 
         cache = default_cache_dir()
     return default_embedder(cache, device=device, image_size=image_size)
