@@ -14,7 +14,7 @@ import pytest
 
 from leaderboard.aggregate import build_leaderboard
 from leaderboard.site import build_site
-from leaderboard.testing import EXAMPLE_PLANS, Plan, make_example_tree
+from tests.boards import EXAMPLE_PLANS, Plan, make_example_tree
 from leaderboard.tree import validate_tree
 
 PLANS = EXAMPLE_PLANS + (

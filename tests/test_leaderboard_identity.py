@@ -10,7 +10,7 @@ import pytest
 
 from leaderboard.identity import split_by_identity
 from leaderboard.site import BOARDS_DIR, build_site
-from leaderboard.testing import EXAMPLE_PLANS, make_example_tree
+from tests.boards import EXAMPLE_PLANS, make_example_tree
 from leaderboard.tree import validate_tree
 
 

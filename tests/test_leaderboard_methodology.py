@@ -13,7 +13,7 @@ import yaml
 from benchmark import __version__
 from leaderboard.ranking import RANK_RULE
 from leaderboard.site import BIBTEX, CITATION_AUTHOR, CITATION_TITLE, build_site
-from leaderboard.testing import EXAMPLE_PLANS, make_example_tree
+from tests.boards import EXAMPLE_PLANS, make_example_tree
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from benchmark.metrics import bootstrap_ci
 from leaderboard.aggregate import ALL_BACKBONES, HELPS, HURTS, NO_EFFECT, REFERENCE, build_leaderboard
 from leaderboard.ranking import rank_intervals, rank_label, ranking_order
-from leaderboard.testing import (
+from tests.boards import (
     copy_tree,
     EXAMPLE_PLANS,
     Plan,

@@ -14,7 +14,7 @@ from benchmark.generators.baselines import BASELINES
 from benchmark.submissions.format import parse_submission
 from benchmark.submissions.recipe import regenerate, task_key
 from leaderboard.site import build_site
-from leaderboard.testing import write_constructed_task
+from tests.boards import write_constructed_task
 
 REPO_SUBMISSIONS = Path(__file__).resolve().parents[1] / "submissions"
 
@@ -83,7 +83,7 @@ def test_bad_recipe_and_follow_up_fields_are_refused_by_name(tmp_path, change, m
 def test_the_board_shows_a_recipe_record_only_when_its_hash_is_the_pinned_one(tmp_path, pin_matches):
     import json
 
-    from leaderboard.testing import EXAMPLE_PLANS, make_example_tree
+    from tests.boards import EXAMPLE_PLANS, make_example_tree
     from leaderboard.tree import validate_tree
 
     root = make_example_tree(tmp_path / "submissions", EXAMPLE_PLANS, seeds=(0,), per_class=5)

@@ -19,7 +19,7 @@ from benchmark.protocol import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, PROTOCOLS, S
 from leaderboard import LeaderboardError
 from leaderboard.ranking import RANK_RULE
 from leaderboard.site import DEMO_LABEL, SITE_MARKER, build_site
-from leaderboard.testing import EXAMPLE_PLANS, Plan, copy_tree, files_content_hash, make_example_tree
+from tests.boards import EXAMPLE_PLANS, Plan, copy_tree, files_content_hash, make_example_tree
 
 PLANS = tuple(p for p in EXAMPLE_PLANS if p.submission_id in ("team-a__editor", "team-b__noisy", "baseline__classic"))
 

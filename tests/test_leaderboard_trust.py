@@ -1,6 +1,6 @@
 """Tampered results trees: the board verifies what it shows and one bad entry never takes it down.
 
-Each case below is generated from a good constructed tree (leaderboard.testing) by a hostile or
+Each case below is generated from a good constructed tree (tests/boards.py) by a hostile or
 careless edit. For every case: `leaderboard build` still publishes the rest and lists the file
 under "Not shown" with the reason (exit 0); `leaderboard validate --strict` and `build --strict`
 exit 1 naming the file and why.
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from benchmark.cli import main
 from benchmark.results import MAX_RECORD_BYTES
 from benchmark.signing import key_id, sign_record
-from leaderboard.testing import EXAMPLE_PLANS, Plan, copy_tree, files_content_hash, make_example_tree, make_record
+from tests.boards import EXAMPLE_PLANS, Plan, copy_tree, files_content_hash, make_example_tree, make_record
 from leaderboard.tree import NOT_SHOWN, SELF_REPORTED, UNCHECKED, validate_tree
 
 GOOD, OTHER, BASELINE = "team-a__editor", "team-b__noisy", "baseline__classic"

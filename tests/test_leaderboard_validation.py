@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from leaderboard import LeaderboardError, validate_tree
-from leaderboard.testing import copy_tree, EXAMPLE_PLANS, make_example_tree, make_record
+from tests.boards import copy_tree, EXAMPLE_PLANS, make_example_tree, make_record
 
 GOOD_ID = "team-a__editor"
 OTHER_ID = "baseline__classic"
@@ -52,7 +52,7 @@ def test_the_constructed_tree_is_valid(good_tree):
 
 
 def test_the_constructed_summary_is_the_harness_summary(good_tree):
-    """leaderboard.testing builds summaries as benchmark.grid.finalise does (ddof 1, two-level CIs)."""
+    """tests.boards builds summaries as benchmark.grid.finalise does (ddof 1, two-level CIs)."""
     import copy
 
     from benchmark.grid import finalise

@@ -1,6 +1,6 @@
 """The built leaderboard site in headless Chromium: it loads cleanly, ranks, sorts, filters, links, shows images.
 
-The site is built from a constructed results tree with a known answer (leaderboard.testing): on the
+The site is built from a constructed results tree with a known answer (tests/boards.py): on the
 Augment board Team A helps (+15 points), the duplicate baseline helps a little, the classic
 baseline is exactly the real-only level (Δ 0, listed beside the real-only zero line, which has no rank),
 and Team B hurts.
@@ -22,7 +22,7 @@ HEADLINE_AUGMENT = "augment--linear-probe--all"
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     from leaderboard.site import build_site
-    from leaderboard.testing import make_example_tree
+    from tests.boards import make_example_tree
 
     root = tmp_path_factory.mktemp("leaderboard")
     make_example_tree(root / "submissions")

@@ -21,7 +21,7 @@ PAGES = ["index.html", "methodology.html", "compare.html", "submissions/team-a__
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     from leaderboard.site import build_site
-    from leaderboard.testing import make_example_tree
+    from tests.boards import make_example_tree
 
     root = tmp_path_factory.mktemp("reading")
     make_example_tree(root / "submissions", seeds=(0, 1), per_class=10)

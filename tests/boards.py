@@ -1,4 +1,4 @@
-"""Constructed results trees, for the leaderboard's tests and for previewing the site.
+"""Constructed results trees for the leaderboard's tests, browser tests and speed benchmarks (test code, not part of the product).
 
 NOT results: the predictions are drawn to hit planned accuracies, so that ranking, ties, verdicts
 and the pages can be checked against known answers. Every record is complete and follows
