@@ -46,6 +46,11 @@ SEED_DRAW_SEED = (BOOTSTRAP_SEED, 1)
 #: What the CIs of records and boards are (the record's summary names it, docs/RECORDS.md).
 CI_METHOD = "bootstrap over seeds and test images"
 
+#: The version of the scoring (metrics, CIs, effective real images, diagnostics) a record was scored
+#: with (its `scoring_version`; bump it when a number for the same predictions changes). 1: CIs over
+#: test images only (result schema 1); 2: two-level CIs (CI_METHOD). Boards never mix versions.
+SCORING_VERSION = 2
+
 #: Largest number of float32 cells of the (draws x test images) count matrix built at once.
 _CHUNK_CELLS = 1 << 24
 

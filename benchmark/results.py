@@ -126,6 +126,8 @@ def validate_result_record(record: dict, path: str | os.PathLike | None = None) 
         c.fail("schema_version", f"unknown version {version} (this harness reads versions "
                f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))})")
     c.get(record, "harness_version", str, "harness_version")
+    if record.get("scoring_version") is not None and c.get(record, "scoring_version", int, "scoring_version") < 1:
+        c.fail("scoring_version", "must be a positive integer (benchmark.metrics.SCORING_VERSION)")
     c.get(record, "official", bool, "official")
     if version >= 3:
         c.get(record, "leakage_checked", bool, "leakage_checked")
@@ -349,6 +351,15 @@ def _check_run_metrics(c: _Checker, run: dict, where: str, labels: np.ndarray, p
 def leakage_checked(record: dict) -> bool:
     """Was the leakage gate run before this record was scored? (Records before version 3: unknown, False.)"""
     return record.get("leakage_checked") is True
+
+
+def scoring_version(record: dict) -> int:
+    """The scoring version a record was scored with (optional `scoring_version`, benchmark.metrics.
+    SCORING_VERSION); a record without it: 2 from schema version 2 on (two-level CIs), else 1."""
+    version = record.get("scoring_version")
+    if isinstance(version, int) and not isinstance(version, bool):
+        return version
+    return 2 if record.get("schema_version", 1) >= 2 else 1
 
 
 def _refuse_constant(name: str):
