@@ -2,8 +2,11 @@
 
 A board's identity is its task (name, revision, test-manifest hash: one per tree, leaderboard.tree),
 the configuration of each backbone (weights, revision, preprocessing, input size), each protocol's
-parameters, and the scoring, which the board does itself (every metric is recomputed from the stored
-predictions by benchmark.metrics, so all boards of one build share it).
+parameters, and the scoring version the record was scored with (benchmark.results.scoring_version:
+the board recomputes metrics and CIs from the stored predictions itself, but a record's stored
+diagnostics are its own version's, so records of two scoring versions never share a board).
+Records of another test split (test-manifest hash) of the task are refused before this, naming
+`test_manifest_hash` (leaderboard.tree): their test labels are not the board's.
 
 For each (backbone, protocol) the configuration most records use (baselines' and official records
 first) is the main board's. A record with another configuration goes to a board of its own, named
@@ -21,12 +24,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmark.results import scoring_version
+
 from .tree import Record, Tree
 
 #: The backbone fields that change the features a classifier sees.
 BACKBONE_FIELDS = ("weights", "revision", "preprocessing", "input_size")
 _FIELD_NAMES = {"input_size": "input size", "preprocessing": "preprocessing", "weights": "weights",
-                "revision": "weights revision", "params": "protocol parameters"}
+                "revision": "weights revision", "params": "protocol parameters", "scoring": "scoring version"}
 
 #: (field, value) pairs of a record's configuration, the values as canonical text.
 Config = tuple[tuple[str, str], ...]
@@ -36,6 +41,7 @@ def record_config(record: Record) -> Config:
     backbone = record.data["backbone"]
     fields = [(name, json.dumps(backbone.get(name), sort_keys=True)) for name in BACKBONE_FIELDS]
     fields.append(("params", json.dumps(record.data["protocol"].get("params") or {}, sort_keys=True)))
+    fields.append(("scoring", json.dumps(scoring_version(record.data))))
     return tuple(fields)
 
 

@@ -34,7 +34,7 @@ import pandas as pd
 from benchmark import __version__
 from benchmark.images import ImageDecodeError, open_rgb
 from benchmark.io import atomic_directory, atomic_write_json
-from benchmark.metrics import CI_METHOD, SEED_DRAW_SEED
+from benchmark.metrics import CI_METHOD, SCORING_VERSION, SEED_DRAW_SEED
 from benchmark.protocol import (
     BOARDS,
     BOOTSTRAP_RESAMPLES,
@@ -361,6 +361,7 @@ class _SiteWriter:
             "bootstrap_seed": BOOTSTRAP_SEED,
             "seed_draw_seed": ", ".join(map(str, SEED_DRAW_SEED)),
             "tie_rule": RANK_RULE,
+            "scoring_version": SCORING_VERSION,
             **self._task_numbers(),
             "bibtex": BIBTEX,
             "backbones": _backbone_registry(),

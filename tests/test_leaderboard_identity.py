@@ -67,3 +67,37 @@ def test_each_board_is_published_with_its_own_real_only_row_and_a_link_between_t
 def test_one_identity_is_one_board(tmp_path):
     root = make_example_tree(tmp_path / "submissions", EXAMPLE_PLANS[:2], seeds=(0,), per_class=10)
     assert len(split_by_identity(validate_tree(root))) == 1
+
+
+def _set_field(folder: Path, key: str, value) -> None:
+    for path in (folder / "results").glob("*.json"):
+        record = json.loads(path.read_text())
+        record[key] = value
+        path.write_text(json.dumps(record))
+
+
+def test_records_of_another_scoring_version_form_their_own_board(tmp_path):
+    root = make_example_tree(tmp_path / "submissions", EXAMPLE_PLANS, seeds=(0,), per_class=10)
+    _set_field(root / "team-a__editor", "scoring_version", 1)  # scored by an older metric/bootstrap code
+    _set_field(root / "team-b__noisy", "scoring_version", 2)  # the field as written today: same as no field (schema 3)
+    boards = split_by_identity(validate_tree(root))
+    assert [b.differs for b in boards] == [[], ["scoring version 1 (main board: 2)"]]
+    assert boards[1].slug == "scoring-version-1"
+    assert [s.id for s in boards[1].tree.submissions] == ["team-a__editor"]
+    assert "team-b__noisy" in {s.id for s in boards[0].tree.submissions}
+    assert "team-a__editor" not in {s.id for s in boards[0].tree.submissions}
+
+
+def test_a_record_of_another_test_split_of_the_same_task_is_refused_naming_the_field(tmp_path):
+    from leaderboard.tree import load_task_truths
+
+    root = make_example_tree(tmp_path / "a" / "submissions", EXAMPLE_PLANS[1:], seeds=(0,), per_class=10)
+    other = make_example_tree(tmp_path / "b" / "submissions", EXAMPLE_PLANS[:1], seeds=(0,), per_class=12)
+    import shutil
+
+    shutil.copytree(other / "team-a__editor", root / "team-a__editor")  # same task name, 12 test images per class
+    tree = validate_tree(root, tasks=load_task_truths([tmp_path / "a" / "task", tmp_path / "b" / "task"]))
+    refused = [p for p in tree.problems if "team-a__editor" in p.path]
+    assert len(refused) == 1 and "test_manifest_hash" in refused[0].reason and "same test split" in refused[0].reason
+    assert all(not s.records for s in tree.submissions if s.id == "team-a__editor")
+    assert len(split_by_identity(tree)) == 1
