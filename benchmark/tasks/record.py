@@ -40,6 +40,14 @@ TASK_SCHEMA_VERSION = 2
 READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
 #: The splits of every task, in this order.
 SPLITS: tuple[str, ...] = ("train_real", "test", "generation_inputs")
+#: More real training images (disjoint from every other split) for the grid's `more-real@k`
+#: control (benchmark.more_real); a builder adds it where its source has images left over.
+EXTRA_SPLIT = "train_real_extra"
+#: Splits a task may have besides SPLITS (written after them, only when non-empty).
+OPTIONAL_SPLITS: tuple[str, ...] = (EXTRA_SPLIT,)
+#: The file that marks a manifest-only release (benchmark.tasks.release): no images, rebuilt from
+#: the user's own copy of the source data before it can be loaded.
+MANIFEST_ONLY_FILE = "release.json"
 #: The columns of every split, in this order.
 COLUMNS: tuple[str, ...] = ("image", "label", "image_id", "sha256", "event", "source_file", "prompt", "pair_id")
 TASK_INFO_FILE = "task.json"
@@ -109,13 +117,22 @@ def _listing(items: Sequence[str]) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
+def present_splits(names: Iterable[str]) -> tuple[str, ...]:
+    """SPLITS, then the optional splits among `names`, in the record's order."""
+    names = set(names)
+    return SPLITS + tuple(split for split in OPTIONAL_SPLITS if split in names)
+
+
 def _check_rows(splits: Mapping[str, Sequence[TaskImage]], classes: Sequence[str]) -> None:
     if len(set(classes)) != len(classes) or not classes:
         raise TaskError(f"task classes must be a non-empty list of distinct names, got {list(classes)}")
-    if set(splits) != set(SPLITS):
-        raise TaskError(f"a task needs exactly the splits {', '.join(SPLITS)}; got {', '.join(sorted(splits))}")
+    if not set(SPLITS) <= set(splits) <= set(SPLITS + OPTIONAL_SPLITS):
+        raise TaskError(
+            f"a task needs exactly the splits {', '.join(SPLITS)} (optionally {', '.join(OPTIONAL_SPLITS)}); "
+            f"got {', '.join(sorted(splits))}"
+        )
     seen_ids: dict[str, str] = {}
-    for split in SPLITS:
+    for split in present_splits(splits):
         rows = splits[split]
         if not rows:
             raise TaskError(f"split {split} is empty")
@@ -130,10 +147,11 @@ def _check_rows(splits: Mapping[str, Sequence[TaskImage]], classes: Sequence[str
                 raise TaskError(f"image id {row.image_id} appears in split {seen_ids[row.image_id]} and in {split}")
             seen_ids[row.image_id] = split
     # The held-out test set must not contain a training image (byte for byte).
-    train_hashes = {row.sha256: row.image_id for row in splits["train_real"]}
+    training = [split for split in present_splits(splits) if split not in ("test", "generation_inputs")]
+    train_hashes = {row.sha256: row.image_id for split in training for row in splits[split]}
     leaked = [f"{row.image_id} (= {train_hashes[row.sha256]})" for row in splits["test"] if row.sha256 in train_hashes]
     if leaked:
-        raise TaskError(f"test images identical to train_real images: {_listing(leaked)}")
+        raise TaskError(f"test images identical to {' or '.join(training)} images: {_listing(leaked)}")
 
 
 def _write_split(path: Path, rows: Sequence[TaskImage], classes: Sequence[str]) -> None:
@@ -195,7 +213,7 @@ def render_card(info: Mapping[str, Any], description: str, near_duplicates: Mapp
     lines += [f"{i}. `{name}`" for i, name in enumerate(info["classes"])]
     lines += ["", "## Splits", "", "| split | " + " | ".join(info["classes"]) + " | total |"]
     lines.append("|---" * (len(info["classes"]) + 2) + "|")
-    for split in SPLITS:
+    for split in present_splits(info["split_sizes"]):
         counts = info["split_sizes"][split]
         row = [str(counts.get(name, 0)) for name in info["classes"]]
         lines.append(f"| `{split}` | " + " | ".join(row) + f" | {sum(counts.values())} |")
@@ -205,6 +223,13 @@ def render_card(info: Mapping[str, Any], description: str, near_duplicates: Mapp
         "- `test`: the held-out real test split; never used for training or generation.",
         "- `generation_inputs`: what participants give their generators: an input image and a",
         "  class prompt per row (`pair_id` links an input to its `train_real` twin).",
+    ]
+    if EXTRA_SPLIT in info["split_sizes"]:
+        lines += [
+            f"- `{EXTRA_SPLIT}`: more real training images, disjoint from the other splits: the grid's",
+            "  `more-real@k` control (what k x n more *real* images per class would gain).",
+        ]
+    lines += [
         "",
         "Columns: `image` (PNG), `label` (class index), `image_id`, `sha256` (of the PNG bytes),",
         "`event`, `source_file`, `prompt`, `pair_id`. `manifest.json` lists the SHA-256 of every",
@@ -299,9 +324,11 @@ def save_task(
     identical to a training image) before anything is written.
     """
     classes = list(classes)
+    splits = {split: rows for split, rows in splits.items() if split in SPLITS or rows}  # an empty extra: none
     _check_rows(splits, classes)
+    written = present_splits(splits)
     split_sizes = {
-        split: {name_: sum(1 for row in splits[split] if row.label == name_) for name_ in classes} for split in SPLITS
+        split: {name_: sum(1 for row in splits[split] if row.label == name_) for name_ in classes} for split in written
     }
     info = {
         "schema_version": TASK_SCHEMA_VERSION,
@@ -323,19 +350,19 @@ def save_task(
     if out_dir.exists() and not overwrite:
         raise TaskError(f"{out_dir}: already exists (pass --overwrite to replace it)")
     with atomic_directory(out_dir, overwrite=overwrite, replaces=(TASK_INFO_FILE, "a task folder")) as tmp:
-        for split in SPLITS:
+        for split in written:
             _write_split(tmp / split_path(split), splits[split], classes)
         atomic_write_json(tmp / TASK_INFO_FILE, info)
         atomic_write_text(tmp / CARD_FILE, render_card(info, description, near_duplicates))
         images = {
             split: {row.image_id: row.sha256 for row in sorted(splits[split], key=lambda r: r.image_id)}
-            for split in SPLITS
+            for split in written
         }
         manifest = {
             "schema_version": TASK_SCHEMA_VERSION,
             "files": {
                 rel: sha256_file(tmp / rel)
-                for rel in sorted([CARD_FILE, TASK_INFO_FILE] + [split_path(split) for split in SPLITS])
+                for rel in sorted([CARD_FILE, TASK_INFO_FILE] + [split_path(split) for split in written])
             },
             "images": images,
             "test_manifest_hash": compute_test_manifest_hash(images["test"]),
@@ -389,7 +416,7 @@ class Task:
 
     def _table(self, split: str) -> pa.Table:
         if split not in self.splits:
-            raise TaskError(f"task {self.name}: unknown split {split!r}; use one of: {', '.join(SPLITS)}")
+            raise TaskError(f"task {self.name}: unknown split {split!r}; use one of: {', '.join(self.splits)}")
         return self.splits[split].data.table
 
     def image_refs(self, split: str) -> list[ImageRef]:
@@ -454,6 +481,9 @@ def _check_info(path: Path, info: dict, manifest: dict) -> None:
     for split in SPLITS:
         if split not in manifest["images"]:
             raise TaskError(f"{path / MANIFEST_FILE}: no image list for split {split!r}")
+    unknown = sorted(set(manifest["images"]) - set(SPLITS + OPTIONAL_SPLITS))
+    if unknown:
+        raise TaskError(f"{path / MANIFEST_FILE}: unknown split(s) {', '.join(unknown)}")
 
 
 def _verify_files(path: Path, manifest: dict) -> list[str]:
@@ -519,12 +549,19 @@ def load_local_task(path: str | Path, *, revision: str = "local", verify: bool =
     path = Path(path)
     if not path.is_dir():
         raise TaskError(f"{path}: no such task folder")
+    if (path / MANIFEST_ONLY_FILE).is_file():
+        raise TaskError(
+            f"{path}: is a manifest-only task release (no images): rebuild it from your own copy of the "
+            f"source data first, e.g. `synthbench task build xbd --from-manifest {path} --xbd-root DIR --out TASK`, "
+            f"then pass TASK"
+        )
     info = _read_json(path / TASK_INFO_FILE, TASK_INFO_FILE)
     manifest = _read_json(path / MANIFEST_FILE, MANIFEST_FILE)
     _check_info(path, info, manifest)
     problems = _verify_files(path, manifest) if verify else []
     tables: dict[str, pa.Table] = {}
-    for split in SPLITS:
+    task_splits = present_splits(manifest["images"])
+    for split in task_splits:
         try:
             tables[split] = _read_split(path, split)
         except TaskError as exc:
@@ -548,7 +585,7 @@ def load_local_task(path: str | Path, *, revision: str = "local", verify: bool =
         raise TaskError(f"{path}: task failed verification:\n  - " + "\n  - ".join(problems))
 
     splits = {}
-    for split in SPLITS:
+    for split in task_splits:
         features = datasets.Features.from_arrow_schema(tables[split].schema)
         label_names = getattr(features.get("label"), "names", None)
         if label_names != list(info["classes"]):
