@@ -895,7 +895,8 @@ def _run_command(args: argparse.Namespace) -> int:
     signing_key = _official_signing_key(args)
     # once, before any compute (its leakage gate fills the feature cache the grid then reuses)
     validate_submission(
-        submission.path, task, cache=cache_dir, device=args.device, check_leakage=not args.no_leakage
+        submission.path, task, cache=cache_dir, device=args.device, check_leakage=not args.no_leakage,
+        image_size=args.image_size,  # the grid's input size: the gate's features are the grid's (encoded once)
     ).raise_if_failed()
     if args.executor != "local":
         return _run_on_executor(args, submission, combos, seeds, cache_dir)
