@@ -1184,6 +1184,19 @@ def _verify(
 
 #: Environment variable naming the feature cache (the grid's; `benchmark.grid.CACHE_ENV`).
 _CACHE_ENV = "SYNTHBENCH_CACHE"
+#: Partial overlaps (`find_near_duplicate_pairs(partial=True)`): each query's four corner windows
+#: of this fraction of its side are queried too. Two captures of one site shifted by up to
+#: 1 - PARTIAL_WINDOW of the side in each axis share a corner window, and a crop of one of them
+#: (the classic baseline's, a participant's) can then be a near-copy of the other; the gate looks
+#: inside a reference for crops down to MIN_CROP, so shifts much larger leave it nothing to find.
+PARTIAL_WINDOW = 0.7
+
+
+def corner_windows(image: Image.Image, fraction: float = PARTIAL_WINDOW) -> list[Image.Image]:
+    """The four corner crops of `image`, each `fraction` of its width and height."""
+    width, height = image.size
+    w, h = max(1, round(width * fraction)), max(1, round(height * fraction))
+    return [image.crop((x, y, x + w, y + h)) for y in (0, height - h) for x in (0, width - w)]
 
 
 @dataclass(frozen=True)
@@ -1206,18 +1219,22 @@ def find_near_duplicate_pairs(
     *,
     embedder: Callable | None,
     progress: bool = False,
+    partial: bool = False,
 ) -> list[NearDuplicatePair]:
     """The queries that are near-copies of a reference, each with the reference it matches best.
 
     The same detector and decision as the submissions' leakage gate (flips, 90-degree rotations,
     crops to 70 %, resizing, JPEG, colour jitter, noise, cutout and padding are seen through), so
     a task deduplicated with it gives the gate nothing to find in the harness's own baselines.
+    With `partial`, a query that only overlaps a reference is a near-duplicate too: its
+    `corner_windows` are queried as well (each with the whole query's embedding: the windows are
+    not encoded), and a window found in a reference names its query.
     `embedder` is what `default_embedder(...)` returns (embeddings through the feature cache, shared
     with the grid); None uses the default backbone at its native size over the default feature
-    cache ($SYNTHBENCH_CACHE or ~/.cache/synthbench/features). At most one pair per query, sorted
-    by query; `match_score` is finite for every pair (a pair decided by its hash is also aligned).
-    Typical use: queries = a task's training images, references = its test images; drop the
-    training images named in the pairs.
+    cache ($SYNTHBENCH_CACHE or ~/.cache/synthbench/features). At most one pair per query (its
+    whole image's match before its windows'), sorted by query; `match_score` is finite for every
+    pair (a pair decided by its hash is also aligned). Typical use: queries = a task's training
+    images, references = its test images; drop the training images named in the pairs.
     """
     if embedder is None:
         env = os.environ.get(_CACHE_ENV)
@@ -1226,17 +1243,30 @@ def find_near_duplicate_pairs(
         return []
     index = ReferenceIndex.build(references, ["reference"] * len(references), [""] * len(references), embedder, progress=progress)
     index.ids = [str(row) for row in range(len(references))]  # names need not be unique: match by row
-    signatures = [query_signature(ref.open()) for ref in queries]
-    result = find_near_copies(index, signatures, embedder(list(queries), progress), progress=progress)
+    signatures, owners = [], []  # the whole queries first (rows 0..N-1), then their windows
+    windows: list[tuple[int, QuerySignature]] = []
+    for row, ref in enumerate(queries):
+        image = ref.open()
+        signatures.append(query_signature(image))
+        owners.append(row)
+        if partial:
+            windows += [(row, query_signature(window)) for window in corner_windows(trim_borders(image))]
+    signatures += [sig for _, sig in windows]
+    owners += [row for row, _ in windows]
+    embeddings = np.asarray(embedder(list(queries), progress))[owners]
+    result = find_near_copies(index, signatures, embeddings, progress=progress)
     tensors = _ReferenceTensors(index)
-    pairs = []
-    for match in result.matches:
+    found: dict[int, NearDuplicatePair] = {}
+    for match in result.matches:  # in row order: a query's whole image before its windows
+        query = owners[match.query]
+        if query in found:
+            continue
         reference = int(match.reference_id)
         score = match.ncc
         if not np.isfinite(score):
             score = geometry_score(index, tensors, signatures[match.query], reference)
-        pairs.append(NearDuplicatePair(match.query, reference, int(match.phash_distance), float(score), float(match.cosine)))
-    return pairs
+        found[query] = NearDuplicatePair(query, reference, int(match.phash_distance), float(score), float(match.cosine))
+    return [found[query] for query in sorted(found)]
 
 
 def geometry_score(index: ReferenceIndex, tensors: "_ReferenceTensors", sig: QuerySignature, reference: int) -> float:

@@ -218,3 +218,62 @@ def test_a_pair_is_found_whichever_side_holds_the_crop(folder, embedder, copy_si
     train, test = (copy, source) if copy_side == "training" else (source, copy)
     (pair,) = find_pairs([("train_real", train)] + [("train_real", r) for r in others], [test], embedder)
     assert (pair.image_id, pair.test_image_id) == (train.image_id, test.image_id)
+
+
+def _captures(source: Path, shift: tuple[int, int]) -> tuple[Image.Image, Image.Image]:
+    """Two 'captures' of one site: the top-left 80 % of a 150-px scene, and the same window shifted
+    by `shift` pixels (neither holds the other whole)."""
+    scene = Image.open(source).convert("RGB")
+    side = round(scene.width * 0.8)
+    dx, dy = shift
+    return scene.crop((0, 0, side, side)), scene.crop((dx, dy, dx + side, dy + side))
+
+
+def _task_image(image: Image.Image, image_id: str, label: str = "Port") -> TaskImage:
+    png = io.BytesIO()
+    image.save(png, "PNG")
+    return TaskImage(png.getvalue(), label, image_id, label, f"{image_id}.png")
+
+
+def test_a_partial_overlap_is_removed_because_a_crop_of_it_would_be_flagged(aid6_root, embedder):
+    """A training image that shares 75 % x 79 % of its side with a test image (shifted captures):
+    the gate flags a crop of it as a near-copy of the test image, and deduplication removes it
+    (through its corner windows; the whole image is not inside the test image)."""
+    from benchmark.nearcopy import corner_windows, find_near_copies, find_near_duplicate_pairs, query_signature
+    from benchmark.nearcopy import ReferenceGroup, reference_index
+    from benchmark.tasks.dedup import find_pairs
+
+    port = sorted((aid6_root / "Port").glob("*.jpg"))
+    train_image, test_image = _captures(port[0], (30, 25))
+    others = [_task_image(Image.open(p).convert("RGB"), p.stem) for p in port[1:4]]
+    train, test = _task_image(train_image, "train-capture"), _task_image(test_image, "test-capture")
+
+    # What the gate would see: the overlap cropped out of the training image (a classic crop).
+    crop = corner_windows(train_image)[3].resize((120, 120), Image.Resampling.BILINEAR)
+    refs = [_image_ref(test), *(_image_ref(r) for r in others)]
+    index = reference_index([ReferenceGroup("test", refs, [""] * len(refs))], embedder, embedder_id=embedder.id, cache_dir=None)
+    crop_ref = _image_ref(_task_image(crop, "crop"))
+    gated = find_near_copies(index, [query_signature(crop)], embedder([crop_ref], False))
+    assert [m.reference_id for m in gated.matches] == ["test-capture"]
+
+    # The whole training image is no near-copy of the test image; its windows find the overlap.
+    queries = [_image_ref(train)] + [_image_ref(r) for r in others]
+    assert find_near_duplicate_pairs(queries, [_image_ref(test)], embedder=embedder) == []
+    (pair,) = find_pairs([("train_real", train)] + [("train_real", r) for r in others], [test], embedder)
+    assert (pair.image_id, pair.test_image_id) == ("train-capture", "test-capture")
+    assert pair.match_score >= 0.5
+
+
+def test_captures_that_barely_overlap_are_kept(aid6_root, embedder):
+    """Shifted by 45 % of the side, two captures share too little for any crop to be a near-copy."""
+    from benchmark.tasks.dedup import find_pairs
+
+    train_image, test_image = _captures(sorted((aid6_root / "Port").glob("*.jpg"))[0], (54, 54))
+    assert find_pairs([("train_real", _task_image(train_image, "train"))], [_task_image(test_image, "test")], embedder) == []
+
+
+def _image_ref(row: TaskImage):
+    from benchmark.images import ImageRef
+    from benchmark.io import sha256_bytes
+
+    return ImageRef(sha256_bytes(row.png), row.png, name=row.image_id)

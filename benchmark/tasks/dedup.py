@@ -12,7 +12,10 @@ submissions' leakage gate. So every builder draws its training side through `ded
 3. `benchmark.nearcopy.find_near_duplicate_pairs` (the leakage gate's own detector) compares every
    drawn image with every test image, both ways (the detector finds a query inside a reference,
    so a training image that contains a test image as a crop is found by querying with the test
-   images);
+   images), and partial overlaps too: a training image that shares a large region with a test
+   image (two captures of one site, shifted) is found through its corner windows (70 % of the
+   side), since a crop of it (the classic baseline's, a participant's) could be a near-copy of
+   the test image;
 4. a unit with a match is removed, the pair recorded with its evidence, and the class's next unit
    drawn in its place; 3-4 repeat for the replacements until none matches or the class's pool is
    spent (the class is then left short, and the task's notes say so).
@@ -205,13 +208,17 @@ def _symmetric_matches(images: Sequence[TaskImage], test_rows: Sequence[TaskImag
     The detector finds a query inside a reference (a crop, a rescaled or turned copy), not a
     reference inside a query: a training image of which a test image is a crop is found by
     querying with the test images. That direction reports one training image per test image, so
-    it repeats on the training images left until it finds nothing new.
+    it repeats on the training images left until it finds nothing new. The training images are
+    also queried by their corner windows (partial overlaps: a shift is symmetric, so one
+    direction covers it).
     """
     from ..nearcopy import find_near_duplicate_pairs
 
     found = {
         pair.query: (pair.reference, pair)
-        for pair in find_near_duplicate_pairs(_refs(images), _refs(test_rows), embedder=embedder, progress=progress)
+        for pair in find_near_duplicate_pairs(
+            _refs(images), _refs(test_rows), embedder=embedder, progress=progress, partial=True
+        )
     }
     remaining = [i for i in range(len(images)) if i not in found]
     while remaining:
