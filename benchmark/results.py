@@ -1,7 +1,8 @@
 """The result record: one JSON per (submission, backbone, protocol), docs/RECORDS.md section 4.
 
-`validate_result_record` is the contract's executable form: schema version, every required field
-and its type, setting names from `benchmark.protocol.SETTINGS` (plus the single settings of the
+`ResultRecord` is the contract's executable form (a pydantic model, benchmark.records), and
+`validate_result_record` reports its first problem: schema version (older readable versions are
+brought to the current shape in one place, `migrate_result`), every required field and its type, setting names from `benchmark.protocol.SETTINGS` (plus the single settings of the
 protocols that do not train: "zero-shot", "checkpoint"), predictions of the test split's length
 and in its class range, metrics that agree with the predictions, CIs ordered lo <= point <= hi,
 summaries that agree with their runs, and no duplicate (setting, seed) run. Each failure is a
@@ -12,18 +13,20 @@ so a good record is never replaced by an invalid one; `load_result` validates wh
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import stat
 from pathlib import Path
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import BeforeValidator, Field, ValidationError, create_model, field_validator, model_validator
 
 from .errors import ResultsError
-from .io import atomic_write_json
+from .io import atomic_write_json, shorten
 from .metrics import CI_METHOD
 from .protocol import PROTOCOLS, SETTINGS
+from .records import OpenRecord, describe, error_field, first_error, problem
 
 #: 3: `leakage_checked` (was the leakage gate run before scoring?) and `backbone.input_size` (the
 #: input resolution in pixels, beside the preprocessing id); an optional Ed25519 `signature`
@@ -56,51 +59,6 @@ def result_path(submission_dir: str | os.PathLike, backbone: str, protocol: str)
     return Path(submission_dir) / RESULTS_DIR / f"{backbone}__{protocol}.json"
 
 
-class _Checker:
-    """Collects the path so every error names the file and the field."""
-
-    def __init__(self, path: str | os.PathLike | None):
-        self.path = str(path) if path is not None else "<result record>"
-
-    def fail(self, field: str, problem: str) -> None:
-        raise ResultsError(f"{self.path}: field {field}: {problem}")
-
-    def get(self, obj: dict, key: str, kind, field: str, *, nullable: bool = False):
-        if not isinstance(obj, dict):
-            self.fail(field.rsplit(".", 1)[0] or field, f"expected an object, got {type(obj).__name__}")
-        if key not in obj:
-            self.fail(field, "missing")
-        value = obj[key]
-        if value is None and nullable:
-            return None
-        if kind is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                self.fail(field, f"expected a finite number, got {value!r}")
-            return float(value)
-        if kind is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                self.fail(field, f"expected an integer, got {value!r}")
-            return value
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-            self.fail(field, f"expected {names}, got {type(value).__name__}")
-        return value
-
-    def ci(self, obj: dict, key: str, point: float | None, field: str, *, nullable: bool = False) -> None:
-        value = self.get(obj, key, list, field, nullable=nullable)
-        if value is None:
-            return
-        if len(value) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            self.fail(field, f"expected [lo, hi], got {value!r}")
-        lo, hi = value
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            self.fail(field, f"CI bounds must be finite, got {value!r}")
-        if point is not None and not (lo <= point <= hi):
-            self.fail(field, f"CI [{lo}, {hi}] does not satisfy lo <= {point} <= hi")
-        if lo > hi:
-            self.fail(field, f"CI [{lo}, {hi}] has lo > hi")
-
-
 def _macro_f1_and_accuracy(labels: np.ndarray, predictions: np.ndarray, n_classes: int) -> tuple[float, float, np.ndarray]:
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(confusion, (labels, predictions), 1)
@@ -116,160 +74,193 @@ def _setting_names(protocol: str) -> set[str]:
     return set(SETTINGS)
 
 
-def validate_result_record(record: dict, path: str | os.PathLike | None = None) -> None:
-    """Raise ResultsError (naming `path` and the field) unless `record` follows RECORDS.md section 4."""
-    c = _Checker(path)
-    if not isinstance(record, dict):
-        c.fail("<root>", f"expected a JSON object, got {type(record).__name__}")
-    version = c.get(record, "schema_version", int, "schema_version")
-    if version not in READABLE_SCHEMA_VERSIONS:
-        c.fail("schema_version", f"unknown version {version} (this harness reads versions "
-               f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))})")
-    c.get(record, "harness_version", str, "harness_version")
-    if record.get("scoring_version") is not None and c.get(record, "scoring_version", int, "scoring_version") < 1:
-        c.fail("scoring_version", "must be a positive integer (benchmark.metrics.SCORING_VERSION)")
-    c.get(record, "official", bool, "official")
-    if version >= 3:
-        c.get(record, "leakage_checked", bool, "leakage_checked")
-    if record.get("signature") is not None:
-        signature = c.get(record, "signature", dict, "signature")
-        for key in ("algorithm", "key_id", "value"):
-            c.get(signature, key, str, f"signature.{key}")
+# ----------------------------------------------------------------------------------------------
+# the model (benchmark.records): types per field, then the checks that span fields
+# ----------------------------------------------------------------------------------------------
 
-    submission = c.get(record, "submission", dict, "submission")
-    for key in ("id", "content_hash", "track"):
-        c.get(submission, key, str, f"submission.{key}")
-    kind = c.get(submission, "kind", str, "submission.kind")
-    if kind not in SUBMISSION_KINDS:
-        c.fail("submission.kind", f"{kind!r} is not one of {', '.join(SUBMISSION_KINDS)}")
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(allow_inf_nan=False, ge=0)]
+Count = Annotated[int, Field(ge=0)]
 
-    task = c.get(record, "task", dict, "task")
-    for key in ("name", "revision", "test_manifest_hash"):
-        c.get(task, key, str, f"task.{key}")
 
-    backbone = c.get(record, "backbone", dict, "backbone")
-    c.get(backbone, "name", str, "backbone.name")
-    for key in ("weights", "revision", "preprocessing"):
-        c.get(backbone, key, str, f"backbone.{key}", nullable=True)
-    if "precision" in backbone:  # "fp32" (CPU) or "bf16-autocast" (CUDA); absent in older records
-        c.get(backbone, "precision", str, "backbone.precision")
-    if version >= 3:
-        input_size = c.get(backbone, "input_size", int, "backbone.input_size", nullable=True)
-        if input_size is not None and input_size <= 0:
-            c.fail("backbone.input_size", f"must be a positive number of pixels, got {input_size}")
+def _ci_shape(value: Any) -> Any:
+    if not (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise problem(f"expected [lo, hi], got {shorten(value)}")
+    return value
 
-    protocol = c.get(record, "protocol", dict, "protocol")
-    protocol_name = c.get(protocol, "name", str, "protocol.name")
-    if protocol_name not in PROTOCOLS:
-        c.fail("protocol.name", f"unknown protocol {protocol_name!r}; known: {', '.join(PROTOCOLS)}")
-    c.get(protocol, "params", dict, "protocol.params")
 
-    classes = c.get(record, "classes", list, "classes")
-    if len(classes) < 2 or not all(isinstance(x, str) and x for x in classes):
-        c.fail("classes", "expected a list of at least two non-empty class names")
-    if len(set(classes)) != len(classes):
-        c.fail("classes", "class names are not unique")
-    n_classes = len(classes)
+#: A 95% interval [lo, hi]; the model holding it checks lo <= point <= hi (`_check_ci`).
+CI = Annotated[list[Finite], BeforeValidator(_ci_shape)]
 
-    test = c.get(record, "test", dict, "test")
-    n_test = c.get(test, "n", int, "test.n")
-    labels = c.get(test, "labels", list, "test.labels")
-    if n_test <= 0 or len(labels) != n_test:
-        c.fail("test.labels", f"has {len(labels)} labels for test.n = {n_test}")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < n_classes for v in labels):
-        c.fail("test.labels", f"every label must be an integer in 0..{n_classes - 1}")
-    labels_array = np.asarray(labels, dtype=np.int64)
 
-    valid_settings = _setting_names(protocol_name)
-    runs = c.get(record, "runs", list, "runs")
-    seen: set[tuple[str, int]] = set()
-    runs_by_setting: dict[str, list[dict]] = {}
-    for i, run in enumerate(runs):
-        where = f"runs[{i}]"
-        if not isinstance(run, dict):
-            c.fail(where, "expected an object")
-        setting = c.get(run, "setting", str, f"{where}.setting")
-        if setting not in valid_settings:
-            c.fail(f"{where}.setting", f"unknown setting {setting!r} for protocol {protocol_name!r}; "
-                   f"use one of: {', '.join(sorted(valid_settings))}")
-        ratio = c.get(run, "ratio", int, f"{where}.ratio")
-        expected_ratio = SETTINGS[setting].ratio if setting in SETTINGS else 0
-        if ratio != expected_ratio:
-            c.fail(f"{where}.ratio", f"is {ratio} but setting {setting!r} has ratio {expected_ratio}")
-        seed = c.get(run, "seed", int, f"{where}.seed")
-        if (setting, seed) in seen:
-            c.fail(where, f"duplicate run (setting {setting!r}, seed {seed})")
-        seen.add((setting, seed))
-        runs_by_setting.setdefault(setting, []).append(run)
-        for key in ("n_train", "n_real_per_class", "n_synthetic_per_class"):
-            if c.get(run, key, int, f"{where}.{key}") < 0:
-                c.fail(f"{where}.{key}", "must be >= 0")
-        predictions = c.get(run, "predictions", list, f"{where}.predictions")
-        if len(predictions) != n_test:
-            c.fail(f"{where}.predictions", f"has {len(predictions)} predictions for test.n = {n_test}")
-        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < n_classes for v in predictions):
-            c.fail(f"{where}.predictions", f"every prediction must be an integer in 0..{n_classes - 1}")
-        _check_run_metrics(c, run, where, labels_array, np.asarray(predictions, dtype=np.int64), classes)
-        delta = c.get(run, "delta_vs_real", dict, f"{where}.delta_vs_real", nullable=True)
-        if delta is not None:
-            for metric in ("accuracy", "macro_f1"):
-                point = c.get(delta, metric, float, f"{where}.delta_vs_real.{metric}")
-                if not -1.0 <= point <= 1.0:
-                    c.fail(f"{where}.delta_vs_real.{metric}", f"{point} is not a difference of two scores in [0, 1]")
-                c.ci(delta, f"{metric}_ci", point, f"{where}.delta_vs_real.{metric}_ci")
-        c.get(run, "params", dict, f"{where}.params")
-        if c.get(run, "seconds", float, f"{where}.seconds") < 0:
-            c.fail(f"{where}.seconds", "must be >= 0")
+def _check_ci(ci: list[float] | None, point: float | None, *at: str | int) -> None:
+    """lo <= point <= hi (and lo <= hi), or a problem at the CI's field `at`."""
+    if ci is None:
+        return
+    lo, hi = ci
+    if point is not None and not (lo <= point <= hi):
+        raise problem(f"CI [{lo}, {hi}] does not satisfy lo <= {point} <= hi", *at)
+    if lo > hi:
+        raise problem(f"CI [{lo}, {hi}] has lo > hi", *at)
 
-    summary = c.get(record, "summary", dict, "summary")
-    for setting, entry in summary.items():
-        where = f"summary[{setting!r}]"
-        if setting not in runs_by_setting:
-            c.fail(where, f"summarises setting {setting!r}, which has no runs")
-        if not isinstance(entry, dict):
-            c.fail(where, "expected an object")
-        if version >= 2:
-            method = c.get(entry, "ci_method", str, f"{where}.ci_method")
-            if method != CI_METHOD:
-                c.fail(f"{where}.ci_method", f"unknown CI method {method!r} (this harness computes {CI_METHOD!r})")
-        n_seeds = c.get(entry, "n_seeds", int, f"{where}.n_seeds")
-        if n_seeds != len(runs_by_setting[setting]):
-            c.fail(f"{where}.n_seeds", f"is {n_seeds} but the setting has {len(runs_by_setting[setting])} run(s)")
-        for metric in ("accuracy", "macro_f1"):
-            mean = c.get(entry, f"{metric}_mean", float, f"{where}.{metric}_mean")
-            expected = float(np.mean([r["metrics"][metric] for r in runs_by_setting[setting]]))
-            if abs(mean - expected) > _METRIC_TOL:
-                c.fail(f"{where}.{metric}_mean", f"is {mean} but the runs' mean is {expected}")
-            if c.get(entry, f"{metric}_std", float, f"{where}.{metric}_std") < 0:
-                c.fail(f"{where}.{metric}_std", "must be >= 0")
-            c.ci(entry, f"{metric}_ci", mean, f"{where}.{metric}_ci")
-            delta = c.get(entry, f"delta_{metric}_mean", float, f"{where}.delta_{metric}_mean", nullable=True)
-            c.ci(entry, f"delta_{metric}_ci", delta, f"{where}.delta_{metric}_ci", nullable=True)
-        if entry.get("effective_real") is not None:
-            _check_effective_real(c, entry["effective_real"], f"{where}.effective_real")
-    missing = set(runs_by_setting) - set(summary)
-    if missing:
-        c.fail("summary", f"has no entry for setting(s) {', '.join(sorted(missing))}")
 
-    if record.get("diagnostics") is not None:
-        _check_diagnostics(c, record["diagnostics"], classes)
+class Signature(OpenRecord):
+    algorithm: str = Field(description="`ed25519`")
+    key_id: str = Field(description="first 16 hex digits of the SHA-256 of the raw public key")
+    value: str = Field(description="base64 signature over the canonical record without `signature`")
 
-    skipped = c.get(record, "skipped", list, "skipped")
-    for i, entry in enumerate(skipped):
-        setting = c.get(entry, "setting", str, f"skipped[{i}].setting")
-        if setting not in valid_settings:
-            c.fail(f"skipped[{i}].setting", f"unknown setting {setting!r}")
-        if setting in runs_by_setting:
-            c.fail(f"skipped[{i}].setting", f"setting {setting!r} is both skipped and run")
-        c.get(entry, "reason", str, f"skipped[{i}].reason")
 
-    provenance = c.get(record, "provenance", dict, "provenance")
-    for key in ("device", "torch", "started", "host"):
-        c.get(provenance, key, str, f"provenance.{key}")
-    c.get(provenance, "finished", str, "provenance.finished", nullable=True)
-    for key in ("seconds_total", "seconds_encoding"):
-        if c.get(provenance, key, float, f"provenance.{key}") < 0:
-            c.fail(f"provenance.{key}", "must be >= 0")
+class SubmissionRef(OpenRecord):
+    id: str = Field(description="the submission's id (its folder's name)")
+    content_hash: str = Field(description="`Submission.content_hash` of what was scored")
+    track: str = Field(description="`generated` or `open`")
+    kind: str = Field(description="one of " + ", ".join(SUBMISSION_KINDS))
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in SUBMISSION_KINDS:
+            raise problem(f"{kind!r} is not one of {', '.join(SUBMISSION_KINDS)}")
+        return kind
+
+
+class TaskRef(OpenRecord):
+    name: str = Field(description="task name")
+    revision: str = Field(description="`local` or the Hub commit the task was loaded at")
+    test_manifest_hash: str = Field(description="identity of the test split (manifest.json)")
+
+
+class BackboneRef(OpenRecord):
+    name: str = Field(description="a name of benchmark.backbones.BACKBONES")
+    weights: str | None = Field(description="pretrained weights id")
+    revision: str | None = Field(description="weights revision (a checkpoint's SHA-256 for checkpoints)")
+    preprocessing: str | None = Field(description="hash of the preprocessing recipe")
+    precision: str = Field(None, description="`fp32` (CPU) or `bf16-autocast` (CUDA); absent in older records")
+    input_size: int | None = Field(description="input resolution in pixels (version 3; null when unknown)")
+
+    @field_validator("input_size")
+    @classmethod
+    def _positive(cls, size: int | None) -> int | None:
+        if size is not None and size <= 0:
+            raise problem(f"must be a positive number of pixels, got {size}")
+        return size
+
+
+class ProtocolRef(OpenRecord):
+    name: str = Field(description="a name of benchmark.protocol.PROTOCOLS")
+    params: dict[str, Any] = Field(description="the protocol's recipe (and the solver's identity)")
+
+    @field_validator("name")
+    @classmethod
+    def _known_protocol(cls, name: str) -> str:
+        if name not in PROTOCOLS:
+            raise problem(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}")
+        return name
+
+
+class HeldOutLabels(OpenRecord):
+    n: int = Field(description="number of test images")
+    labels: list[int] = Field(description="class index of each test image, in test-split order")
+
+
+class ClassMetrics(OpenRecord):
+    precision: Finite = Field(description="in [0, 1]")
+    recall: Finite = Field(description="in [0, 1]")
+    f1: Finite = Field(description="in [0, 1]")
+    support: int = Field(description="test images of the class")
+
+    @field_validator("precision", "recall", "f1")
+    @classmethod
+    def _in_unit_range(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise problem(f"{value} is outside [0, 1]")
+        return value
+
+
+class RunMetrics(OpenRecord):
+    accuracy: Finite = Field(description="recomputed from the predictions by the reader")
+    accuracy_ci: CI = Field(description="bootstrap over test images")
+    macro_f1: Finite = Field(description="recomputed from the predictions by the reader")
+    macro_f1_ci: CI = Field(description="bootstrap over test images")
+    per_class: dict[str, ClassMetrics] = Field(description="one entry per class, in class order")
+    confusion_matrix: list[list[int]] = Field(description="rows true, columns predicted")
+
+
+class Delta(OpenRecord):
+    accuracy: Finite = Field(description="paired difference to the same seed's `real` run")
+    accuracy_ci: CI = Field(description="paired bootstrap")
+    macro_f1: Finite = Field(description="paired difference to the same seed's `real` run")
+    macro_f1_ci: CI = Field(description="paired bootstrap")
+
+
+class Run(OpenRecord):
+    setting: str = Field(description="a setting of benchmark.protocol.SETTINGS (or `zero-shot`, `checkpoint`)")
+    ratio: int = Field(description="the setting's ratio (0 for real and no-training settings)")
+    seed: int = Field(description="one run per (setting, seed)")
+    n_train: Count = Field(description="training images")
+    n_real_per_class: Count = Field(description="largest real count of a class")
+    n_synthetic_per_class: Count = Field(description="largest synthetic count of a class")
+    predictions: list[int] = Field(description="predicted class of each test image, in test order")
+    metrics: RunMetrics = Field(description="scores of the predictions")
+    delta_vs_real: Delta | None = Field(description="null for real-kind runs and runs without a paired `real`")
+    params: dict[str, Any] = Field(description="what the protocol chose (e.g. `C`)")
+    seconds: NonNegative = Field(description="wall time of the run")
+
+
+class EffectiveReal(OpenRecord):
+    curve_n: list[Finite] = Field(description="images per class of the learning curve's points, increasing")
+    estimate: Finite = Field(description="real images per class giving the same macro-F1")
+    ci: CI = Field(description="two-level bootstrap")
+    censored: str | None = Field(None, description="null, `below` or `above` (the estimate is a bound)")
+    ci_censored: list[str | None] = Field(description="censoring of each CI end")
+    text: str = Field(description="display form")
+    seeds: list[int] = Field(description="the seeds the curve and the setting share")
+
+    @model_validator(mode="after")
+    def _on_the_curve(self) -> EffectiveReal:
+        curve = self.curve_n
+        if len(curve) < 2 or not all(n > 0 for n in curve):
+            raise problem("expected at least two positive numbers of images per class", "curve_n")
+        if any(b <= a for a, b in zip(curve, curve[1:])):
+            raise problem(f"{curve} is not increasing", "curve_n")
+        _check_ci(self.ci, self.estimate, "ci")
+        for value, name in ((self.estimate, "estimate"), *zip(self.ci, ("ci[0]", "ci[1]"))):
+            if not curve[0] - 1e-9 <= value <= curve[-1] + 1e-9:
+                raise problem(f"{value} lies outside the curve [{curve[0]}, {curve[-1]}]", name)
+        # A whole CI may lie below (or above) the curve: each end has its own censoring, in order.
+        order = {"below": 0, None: 1, "above": 2}
+        ends = self.ci_censored
+        if self.censored not in order or len(ends) != 2 or any(end not in order for end in ends) \
+                or not order[ends[0]] <= order[self.censored] <= order[ends[1]]:
+            raise problem("must be null, 'below' or 'above', and the CI's ends censored no further in "
+                          "than the estimate (below <= null <= above)", "censored")
+        if not self.seeds:
+            raise problem("expected a non-empty list of seeds", "seeds")
+        return self
+
+
+class SummaryEntry(OpenRecord):
+    ci_method: str = Field(description=f"`{CI_METHOD}` (version 2 on)")
+    n_seeds: int = Field(description="runs of the setting")
+    accuracy_mean: Finite = Field(description="mean over seeds (checked against the runs)")
+    accuracy_std: NonNegative = Field(description="sample standard deviation over seeds")
+    accuracy_ci: CI = Field(description="two-level bootstrap (seeds and test images)")
+    delta_accuracy_mean: Finite | None = Field(description="mean paired difference to `real` (null without one)")
+    delta_accuracy_ci: CI | None = Field(description="paired two-level bootstrap")
+    macro_f1_mean: Finite = Field(description="mean over seeds (checked against the runs)")
+    macro_f1_std: NonNegative = Field(description="sample standard deviation over seeds")
+    macro_f1_ci: CI = Field(description="two-level bootstrap (seeds and test images)")
+    delta_macro_f1_mean: Finite | None = Field(description="mean paired difference to `real` (null without one)")
+    delta_macro_f1_ci: CI | None = Field(description="paired two-level bootstrap")
+    effective_real: EffectiveReal | None = Field(None, description="synthetic@k only: what the setting is worth in real images")
+
+    @field_validator("ci_method")
+    @classmethod
+    def _known_method(cls, method: str) -> str:
+        if method != CI_METHOD:
+            raise problem(f"unknown CI method {method!r} (this harness computes {CI_METHOD!r})")
+        return method
 
 
 #: The diagnostics a record's optional `diagnostics` block holds per group (benchmark.diagnostics).
@@ -277,75 +268,220 @@ DIAGNOSTIC_NAMES = ("kid", "fd", "precision", "recall", "density", "coverage", "
                     "memorisation_rate", "edit_strength")
 
 
-def _check_diagnostics(c: _Checker, block: dict, classes: list[str]) -> None:
-    """The optional `diagnostics`: every group has each diagnostic as null or {value, ci}."""
-    c.get(block, "params", dict, "diagnostics.params")
-    per_class = c.get(block, "per_class", dict, "diagnostics.per_class")
-    if list(per_class) != list(classes):
-        c.fail("diagnostics.per_class", f"keys {list(per_class)} are not the classes {classes}")
-    groups = [("overall", c.get(block, "overall", dict, "diagnostics.overall"))]
-    groups += [(f"per_class.{name}", entry) for name, entry in per_class.items()]
-    for where, group in groups:
-        for key in ("n_real", "n_synthetic"):
-            if c.get(group, key, int, f"diagnostics.{where}.{key}") < 0:
-                c.fail(f"diagnostics.{where}.{key}", "must be >= 0")
-        for name in DIAGNOSTIC_NAMES:
-            entry = c.get(group, name, dict, f"diagnostics.{where}.{name}", nullable=True)
-            if entry is not None:
-                value = c.get(entry, "value", float, f"diagnostics.{where}.{name}.value")
-                c.ci(entry, "ci", value, f"diagnostics.{where}.{name}.ci")
+class DiagnosticValue(OpenRecord):
+    value: Finite = Field(description="the diagnostic")
+    ci: CI = Field(description="95% bootstrap")
+
+    @model_validator(mode="after")
+    def _ci(self) -> DiagnosticValue:
+        _check_ci(self.ci, self.value, "ci")
+        return self
 
 
-_CENSORED = (None, "below", "above")
+_DIAGNOSTIC = Field(description="null (too few images) or {value, ci}")
+DiagnosticGroup = create_model(
+    "DiagnosticGroup",
+    __base__=OpenRecord,
+    n_real=(Count, Field(description="train_real images of the group")),
+    n_synthetic=(Count, Field(description="submitted images of the group")),
+    **{name: (DiagnosticValue | None, _DIAGNOSTIC) for name in DIAGNOSTIC_NAMES},
+)
 
 
-def _check_effective_real(c: _Checker, block: dict, where: str) -> None:
-    """A summary's optional `effective_real` (benchmark.metrics.effective_real_images)."""
-    curve_n = c.get(block, "curve_n", list, f"{where}.curve_n")
-    if len(curve_n) < 2 or not all(isinstance(n, (int, float)) and not isinstance(n, bool) and n > 0 for n in curve_n):
-        c.fail(f"{where}.curve_n", "expected at least two positive numbers of images per class")
-    if any(b <= a for a, b in zip(curve_n, curve_n[1:])):
-        c.fail(f"{where}.curve_n", f"{curve_n} is not increasing")
-    estimate = c.get(block, "estimate", float, f"{where}.estimate")
-    c.ci(block, "ci", estimate, f"{where}.ci")
-    for value, field in ((estimate, "estimate"), *zip(block["ci"], ("ci[0]", "ci[1]"))):
-        if not curve_n[0] - 1e-9 <= value <= curve_n[-1] + 1e-9:
-            c.fail(f"{where}.{field}", f"{value} lies outside the curve [{curve_n[0]}, {curve_n[-1]}]")
-    censored = block.get("censored")
-    ci_censored = c.get(block, "ci_censored", list, f"{where}.ci_censored")
-    # A whole CI may lie below (or above) the curve: each end has its own censoring, in order.
-    order = {"below": 0, None: 1, "above": 2}
-    if censored not in _CENSORED or len(ci_censored) != 2 or any(end not in _CENSORED for end in ci_censored) \
-            or not order[ci_censored[0]] <= order[censored] <= order[ci_censored[1]]:
-        c.fail(f"{where}.censored", "must be null, 'below' or 'above', and the CI's ends censored no further in "
-               "than the estimate (below <= null <= above)")
-    c.get(block, "text", str, f"{where}.text")
-    seeds = c.get(block, "seeds", list, f"{where}.seeds")
-    if not seeds or not all(isinstance(v, int) and not isinstance(v, bool) for v in seeds):
-        c.fail(f"{where}.seeds", "expected a non-empty list of seeds")
+class Diagnostics(OpenRecord):
+    params: dict[str, Any] = Field(description="benchmark.diagnostics parameters")
+    per_class: dict[str, DiagnosticGroup] = Field(description="one group per class, in class order")
+    overall: DiagnosticGroup = Field(description="every image")
 
 
-def _check_run_metrics(c: _Checker, run: dict, where: str, labels: np.ndarray, predictions: np.ndarray,
-                       classes: list[str]) -> None:
-    metrics = c.get(run, "metrics", dict, f"{where}.metrics")
+class Skipped(OpenRecord):
+    setting: str = Field(description="a setting the grid could not run")
+    reason: str = Field(description="why")
+
+
+class Provenance(OpenRecord):
+    device: str = Field(description="`cpu`, `cuda:0`, ...")
+    torch: str = Field(description="torch version")
+    started: str = Field(description="ISO time")
+    host: str = Field(description="machine name")
+    finished: str | None = Field(description="ISO time; null while the grid runs")
+    seconds_total: NonNegative = Field(description="wall time")
+    seconds_encoding: NonNegative = Field(description="time spent encoding features")
+
+
+def migrate_result(record: dict) -> dict:
+    """A record of any readable version in the shape of the current one (a shallow copy: the
+    caller's record is untouched). Version 1 summaries named no `ci_method` (their CIs were over
+    test images only; the leaderboard recomputes every CI); before version 3 `leakage_checked` is
+    unknown (False) and `backbone.input_size` unrecorded (null)."""
+    version = record["schema_version"]
+    migrated = dict(record)
+    if version < 2 and isinstance(record.get("summary"), dict):
+        migrated["summary"] = {
+            setting: dict(entry, ci_method=entry.get("ci_method", CI_METHOD)) if isinstance(entry, dict) else entry
+            for setting, entry in record["summary"].items()
+        }
+    if version < 3:
+        migrated.setdefault("leakage_checked", False)
+        if isinstance(record.get("backbone"), dict):
+            migrated["backbone"] = {"input_size": None, **record["backbone"]}
+    return migrated
+
+
+class ResultRecord(OpenRecord):
+    """One JSON per (submission, backbone, protocol): docs/RECORDS.md section 4."""
+
+    schema_version: int = Field(description=f"{RESULT_SCHEMA_VERSION}; versions "
+                                f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))} are read")
+    harness_version: str = Field(description="synthbench version that wrote the record")
+    scoring_version: int | None = Field(None, description="benchmark.metrics.SCORING_VERSION (optional)")
+    official: bool = Field(description="the maintainers' official run (then signed)")
+    leakage_checked: bool = Field(description="the leakage gate ran before scoring (version 3)")
+    signature: Signature | None = Field(None, description="Ed25519 signature of official runs (benchmark.signing)")
+    submission: SubmissionRef = Field(description="what was scored")
+    task: TaskRef = Field(description="the task scored on")
+    backbone: BackboneRef = Field(description="the feature extractor")
+    protocol: ProtocolRef = Field(description="the training protocol")
+    classes: list[str] = Field(description="the task's classes, in order")
+    test: HeldOutLabels = Field(description="the test split's labels")
+    runs: list[Run] = Field(description="one per (setting, seed)")
+    summary: dict[str, SummaryEntry] = Field(description="one entry per setting with runs")
+    diagnostics: Diagnostics | None = Field(None, description="the submission's images against train_real (optional)")
+    skipped: list[Skipped] = Field(description="settings not run, and why")
+    provenance: Provenance = Field(description="where and when the record was made")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _readable_version(cls, record: Any) -> Any:
+        if not isinstance(record, dict):
+            raise problem(f"expected a JSON object, got {type(record).__name__}", "<root>")
+        if "schema_version" not in record:
+            raise problem("missing", "schema_version")
+        version = record["schema_version"]
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise problem(f"expected an integer, got {shorten(version)}", "schema_version")
+        if version not in READABLE_SCHEMA_VERSIONS:
+            raise problem(f"unknown version {version} (this harness reads versions "
+                          f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))})", "schema_version")
+        return migrate_result(record)
+
+    @field_validator("scoring_version")
+    @classmethod
+    def _positive_scoring_version(cls, version: int | None) -> int | None:
+        if version is not None and version < 1:
+            raise problem("must be a positive integer (benchmark.metrics.SCORING_VERSION)")
+        return version
+
+    @field_validator("classes")
+    @classmethod
+    def _class_names(cls, classes: list[str]) -> list[str]:
+        if len(classes) < 2 or not all(classes):
+            raise problem("expected a list of at least two non-empty class names")
+        if len(set(classes)) != len(classes):
+            raise problem("class names are not unique")
+        return classes
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ResultRecord:
+        _check_test(self)
+        runs_by_setting = _check_runs(self)
+        _check_summary(self, runs_by_setting)
+        if self.diagnostics is not None and list(self.diagnostics.per_class) != self.classes:
+            raise problem(f"keys {list(self.diagnostics.per_class)} are not the classes {self.classes}",
+                          "diagnostics", "per_class")
+        valid = _setting_names(self.protocol.name)
+        for i, entry in enumerate(self.skipped):
+            if entry.setting not in valid:
+                raise problem(f"unknown setting {entry.setting!r}", "skipped", i, "setting")
+            if entry.setting in runs_by_setting:
+                raise problem(f"setting {entry.setting!r} is both skipped and run", "skipped", i, "setting")
+        return self
+
+
+def _check_test(record: ResultRecord) -> None:
+    n_test, labels, n_classes = record.test.n, record.test.labels, len(record.classes)
+    if n_test <= 0 or len(labels) != n_test:
+        raise problem(f"has {len(labels)} labels for test.n = {n_test}", "test", "labels")
+    if not all(0 <= v < n_classes for v in labels):
+        raise problem(f"every label must be an integer in 0..{n_classes - 1}", "test", "labels")
+
+
+def _check_runs(record: ResultRecord) -> dict[str, list[Run]]:
+    """Settings, ratios, unique (setting, seed), predictions and the metrics they give."""
+    valid = _setting_names(record.protocol.name)
+    labels = np.asarray(record.test.labels, dtype=np.int64)
+    n_classes = len(record.classes)
+    runs_by_setting: dict[str, list[Run]] = {}
+    for i, run in enumerate(record.runs):
+        if run.setting not in valid:
+            raise problem(f"unknown setting {run.setting!r} for protocol {record.protocol.name!r}; "
+                          f"use one of: {', '.join(sorted(valid))}", "runs", i, "setting")
+        expected_ratio = SETTINGS[run.setting].ratio if run.setting in SETTINGS else 0
+        if run.ratio != expected_ratio:
+            raise problem(f"is {run.ratio} but setting {run.setting!r} has ratio {expected_ratio}", "runs", i, "ratio")
+        if any(other.seed == run.seed for other in runs_by_setting.get(run.setting, ())):
+            raise problem(f"duplicate run (setting {run.setting!r}, seed {run.seed})", "runs", i)
+        runs_by_setting.setdefault(run.setting, []).append(run)
+        if len(run.predictions) != labels.size:
+            raise problem(f"has {len(run.predictions)} predictions for test.n = {labels.size}", "runs", i, "predictions")
+        if not all(0 <= v < n_classes for v in run.predictions):
+            raise problem(f"every prediction must be an integer in 0..{n_classes - 1}", "runs", i, "predictions")
+        _check_run_metrics(run, i, labels, record.classes)
+    return runs_by_setting
+
+
+def _check_run_metrics(run: Run, i: int, labels: np.ndarray, classes: list[str]) -> None:
+    metrics = run.metrics
+    predictions = np.asarray(run.predictions, dtype=np.int64)
     accuracy, macro_f1, confusion = _macro_f1_and_accuracy(labels, predictions, len(classes))
     for metric, expected in (("accuracy", accuracy), ("macro_f1", macro_f1)):
-        value = c.get(metrics, metric, float, f"{where}.metrics.{metric}")
+        value = getattr(metrics, metric)
         if abs(value - expected) > _METRIC_TOL:
-            c.fail(f"{where}.metrics.{metric}", f"is {value} but the predictions give {expected}")
-        c.ci(metrics, f"{metric}_ci", value, f"{where}.metrics.{metric}_ci")
-    per_class = c.get(metrics, "per_class", dict, f"{where}.metrics.per_class")
-    if list(per_class) != list(classes):
-        c.fail(f"{where}.metrics.per_class", f"keys {list(per_class)} are not the classes {classes}")
-    for name, entry in per_class.items():
-        for key in ("precision", "recall", "f1"):
-            value = c.get(entry, key, float, f"{where}.metrics.per_class.{name}.{key}")
-            if not 0.0 <= value <= 1.0:
-                c.fail(f"{where}.metrics.per_class.{name}.{key}", f"{value} is outside [0, 1]")
-        c.get(entry, "support", int, f"{where}.metrics.per_class.{name}.support")
-    matrix = c.get(metrics, "confusion_matrix", list, f"{where}.metrics.confusion_matrix")
-    if matrix != confusion.tolist():
-        c.fail(f"{where}.metrics.confusion_matrix", "does not match the predictions (rows true, columns predicted)")
+            raise problem(f"is {value} but the predictions give {expected}", "runs", i, "metrics", metric)
+        _check_ci(getattr(metrics, f"{metric}_ci"), value, "runs", i, "metrics", f"{metric}_ci")
+    if list(metrics.per_class) != list(classes):
+        raise problem(f"keys {list(metrics.per_class)} are not the classes {classes}", "runs", i, "metrics", "per_class")
+    if metrics.confusion_matrix != confusion.tolist():
+        raise problem("does not match the predictions (rows true, columns predicted)",
+                      "runs", i, "metrics", "confusion_matrix")
+    if run.delta_vs_real is not None:
+        for metric in ("accuracy", "macro_f1"):
+            point = getattr(run.delta_vs_real, metric)
+            if not -1.0 <= point <= 1.0:
+                raise problem(f"{point} is not a difference of two scores in [0, 1]", "runs", i, "delta_vs_real", metric)
+            _check_ci(getattr(run.delta_vs_real, f"{metric}_ci"), point, "runs", i, "delta_vs_real", f"{metric}_ci")
+
+
+def _check_summary(record: ResultRecord, runs_by_setting: dict[str, list[Run]]) -> None:
+    """Each summary entry agrees with its runs, and every setting with runs has one."""
+    for setting, entry in record.summary.items():
+        if setting not in runs_by_setting:
+            raise problem(f"summarises setting {setting!r}, which has no runs", "summary", setting)
+        runs = runs_by_setting[setting]
+        if entry.n_seeds != len(runs):
+            raise problem(f"is {entry.n_seeds} but the setting has {len(runs)} run(s)", "summary", setting, "n_seeds")
+        for metric in ("accuracy", "macro_f1"):
+            mean = getattr(entry, f"{metric}_mean")
+            expected = float(np.mean([getattr(r.metrics, metric) for r in runs]))
+            if abs(mean - expected) > _METRIC_TOL:
+                raise problem(f"is {mean} but the runs' mean is {expected}", "summary", setting, f"{metric}_mean")
+            _check_ci(getattr(entry, f"{metric}_ci"), mean, "summary", setting, f"{metric}_ci")
+            delta = getattr(entry, f"delta_{metric}_mean")
+            _check_ci(getattr(entry, f"delta_{metric}_ci"), delta, "summary", setting, f"delta_{metric}_ci")
+    missing = set(runs_by_setting) - set(record.summary)
+    if missing:
+        raise problem(f"has no entry for setting(s) {', '.join(sorted(missing))}", "summary")
+
+
+def validate_result_record(record: dict, path: str | os.PathLike | None = None) -> None:
+    """Raise ResultsError (naming `path` and the field) unless `record` follows RECORDS.md section 4
+    (the `ResultRecord` model; the first problem in field order is reported)."""
+    where = str(path) if path is not None else "<result record>"
+    try:
+        ResultRecord.model_validate(record)
+    except ValidationError as exc:
+        error = first_error(exc)
+        raise ResultsError(f"{where}: field {error_field(error, quoted=('summary',))}: {describe(error)}") from None
 
 
 def leakage_checked(record: dict) -> bool:
@@ -427,6 +563,8 @@ def write_result(path: str | os.PathLike, record: dict) -> Path:
 
 __all__ = [
     "MAX_RECORD_BYTES",
+    "ResultRecord",
+    "migrate_result",
     "NO_TRAINING_SETTINGS",
     "READABLE_SCHEMA_VERSIONS",
     "RESULT_SCHEMA_VERSION",
