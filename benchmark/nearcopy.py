@@ -80,6 +80,7 @@ from PIL import Image
 
 from .images import ImageRef
 from .io import atomic_write_bytes, sha256_json
+from .paths import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -1182,8 +1183,6 @@ def _verify(
 # the task builders' entry point
 # ----------------------------------------------------------------------------------------------
 
-#: Environment variable naming the feature cache (the grid's; `benchmark.grid.CACHE_ENV`).
-_CACHE_ENV = "SYNTHBENCH_CACHE"
 #: Partial overlaps (`find_near_duplicate_pairs(partial=True)`): each query's four corner windows
 #: of this fraction of its side are queried too. Two captures of one site shifted by up to
 #: 1 - PARTIAL_WINDOW of the side in each axis share a corner window, and a crop of one of them
@@ -1237,8 +1236,7 @@ def find_near_duplicate_pairs(
     images, references = its test images; drop the training images named in the pairs.
     """
     if embedder is None:
-        env = os.environ.get(_CACHE_ENV)
-        embedder = default_embedder(Path(env).expanduser() if env else Path.home() / ".cache" / "synthbench" / "features")
+        embedder = default_embedder(default_cache_dir())
     if not queries or not references:
         return []
     index = ReferenceIndex.build(references, ["reference"] * len(references), [""] * len(references), embedder, progress=progress)

@@ -29,19 +29,17 @@ choice.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 from ..errors import TaskError
 from ..images import ImageRef
+from ..paths import default_cache_dir
 from .record import TaskImage
 
 log = logging.getLogger(__name__)
 
-#: Environment variable naming the feature cache (the grid's, `benchmark.grid.CACHE_ENV`).
-CACHE_ENV = "SYNTHBENCH_CACHE"
 #: The split every other split is deduplicated against.
 TEST_SPLIT = "test"
 #: Decimal places the scores are stored with (the record must not depend on float noise).
@@ -122,12 +120,6 @@ class Deduplicated:
             "removed": [asdict(pair) for pair in sorted(self.removed, key=lambda p: (p.split, p.image_id))],
             "same_location": [dict(item) for item in same_location],
         }
-
-
-def default_cache_dir() -> Path:
-    """The grid's feature cache (`benchmark.grid.default_cache_dir`; tasks sit below the grid)."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "synthbench" / "features"
 
 
 def embedder_identity(embedder) -> tuple[str, int | None]:
