@@ -6,10 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from ..cli import positive_int
+from ..cliargs import positive_int
 from ..io import check_replaceable
 from ..errors import TaskError
-from .record import SPLITS, load_task
+from .record import load_task
 
 
 def _common_build_kwargs(args) -> dict:
@@ -25,6 +25,8 @@ def _common_build_kwargs(args) -> dict:
     }
     if hasattr(args, "resize"):
         kwargs["resize"] = args.resize
+    if hasattr(args, "extra_per_class"):
+        kwargs["extra_per_class"] = args.extra_per_class
     return kwargs
 
 
@@ -39,6 +41,8 @@ def _embedder(args, image_size: int | None = None):
 def _build_xbd(args) -> int:
     from .xbd import build_xbd_task
 
+    if args.from_manifest is not None:
+        return _rebuild_xbd(args)
     kwargs = _common_build_kwargs(args)
     path = build_xbd_task(args.xbd_root, args.out, label_source=args.label_source, embedder=_embedder(args), **kwargs)
     return _report_built(path)
@@ -68,6 +72,19 @@ def _build_demo(args) -> int:
     return _report_built(path)
 
 
+def _rebuild_xbd(args) -> int:
+    """`task build xbd --from-manifest`: the published task, rebuilt from the user's own download."""
+    from .release import rebuild_from_release
+
+    if args.overwrite:
+        check_replaceable(args.out, "task.json", "a task folder")
+    path = rebuild_from_release(
+        args.from_manifest, args.xbd_root, args.out, revision=args.revision, builder="xbd", overwrite=args.overwrite
+    )
+    print(f"rebuilt from the manifest {args.from_manifest}: every image matches its SHA-256 and every file the release's manifest")
+    return _report_built(path)
+
+
 def _report_built(path: Path) -> int:
     task = load_task(path)
     print(f"built task {task.name} at {path}")
@@ -80,6 +97,8 @@ def _report_built(path: Path) -> int:
     for note in task.info.get("notes", []):
         if note.startswith("short training class after deduplication"):
             print(f"warning: {note}")
+        if note.startswith("train_real_extra"):
+            print(note)
     return 0
 
 
@@ -92,7 +111,7 @@ def _describe_pair(pair: dict) -> str:
 
 
 def _print_sizes(task) -> None:
-    for split in SPLITS:
+    for split in task.splits:
         counts = task.info["split_sizes"][split]
         print(f"  {split}: {sum(counts.values())} ({', '.join(f'{c} {n}' for c, n in counts.items())})")
 
@@ -141,24 +160,62 @@ def _info(args) -> int:
     return 0
 
 
+#: Printed before images are uploaded (`task publish --include-images`).
+INCLUDE_IMAGES_WARNING = (
+    "warning: --include-images uploads the task's images: that re-hosts the source data. Do it only in a "
+    "private or gated repository and only where the source's terms allow it (xBD: CC BY-NC-SA 4.0, "
+    "distributed by its authors after registration); the default release lists the images without them."
+)
+
+
 def _publish(args) -> int:
-    from huggingface_hub import HfApi
+    import sys
+    import tempfile
+
+    from .release import write_release
 
     task = load_task(args.path, verify=True)  # never publish a folder that fails its own manifest
+    if args.include_images:
+        print(INCLUDE_IMAGES_WARNING, file=sys.stderr)
+    if args.dry_run:
+        if args.include_images:
+            print(f"dry run: would upload {task.path} as it is (images included) to {args.repo_id or 'the repo'}")
+            return 0
+        if args.out is None:
+            raise TaskError("--dry-run writes the manifest-only release to a local folder: pass --out DIR")
+        out = write_release(task, args.out, repo_id=args.repo_id, overwrite=args.overwrite)
+        print(f"dry run: wrote the manifest-only release of {task.name} to {out} (nothing uploaded)")
+        return 0
+    if args.repo_id is None:
+        raise TaskError("publishing needs --repo-id ORG/NAME (or --dry-run --out DIR to write the release locally)")
+    if args.include_images:
+        return _upload(args, task, task.path, "task")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_release(task, Path(tmp) / "release", repo_id=args.repo_id)
+        return _upload(args, task, folder, "manifest-only release")
+
+
+def _upload(args, task, folder: Path, what: str) -> int:
+    from huggingface_hub import HfApi
+
     api = HfApi(token=args.token)
     try:
         api.create_repo(args.repo_id, repo_type="dataset", private=args.private, exist_ok=True)
         commit = api.upload_folder(
             repo_id=args.repo_id,
             repo_type="dataset",
-            folder_path=str(task.path),
-            commit_message=args.message or f"synthbench task {task.name} (test {task.test_manifest_hash[:12]})",
+            folder_path=str(folder),
+            commit_message=args.message or f"synthbench {what} {task.name} (test {task.test_manifest_hash[:12]})",
         )
     except Exception as exc:  # network, auth and permission errors from the Hub
         raise TaskError(f"could not publish {task.path} to dataset repo {args.repo_id}: {type(exc).__name__}: {exc}") from None
-    print(f"published {task.name} to https://huggingface.co/datasets/{args.repo_id}")
+    print(f"published the {what} {task.name} to https://huggingface.co/datasets/{args.repo_id}")
     print(f"revision to pin: {commit.oid}")
-    print(f"load it with: load_task({args.repo_id!r}, revision={commit.oid!r})")
+    if what == "task":
+        print(f"load it with: load_task({args.repo_id!r}, revision={commit.oid!r})")
+    else:
+        print(f"rebuild it with: synthbench task build {task.info['builder']} --from-manifest {args.repo_id} "
+              f"--revision {commit.oid} ... --out TASK")
     return 0
 
 
@@ -169,7 +226,8 @@ def _add_common_build_args(
     test_help: str | None = None,
     resize_help: str | None = None,
 ) -> None:
-    """The flags every `task build` builder takes; `--resize` only where `resize_help` is given."""
+    """The flags every `task build` builder takes; `--resize` and `--extra-per-class` only where
+    `resize_help` is given (the builders of real images)."""
     parser.add_argument("--out", required=True, type=Path, help="task folder to create")
     parser.add_argument("--seed", type=int, default=0, help="selection seed (default 0)")
     parser.add_argument("--train-per-class", type=positive_int, default=100, help="train_real images per class (default 100)")
@@ -178,8 +236,23 @@ def _add_common_build_args(
     )
     if resize_help:
         parser.add_argument("--resize", type=positive_int, default=None, help=resize_help)
+        parser.add_argument(
+            "--extra-per-class", type=_non_negative_int, default=None,
+            help="train_real_extra images per class at most, for the grid's more-real@k control "
+                 "(default: 4 x --train-per-class; 0: none)",
+        )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing task folder at --out")
     _add_detector_args(parser)
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
 
 
 def _add_detector_args(parser: argparse.ArgumentParser) -> None:
@@ -205,6 +278,12 @@ def register(subparsers) -> None:
     xbd = build_sub.add_parser("xbd", help="the flagship xbd-disaster6 task from the official xBD download")
     xbd.add_argument("--xbd-root", required=True, type=Path, help="folder with train/ tier3/ test/ hold/")
     _add_common_build_args(xbd, test_per_class=100, resize_help="resize tiles to N x N pixels (default: keep 1024 x 1024)")
+    xbd.add_argument(
+        "--from-manifest", default=None, metavar="ORG/REPO|PATH",
+        help="rebuild exactly the task of a manifest-only release (`task publish`) from --xbd-root, checking every "
+             "file's SHA-256 (the selection flags are then ignored)",
+    )
+    xbd.add_argument("--revision", default=None, help="Hub revision of --from-manifest (repo ids only)")
     xbd.add_argument(
         "--label-source",
         choices=("table", "metadata"),
@@ -250,9 +329,18 @@ def register(subparsers) -> None:
     info.add_argument("--no-verify", action="store_true", help="skip the manifest check")
     info.set_defaults(func=_info)
 
-    publish = task_sub.add_parser("publish", help="upload a task folder as a Hub dataset repo")
+    publish = task_sub.add_parser(
+        "publish", help="publish a task as a Hub dataset repo: by default manifest-only (file names, hashes, labels; no images)"
+    )
     publish.add_argument("path", type=Path)
-    publish.add_argument("--repo-id", required=True)
+    publish.add_argument("--repo-id", default=None, help="ORG/NAME of the dataset repo (required unless --dry-run)")
+    publish.add_argument(
+        "--include-images", action="store_true",
+        help="upload the task folder with its images (only for a private or gated repo; prints a warning)",
+    )
+    publish.add_argument("--dry-run", action="store_true", help="write the manifest-only release to --out, upload nothing")
+    publish.add_argument("--out", type=Path, default=None, help="folder for --dry-run's release")
+    publish.add_argument("--overwrite", action="store_true", help="replace an existing release folder at --out")
     publish.add_argument("--private", action="store_true")
     publish.add_argument("--token", default=None, help="Hub token (default: the logged-in one / HF_TOKEN)")
     publish.add_argument("--message", default=None, help="commit message")

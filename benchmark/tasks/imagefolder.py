@@ -10,6 +10,8 @@
   linking each to its train_real row.
 - deduplication (`benchmark.tasks.dedup`): a training image that is a near-copy of a test image
   is removed and replaced by the next image of its class's shuffle not used by either split.
+- train_real_extra (`benchmark.tasks.extra`): up to `extra_per_class` of the images still left in
+  each class's shuffle after that (deduplicated the same way), for the grid's `more-real@k`.
 
 Every image is decoded (refusing anything that does not decode) and re-encoded as an RGB PNG,
 optionally resized to `resize` x `resize`.
@@ -28,10 +30,11 @@ from tqdm import tqdm
 from ..errors import TaskError
 from ..images import ImageDecodeError, encode_png, open_rgb
 from .dedup import TrainingUnit, deduplicate, resolve_embedder
-from .record import TaskImage, save_task
+from .extra import availability_notes, default_extra_per_class, draw_extra, merge_into
+from .record import EXTRA_SPLIT, TaskImage, save_task
 
-#: 2: the training side is deduplicated against the test split.
-IMAGEFOLDER_BUILDER_VERSION = 2
+#: 2: the training side is deduplicated against the test split. 3: train_real_extra.
+IMAGEFOLDER_BUILDER_VERSION = 3
 #: Image files considered inside class folders (others are ignored).
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp")
 #: Default prompt of an image-folder task's generation inputs; `{name}` is the class folder name.
@@ -115,20 +118,25 @@ def build_imagefolder_task(
     name: str | None = None,
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
     licence: str = DEFAULT_LICENCE,
+    extra_per_class: int | None = None,
     embedder: Callable | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
     """Build a task from `root/<class>/<images>` into `out_dir` (see the module docstring).
 
-    `embedder` embeds images for the deduplication (default: the default backbone at its native
-    size over the grid's feature cache).
+    `extra_per_class`: train_real_extra images per class at most (default: enough for every
+    more-real@k, `default_extra_per_class`; 0: no such split). `embedder` embeds images for the
+    deduplication (default: the default backbone at its native size over the grid's feature cache).
     """
     root = Path(root)
     if not root.is_dir():
         raise TaskError(f"{root}: image folder not found")
     if train_per_class < 1 or (test_per_class is not None and test_per_class < 1):
         raise TaskError("train_per_class and test_per_class must be at least 1")
+    extra_per_class = default_extra_per_class(train_per_class) if extra_per_class is None else extra_per_class
+    if extra_per_class < 0:
+        raise TaskError("extra_per_class must be at least 0")
     if resize is not None and not 16 <= resize <= 4096:
         raise TaskError(f"resize {resize} is outside 16..4096")
     if "{name}" not in prompt_template:
@@ -154,9 +162,15 @@ def build_imagefolder_task(
         c: _units(root, c, files[c][:train_per_class] + files[c][train_per_class + test_per_class :], resize, prompt_template, bar)
         for c in classes
     }
-    kept = deduplicate(test, pools, train_per_class, embedder=resolve_embedder(embedder), progress=progress)
+    embedder = resolve_embedder(embedder)
+    kept = deduplicate(test, pools, train_per_class, embedder=embedder, progress=progress)
+    bar.total += sum(max(0, min(extra_per_class, len(files[c]) - train_per_class - test_per_class)) for c in classes)
+    extra = draw_extra(test, pools, extra_per_class, embedder=embedder, progress=progress)
     bar.close()
+    queried = merge_into(kept, extra)
     splits = {"train_real": kept.rows("train_real"), "test": test, "generation_inputs": kept.rows("generation_inputs")}
+    if extra is not None:
+        splits[EXTRA_SPLIT] = extra.rows(EXTRA_SPLIT)
     return save_task(
         out_dir,
         splits,
@@ -174,8 +188,9 @@ def build_imagefolder_task(
             "generation_inputs are the train_real images themselves (an image folder has no "
             "pre-disaster twins): generators make variations of the real training images.",
             *kept.notes(train_per_class),
+            *availability_notes(extra, extra_per_class, train_per_class),
         ],
         description=f"An image-folder task built from `{root.name}/` ({len(classes)} class folders).",
-        near_duplicates=kept.record(["train_real", "generation_inputs"]),
+        near_duplicates=kept.record(queried),
         overwrite=overwrite,
     )

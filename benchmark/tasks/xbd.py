@@ -18,6 +18,9 @@ A label JSON holds `metadata` (`disaster`, `disaster_type`, `img_name`, ...) and
   deduplicated against the test split (`benchmark.tasks.dedup`: a near-copy of a test image is
   replaced by the class's next tile).
 - generation_inputs: the pre-disaster twins of the train_real tiles, with class prompts.
+- train_real_extra (`benchmark.tasks.extra`): up to `extra_per_class` more post-disaster tiles per
+  class, the next ones of the same order (same rules, deduplicated the same way), for the grid's
+  `more-real@k` control; their pre-disaster twins are not part of the task.
 
 Classes come from `benchmark.protocol.XBD_EVENT_TO_CLASS` (`--label-source table`, the default)
 or from each label JSON's own `disaster_type` through `XBD_METADATA_TYPE_TO_CLASS`
@@ -43,13 +46,15 @@ from ..errors import TaskError
 from ..images import ImageDecodeError, encode_png, open_rgb, read_image_bytes
 from ..protocol import PROMPT_TEMPLATES, XBD_CLASSES, XBD_EVENT_TO_CLASS, XBD_METADATA_TYPE_TO_CLASS, prompt_for
 from .dedup import TrainingUnit, deduplicate, resolve_embedder
-from .record import TaskImage, save_task
+from .extra import availability_notes, default_extra_per_class, draw_extra, merge_into
+from .record import EXTRA_SPLIT, TaskImage, save_task
 
 log = logging.getLogger(__name__)
 
 XBD_TASK_NAME = "xbd-disaster6"
 #: 2: test chosen first; same-location tiles and near-duplicates of test tiles kept out of training.
-XBD_BUILDER_VERSION = 2
+#: 3: train_real_extra.
+XBD_BUILDER_VERSION = 3
 XBD_LICENCE = "cc-by-nc-sa-4.0"
 #: The official split folders: the first two feed train_real, the last two the test split.
 TRAIN_FOLDERS: tuple[str, ...] = ("train", "tier3")
@@ -327,10 +332,14 @@ def _tile_rows(tile: XbdTile, class_name: str, image_id: str, root: Path, resize
     return rows
 
 
-def _training_units(order: list[XbdTile], class_name: str, ids, root: Path, resize: int | None, bar) -> Iterator[TrainingUnit]:
+def _training_units(
+    order: Iterator[XbdTile], class_name: str, ids, root: Path, resize: int | None, bar, split: str = "train_real"
+) -> Iterator[TrainingUnit]:
+    """Training draws (post tile + pre twin); for `train_real_extra`, the post tile alone. `order` is
+    an iterator shared by both, so the extra draws continue where train_real's stopped."""
     for tile in order:
         bar.update()
-        yield TrainingUnit(class_name, tuple(_tile_rows(tile, class_name, ids[tile], root, resize, "train_real")))
+        yield TrainingUnit(class_name, tuple(_tile_rows(tile, class_name, ids[tile], root, resize, split)))
 
 
 def build_xbd_task(
@@ -342,6 +351,7 @@ def build_xbd_task(
     test_per_class: int = 100,
     label_source: str = "table",
     resize: int | None = None,
+    extra_per_class: int | None = None,
     embedder: Callable | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -350,11 +360,15 @@ def build_xbd_task(
 
     Raises TaskError (and writes nothing) for a missing root or split folder, a missing or
     malformed label JSON, an image that does not decode, or a class with too few training tiles.
-    `embedder` embeds images for the deduplication (default: the default backbone at its native
-    size over the grid's feature cache).
+    `extra_per_class`: train_real_extra tiles per class at most (default: enough for every
+    more-real@k, `default_extra_per_class`; 0: no such split). `embedder` embeds images for the
+    deduplication (default: the default backbone at its native size over the grid's feature cache).
     """
     root = Path(xbd_root)
     _check_arguments(label_source, train_per_class, test_per_class, resize)
+    extra_per_class = default_extra_per_class(train_per_class) if extra_per_class is None else extra_per_class
+    if extra_per_class < 0:
+        raise TaskError("extra_per_class must be at least 0")
     train_folders = _check_root(root)
     if Path(out_dir).exists() and not overwrite:
         raise TaskError(f"{out_dir}: already exists (pass --overwrite to replace it)")
@@ -386,14 +400,19 @@ def build_xbd_task(
     for class_name, tile in test_jobs:
         test += [row for _, row in _tile_rows(tile, class_name, ids[tile], root, resize, "test")]
         bar.update()
-    pools = {
-        c: _training_units(balanced_pick(train_groups[c], len(train_pool), seed, "train"), c, ids, root, resize, bar)
-        for c in XBD_CLASSES
-    }
-    kept = deduplicate(test, pools, train_per_class, embedder=resolve_embedder(embedder), progress=progress)
+    orders = {c: iter(balanced_pick(train_groups[c], len(train_pool), seed, "train")) for c in XBD_CLASSES}
+    pools = {c: _training_units(orders[c], c, ids, root, resize, bar) for c in XBD_CLASSES}
+    embedder = resolve_embedder(embedder)
+    kept = deduplicate(test, pools, train_per_class, embedder=embedder, progress=progress)
+    bar.total += extra_per_class * len(XBD_CLASSES)
+    extra_pools = {c: _training_units(orders[c], c, ids, root, resize, bar, EXTRA_SPLIT) for c in XBD_CLASSES}
+    extra = draw_extra(test, extra_pools, extra_per_class, embedder=embedder, progress=progress)
     bar.close()
-    notes += kept.notes(train_per_class)
+    queried = merge_into(kept, extra)
+    notes += kept.notes(train_per_class) + availability_notes(extra, extra_per_class, train_per_class)
     splits = {"train_real": kept.rows("train_real"), "test": test, "generation_inputs": kept.rows("generation_inputs")}
+    if extra is not None:
+        splits[EXTRA_SPLIT] = extra.rows(EXTRA_SPLIT)
     log.info("xbd task: %s", {split: len(rows) for split, rows in splits.items()})
     locations = [
         {"tile": ids[tile], "source_file": tile.post_image.relative_to(root).as_posix(), "test_tile": ids[test_tile], "reason": reason}
@@ -420,6 +439,6 @@ def build_xbd_task(
             "train/tier3, `test` from xBD test/hold, `generation_inputs` are the pre-disaster twins of the "
             "`train_real` tiles."
         ),
-        near_duplicates=kept.record(["train_real", "generation_inputs"], locations),
+        near_duplicates=kept.record(queried, locations),
         overwrite=overwrite,
     )
