@@ -9,7 +9,7 @@ cascade, cheapest first; each stage keeps only the pairs (query, reference) that
 near-copies:
 
 1. **Retrieval**, every query against every reference, as matrix products over blocks of queries:
-   * a perceptual hash (pHash, 64 bits, as `imagehash.phash`) of each reference in its 8 dihedral
+   * a perceptual hash (pHash, 64 bits, as `imagehash.phash` defines it) of each reference in its 8 dihedral
      orientations (flips x 90-degree rotations, from one DCT); distance = min Hamming distance over
      them. A distance of at most PHASH_MAX_DISTANCE decides alone;
    * backbone embeddings (EfficientNet-Lite0 through the shared `FeatureCache`, cosine
@@ -88,7 +88,7 @@ log = logging.getLogger(__name__)
 GATE_VERSION = 3
 
 # -- signatures ---------------------------------------------------------------------------------
-#: pHash size: 8 -> 64-bit hashes (imagehash's default).
+#: pHash size: 8 -> 64-bit hashes (as imagehash's default).
 PHASH_SIZE = 8
 #: Side of the grayscale thumbnail slid over candidates in the coarse search.
 THUMB_SIZE = 32
@@ -200,7 +200,7 @@ def _dihedral_array(array: np.ndarray, k: int) -> np.ndarray:
 
 
 def phash_bits(image: Image.Image) -> np.uint64:
-    """64-bit pHash (`imagehash.phash`) packed into an unsigned integer."""
+    """64-bit pHash (as `imagehash.phash` defines it) packed into an unsigned integer."""
     return phash_dihedral(image)[0]
 
 
@@ -211,6 +211,8 @@ def phash_dihedral(image: Image.Image) -> np.ndarray:
     median). A mirrored image's DCT is the original's with every odd row or column negated, and a
     transposed image's is the transpose, so the 8 variants come from the one block; they differ
     from hashing each rotated image only where Pillow's two-pass resize rounds differently.
+    Not `imagehash` itself: it hashes one orientation per call (8 calls, about 2.1 ms for a 150-px
+    image, against 0.26 ms for the 8 here), and the gate hashes every reference in all 8.
     """
     import scipy.fftpack
 
