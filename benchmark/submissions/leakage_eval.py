@@ -256,38 +256,17 @@ def pixel_copies(queries: Sequence[ImageRef], references: Sequence[ImageRef], *,
     return {q: references[int(best[q])].name for q in np.flatnonzero(ncc.max(axis=1) >= min_ncc).tolist()}
 
 
-def deduplicated_imagefolder_task(root, out_dir, embedder, *, train_per_class: int, test_per_class: int, seed: int = 0,
-                                  max_rounds: int = 5):
-    """An image-folder task of `root` without cross-split near-duplicates: (task, removed files).
-
-    The train images `find_near_duplicate_pairs` finds to be near-copies of test images are left
-    out of the folder (a folder of links beside `out_dir`) and the task is built again, until no
-    pair is left. (For measurements; the task builders deduplicate on their own.)
-    """
-    import shutil
+def deduplicated_imagefolder_task(root, out_dir, embedder, *, train_per_class: int, test_per_class: int, seed: int = 0):
+    """An image-folder task of `root` built as a user builds it (its builder deduplicates the
+    training side against the test split with `embedder`): (task, the training source files
+    removed as near-copies, or partial overlaps, of test images)."""
     from pathlib import Path
 
-    from ..nearcopy import find_near_duplicate_pairs
     from ..tasks import load_task
     from ..tasks.imagefolder import build_imagefolder_task
 
-    root, out_dir = Path(root), Path(out_dir)
-    links = out_dir.parent / f"{out_dir.name}-images"
-    removed: list[str] = []
-    for _ in range(max_rounds):
-        shutil.rmtree(links, ignore_errors=True)
-        for path in sorted(root.glob("*/*")):
-            relative = path.relative_to(root).as_posix()
-            if path.is_file() and relative not in removed:
-                (links / path.parent.name).mkdir(parents=True, exist_ok=True)
-                (links / relative).symlink_to(path.resolve())
-        build_imagefolder_task(links, out_dir, train_per_class=train_per_class, test_per_class=test_per_class, seed=seed,
-                               name=root.name, overwrite=True, progress=False)
-        task = load_task(out_dir)
-        train = task.image_refs("train_real")
-        pairs = find_near_duplicate_pairs(train, task.image_refs("test"), embedder=embedder)
-        if not pairs:
-            return task, removed
-        sources = task.column("train_real", "source_file")
-        removed += [sources[pair.query] for pair in pairs]
-    raise RuntimeError(f"{root}: near-duplicates still found after {max_rounds} rounds of removal")
+    build_imagefolder_task(root, out_dir, train_per_class=train_per_class, test_per_class=test_per_class, seed=seed,
+                           name=Path(root).name, embedder=embedder, overwrite=True, progress=False)
+    task = load_task(out_dir)
+    removed = sorted({pair["source_file"] for pair in task.near_duplicates["removed"] if pair["split"] == "train_real"})
+    return task, removed
