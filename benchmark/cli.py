@@ -14,6 +14,7 @@ import os
 import sys
 
 from . import __version__
+from .cliargs import positive_int  # noqa: F401 - kept importable from here for existing callers
 from .errors import SynthbenchError
 
 #: Every subcommand, in the order of the flow: name -> (the module whose `register` adds it, its
@@ -30,8 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "check a submission folder (schema, images, counts, leakage gate) against a task"),
     "diagnose": ("benchmark.diagnostics",
                  "fidelity, diversity and copying of a submission's images against train_real (KID, PRDC, Vendi, ...)"),
-    "run": ("benchmark.grid", "score a submission: train and evaluate every setting x ratio x seed"),
-    "run-all": ("benchmark.executors", "run the grid for every submission in a folder (locally or on Slurm), resuming"),
+    "run": ("benchmark.executors.cli", "score a submission: train and evaluate every setting x ratio x seed"),
+    "run-all": ("benchmark.executors.cli", "run the grid for every submission in a folder (locally or on Slurm), resuming"),
     "leaderboard": ("leaderboard.cli", "validate the results tree and build or preview the static leaderboard site"),
     "demo": ("benchmark.pipeline", "the main job: the whole flow on the procedural demo task, offline"),
 }
@@ -98,17 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, AttributeError):
             pass  # not a real file descriptor (tests, embedding)
         return 141  # 128 + SIGPIPE, what a shell reports for a writer whose pipe closed
-
-
-def positive_int(text: str) -> int:
-    """argparse type of the count flags: a clear message for "abc" and for 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,9 +8,8 @@ import os
 import torch
 
 from .errors import HarnessError
+from .registry import DEVICE_CHOICES  # what `--device` accepts (plain data, for the parsers)
 
-#: The values `--device` accepts.
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:

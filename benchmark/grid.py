@@ -28,7 +28,6 @@ A submission is validated before any compute.
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import logging
@@ -36,18 +35,17 @@ import os
 import platform
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from . import __version__
-from .backbones import DEFAULT_BACKBONE
-from .cli import positive_int
 from .errors import HarnessError, ResultsError
 from .io import sha256_json
 from .metrics import CI_METHOD, bootstrap_cis, classification_metrics, effective_real_images
+from .paths import CACHE_ENV, default_cache_dir  # CACHE_ENV re-exported: where the features go
 from .protocol import (
     DEFAULT_PROTOCOL,
     DEFAULT_SEEDS,
@@ -59,7 +57,7 @@ from .protocol import (
     default_settings,
     lookup,
 )
-from .paths import CACHE_ENV, default_cache_dir
+from .registry import BACKBONES, DEFAULT_BACKBONE
 from .results import NO_TRAINING_SETTINGS, RESULT_SCHEMA_VERSION, load_result, result_path, write_result
 
 log = logging.getLogger(__name__)
@@ -336,7 +334,8 @@ def _provenance(device, started: str) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------
-# The grid
+# The grid, stage by stage: resolve inputs, plan runs, identify the backbone, start (or resume)
+# the record, draw and encode, fit and score, write. `run_grid` calls them in this order.
 # ----------------------------------------------------------------------------------------------
 
 
@@ -390,6 +389,481 @@ def _regenerated_recipe(recipe, task, cache_root: Path):
     return regenerate(recipe.path, task, cache_root / "recipes" / task_key(task), overwrite=True)
 
 
+@dataclass
+class GridInputs:
+    """What one grid runs on, resolved and checked before any compute (stage 1)."""
+
+    task: Any
+    submission: Any  # a recipe entry is already regenerated into its images here
+    record_folder: Path  # where the record goes (a recipe's: beside its submission.yaml)
+    cache_root: Path
+    protocol: str
+    seeds: list[int]
+    requested: list[Setting]
+    device: Any  # torch.device
+    batch_size: int
+    num_workers: int
+    runner: Any  # a benchmark.protocols runner
+    backbone_name: str
+    path: Path  # the record's file
+
+
+def resolve_inputs(
+    task, submission, *, backbone: str = DEFAULT_BACKBONE, protocol: str | None = None,
+    seeds: Iterable[int] = DEFAULT_SEEDS, settings: Iterable[str] | None = None,
+    cache_dir: str | os.PathLike | None = None, device: str = "cpu", revision: str | None = None,
+    protocol_overrides: dict[str, Any] | None = None, batch_size: int | None = None,
+    num_workers: int | None = None, out_path: str | os.PathLike | None = None,
+) -> GridInputs:
+    """Stage 1: load the task and submission, pick the protocol, seeds, settings, device and runner,
+    and check every name (a HarnessError names the first bad one)."""
+    from .device import encoding_defaults, resolve_device
+    from .protocols import get_runner
+
+    task = _resolve_task(task, revision)
+    submission = _resolve_submission(submission)
+    record_folder = Path(submission.path)
+    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if submission.kind == "recipe":
+        submission = _regenerated_recipe(submission, task, cache_root)
+    protocol = _protocol_for(submission, protocol)
+    seeds = sorted({int(s) for s in seeds})
+    if not seeds:
+        raise HarnessError("no seeds to run")
+    requested = [lookup(SETTINGS, name, "setting") for name in settings] if settings else default_settings(protocol)
+    torch_device = resolve_device(device)
+    batch_size, num_workers = encoding_defaults(torch_device, batch_size, num_workers)
+    runner = get_runner(protocol, protocol_overrides, device=torch_device)
+    backbone_name = _checkpoint_backbone(submission) if protocol == "checkpoint" else backbone
+    if protocol != "checkpoint":
+        lookup(BACKBONES, backbone_name, "backbone")
+    path = Path(out_path) if out_path is not None else result_path(record_folder, backbone_name, protocol)
+    return GridInputs(
+        task=task, submission=submission, record_folder=record_folder, cache_root=cache_root, protocol=protocol,
+        seeds=seeds, requested=requested, device=torch_device, batch_size=batch_size, num_workers=num_workers,
+        runner=runner, backbone_name=backbone_name, path=path,
+    )
+
+
+def validate_inputs(inputs: GridInputs, *, check_leakage: bool, image_size: int | None) -> None:
+    """The submission's validation, before any compute (its leakage gate fills the feature cache
+    the grid then reuses: the gate's features are the grid's, encoded once at the scored size)."""
+    from .submissions import validate_submission
+
+    validate_submission(
+        inputs.submission.path, inputs.task, check_leakage=check_leakage, cache=inputs.cache_root,
+        device=str(inputs.device), image_size=image_size,
+    ).raise_if_failed()
+
+
+#: One run of the grid: (setting name, its Setting or None for a protocol that does not train, seed).
+Run = tuple[str, "Setting | None", int]
+
+
+@dataclass
+class RunPlan:
+    """Which runs the grid makes and from what (stage 2)."""
+
+    classes: list[str]
+    test: Any  # benchmark.protocols.TestData
+    real_labels: np.ndarray
+    real_counts: np.ndarray  # train_real images per class
+    scenes_by_id: dict[str, str]
+    pool: _Pool | None  # the submission's images (None for a checkpoint)
+    wanted: list[Run]
+    skipped: list[dict[str, str]]  # the settings the pool or train_real cannot fill, with why
+
+
+def plan_runs(inputs: GridInputs) -> RunPlan:
+    """Stage 2: every (setting, seed) to run, and the requested settings that cannot be filled."""
+    from .protocols import TestData
+
+    task, classes = inputs.task, list(inputs.task.classes)
+    real_labels = task.labels("train_real")
+    real_counts = np.bincount(real_labels, minlength=len(classes)).astype(np.int64)
+    scenes_by_id = scene_of(task)
+    pool = _Pool.from_submission(inputs.submission, classes, scenes_by_id) if inputs.protocol != "checkpoint" else None
+    skipped: list[dict[str, str]] = []
+    wanted: list[Run] = []
+    if inputs.runner.fixed_setting is not None:
+        wanted = [(inputs.runner.fixed_setting, None, 0)]  # no training: one deterministic run
+    else:
+        for setting in inputs.requested:
+            reason = skip_reason(setting, real_counts, pool.counts(), classes)
+            if reason is not None:
+                skipped.append({"setting": setting.name, "reason": reason})
+                continue
+            wanted += [(setting.name, setting, seed) for seed in inputs.seeds]
+    return RunPlan(
+        classes=classes, test=TestData(task.image_refs("test"), task.labels("test")), real_labels=real_labels,
+        real_counts=real_counts, scenes_by_id=scenes_by_id, pool=pool, wanted=wanted, skipped=skipped,
+    )
+
+
+def identify_backbone(
+    inputs: GridInputs, *, weights=None, image_size: int | None = None, random_init_config: dict | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Stage 3: (the loaded backbone or None, the record's `backbone` block). The backbone's identity
+    (weights, preprocessing) is part of the record's, so it is loaded even when every run is done."""
+    from .backbones import load_backbone
+    from .device import compute_precision
+
+    loaded = None
+    if inputs.runner.needs_backbone:
+        loaded = load_backbone(
+            inputs.backbone_name, weights=weights, device=inputs.device, image_size=image_size,
+            random_init_config=random_init_config,
+        )
+        described = loaded.describe()
+    elif inputs.protocol == "checkpoint":
+        described = None
+        block = {"name": inputs.backbone_name, "weights": "submitted checkpoint", "revision": None,
+                 "preprocessing": None, "input_size": None}
+    else:  # fine-tune loads its own fresh copy per run; identify it the same way
+        described = load_backbone(
+            inputs.backbone_name, weights=weights, device="cpu", image_size=image_size,
+            random_init_config=random_init_config,
+        ).describe()
+    if described is not None:
+        block = {k: described[k] for k in ("name", "weights", "revision", "preprocessing")}
+        block["input_size"] = described["preprocessing_recipe"]["size"]
+    # bf16-autocast GPU features and fp32 CPU features differ: runs of the two never mix in a record
+    block["precision"] = compute_precision(inputs.device)
+    return loaded, block
+
+
+def new_record(
+    inputs: GridInputs, plan: RunPlan, backbone_block: dict, *, official: bool, leakage_checked: bool, started: str,
+) -> dict[str, Any]:
+    """Stage 4a: the record with no runs yet (docs/RECORDS.md, section 4)."""
+    submission, task = inputs.submission, inputs.task
+    return {
+        "schema_version": RESULT_SCHEMA_VERSION,
+        "harness_version": __version__,
+        "official": bool(official),
+        "leakage_checked": bool(leakage_checked),
+        "submission": {
+            "id": submission.id,
+            "content_hash": submission.content_hash,
+            "kind": submission.kind,
+            "track": submission.track,
+        },
+        "task": {"name": task.name, "revision": task.revision, "test_manifest_hash": task.test_manifest_hash},
+        "backbone": backbone_block,
+        "protocol": {"name": inputs.protocol, "params": inputs.runner.params()},
+        "classes": plan.classes,
+        "test": {"n": len(plan.test), "labels": [int(v) for v in plan.test.labels]},
+        "runs": [],
+        "summary": {},
+        "skipped": plan.skipped,
+        "provenance": _provenance(inputs.device, started),
+    }
+
+
+def _existing_record(path: Path) -> dict | None:
+    """The valid record at `path`, None when there is none or it is invalid (recomputed); a file
+    that is not a record of ours is refused rather than overwritten."""
+    if not path.exists():
+        return None
+    try:
+        return load_result(path)
+    except ResultsError as exc:
+        if not _looks_like_a_record(path):
+            raise HarnessError(
+                f"{path}: exists and is not a synthbench result record; refusing to overwrite it "
+                f"(remove it, or write the record elsewhere with --out)"
+            ) from None
+        log.warning("existing record is invalid, recomputing it: %s", exc)
+        return None
+
+
+def resume_record(record: dict, inputs: GridInputs, plan: RunPlan, *, official: bool) -> list[Run]:
+    """Stage 4b: reuse the runs of a valid existing record with the same identity; return the runs
+    still to compute (in plan order)."""
+    existing = _existing_record(inputs.path)
+    reused = 0
+    if existing is not None and _identity(existing) == _identity(record):
+        record["runs"] = existing["runs"]
+        if existing.get("diagnostics") is not None:
+            record["diagnostics"] = existing["diagnostics"]
+        if inputs.protocol == "checkpoint":
+            record["backbone"] = existing["backbone"]
+        # settings skipped earlier and not asked for now stay reported
+        current = {s["setting"] for s in plan.skipped} | {name for name, _, _ in plan.wanted}
+        record["skipped"] = plan.skipped + [s for s in existing["skipped"] if s["setting"] not in current]
+        reused = len(existing["runs"])
+    elif existing is not None:
+        if existing["official"] and not official:
+            raise HarnessError(
+                f"{inputs.path} holds an official record that this run (not official, or configured differently) "
+                f"would replace; write elsewhere with --out"
+            )
+        log.info("%s was computed for another task, submission, backbone or protocol recipe: recomputing", inputs.path)
+    done = {(r["setting"], r["seed"]) for r in record["runs"]}
+    record["provenance"]["runs_reused"] = reused
+    return [run for run in plan.wanted if (run[0], run[2]) not in done]
+
+
+@dataclass
+class Draws:
+    """Each seed's drawn training subsets (stage 5a): pool indices per (ratio, seed) and train_real
+    indices per (real@n's n, seed)."""
+
+    synthetic: dict[tuple[int, int], np.ndarray]
+    real: dict[tuple[int, int], np.ndarray]
+
+
+def draw_subsets(todo: Sequence[Run], plan: RunPlan) -> Draws:
+    """Stage 5a: draw every seed's synthetic subset (and real@n subset) once."""
+    draws = Draws(synthetic={}, real={})
+    real_by_class = [np.flatnonzero(plan.real_labels == c) for c in range(len(plan.classes))]
+    for _, setting, seed in todo:
+        if setting is not None and setting.is_curve_point:
+            draws.real[(setting.real_per_class, seed)] = real_draw(real_by_class, seed, setting.real_per_class)
+        elif setting is not None and setting.kind != "real":
+            per_class = needed_per_class(setting, plan.real_counts)
+            draws.synthetic[(setting.ratio, seed)] = synthetic_draw(plan.pool.by_class, seed, per_class)
+    return draws
+
+
+@dataclass
+class Encoded:
+    """The features every run reads (stage 5b); all empty when nothing is encoded up front."""
+
+    matrix: np.ndarray | None = None  # prepared by the runner (its feature transform applied)
+    rows: dict[str, int] = field(default_factory=dict)  # image SHA-256 -> row of `matrix`
+    cache: Any = None  # the FeatureCache
+    seconds: float = 0.0
+    n_encoded: int = 0
+
+    def lookup(self, refs) -> np.ndarray:
+        try:
+            return self.matrix[[self.rows[ref.sha256] for ref in refs]]
+        except (KeyError, TypeError):
+            raise HarnessError("an image was not encoded up front (grid bug)") from None
+
+
+def encode_images(
+    inputs: GridInputs, plan: RunPlan, draws: Draws, todo: Sequence[Run], record: dict, loaded_backbone,
+    *, progress: bool,
+) -> Encoded:
+    """Stage 5b: encode every image the runs need once, through the feature cache (test, train_real
+    and the drawn synthetic images), and the submission's diagnostics with the same features."""
+    if not todo or not inputs.runner.needs_features:
+        return Encoded()
+    from .features import FeatureCache
+
+    cache = FeatureCache(inputs.cache_root)
+    real_refs = inputs.task.image_refs("train_real")
+    # train_real is always encoded: it is the reference of the runner's feature transform
+    needed = list(plan.test.refs) + list(real_refs)
+    for indices in draws.synthetic.values():
+        needed += [plan.pool.refs[i] for i in indices]
+    unique: dict[str, Any] = {}
+    for ref in needed:
+        unique.setdefault(ref.sha256, ref)
+    start = time.perf_counter()
+    matrix = cache.features(
+        loaded_backbone, list(unique.values()), batch_size=inputs.batch_size, num_workers=inputs.num_workers,
+        progress=progress,
+    )
+    encoded = Encoded(rows={sha: row for row, sha in enumerate(unique)}, cache=cache,
+                      seconds=time.perf_counter() - start, n_encoded=cache.n_encoded)
+    if plan.pool is not None and len(plan.pool.refs) and "diagnostics" not in record:
+        from .diagnostics import diagnose
+
+        record["diagnostics"] = diagnose(inputs.task, inputs.submission, loaded_backbone, cache, progress=progress,
+                                         batch_size=inputs.batch_size, num_workers=inputs.num_workers)
+        encoded.n_encoded = cache.n_encoded  # the generation inputs and any undrawn pool images
+    encoded.matrix = inputs.runner.prepare_features(matrix, [encoded.rows[ref.sha256] for ref in real_refs])
+    return encoded
+
+
+class TrainingSets:
+    """The training set of each (setting, seed) from the plan and its draws, with its per-class counts."""
+
+    def __init__(self, task, plan: RunPlan, draws: Draws):
+        from .protocols import TrainData
+
+        self._train_data = TrainData
+        self.plan, self.draws = plan, draws
+        self.real_refs = task.image_refs("train_real")
+        self.real_targets = np.eye(len(plan.classes), dtype=np.float32)[plan.real_labels]
+        self.real_scenes = [plan.scenes_by_id[image_id] for image_id in task.image_ids("train_real")]
+
+    def __call__(self, setting: Setting | None, seed: int):
+        """(TrainData, {class: {"real": n, "synthetic": n}}) of one run; (None, {}) without training."""
+        if setting is None:
+            return None, {}
+        plan, pool = self.plan, self.plan.pool
+        refs, targets, synthetic, scenes = [], [], [], []
+        real_rows = self.draws.real[(setting.real_per_class, seed)] if setting.is_curve_point else np.arange(len(self.real_refs))
+        if setting.uses_real:
+            refs += [self.real_refs[i] for i in real_rows]
+            targets.append(self.real_targets[real_rows])
+            synthetic.append(np.zeros(real_rows.size, dtype=bool))
+            scenes += [self.real_scenes[i] for i in real_rows]
+        if setting.kind != "real":
+            indices = self.draws.synthetic[(setting.ratio, seed)]
+            refs += [pool.refs[i] for i in indices]
+            targets.append(pool.targets[indices])
+            synthetic.append(np.ones(indices.size, dtype=bool))
+            scenes += pool.scenes[indices].tolist()
+        data = self._train_data(refs, np.concatenate(targets), np.concatenate(synthetic), groups=np.asarray(scenes, dtype=str))
+        synthetic_labels = pool.labels[self.draws.synthetic[(setting.ratio, seed)]] if setting.kind != "real" else np.zeros(0, int)
+        drawn_real_counts = np.bincount(plan.real_labels[real_rows], minlength=len(plan.classes))
+        counts = {
+            name: {
+                "real": int(drawn_real_counts[c]) if setting.uses_real else 0,
+                "synthetic": int((synthetic_labels == c).sum()),
+            }
+            for c, name in enumerate(plan.classes)
+        }
+        return data, counts
+
+
+def run_context(inputs: GridInputs, loaded_backbone, encoded: Encoded, *, weights, image_size, random_init_config,
+                progress: bool):
+    """What a runner may use besides its training and test data (benchmark.protocols.RunContext)."""
+    from .protocols import RunContext
+
+    return RunContext(
+        classes=list(inputs.task.classes),
+        device=inputs.device,
+        backbone_name=inputs.backbone_name,
+        weights=str(weights) if weights is not None else None,
+        image_size=image_size,
+        random_init_config=random_init_config,
+        backbone=loaded_backbone,
+        cache=encoded.cache,
+        features=encoded.lookup if encoded.matrix is not None else None,
+        features_prepared=encoded.matrix is not None,
+        submission_path=Path(inputs.submission.path),
+        progress=progress,
+        num_workers=inputs.num_workers,
+    )
+
+
+@dataclass
+class RecordWriter:
+    """Stage 7: writes the record atomically (signed when a key is given), with its timings."""
+
+    path: Path
+    record: dict
+    started_clock: float
+    seconds_loading: float = 0.0
+    encoded: Encoded = field(default_factory=Encoded)
+    signing_key: Any = None
+
+    def save(self, final: bool) -> None:
+        provenance = self.record["provenance"]
+        provenance["seconds_total"] = round(time.perf_counter() - self.started_clock, 3)
+        provenance["seconds_encoding"] = round(self.encoded.seconds, 3)
+        provenance["seconds_loading"] = round(self.seconds_loading, 3)
+        provenance["images_encoded"] = int(self.encoded.n_encoded)
+        provenance["finished"] = _now() if final else None
+        finalise(self.record)
+        if self.signing_key is not None:
+            from .signing import sign_record
+
+            sign_record(self.record, self.signing_key)
+        write_result(self.path, self.record)
+
+
+def run_entry(
+    run: Run, train, counts: dict, predictions, params: dict, seconds: float, *, test_labels: np.ndarray,
+    classes: list[str], protocol: str,
+) -> dict[str, Any]:
+    """One run's entry in the record's `runs` (its delta to `real` is filled by `finalise`)."""
+    name, setting, seed = run
+    predictions = np.asarray(predictions, dtype=np.int64)
+    if predictions.shape != (len(test_labels),):
+        raise HarnessError(f"protocol {protocol!r} returned {predictions.shape} predictions for {len(test_labels)} test images")
+    real_per_class = [v["real"] for v in counts.values()]
+    synthetic_per_class = [v["synthetic"] for v in counts.values()]
+    return {
+        "setting": name,
+        "ratio": setting.ratio if setting is not None else 0,
+        "seed": seed,
+        "n_train": len(train) if train is not None else 0,
+        "n_real_per_class": max(real_per_class, default=0),
+        "n_synthetic_per_class": max(synthetic_per_class, default=0),
+        "train_counts": counts,
+        "predictions": predictions.tolist(),
+        "metrics": run_metrics(test_labels, predictions, classes),
+        "delta_vs_real": None,
+        "params": params,
+        "seconds": round(seconds, 3),
+    }
+
+
+def _identify_checkpoint(record: dict, params: dict) -> None:
+    """The submitted model is the checkpoint protocol's backbone: identify it by its weights."""
+    record["backbone"]["revision"] = params.get("checkpoint_sha256")
+    recipe = params.get("preprocessing")
+    record["backbone"]["preprocessing"] = f"pp-{sha256_json(recipe)[:12]}" if recipe else None
+    size = recipe.get("size") if isinstance(recipe, dict) else None
+    record["backbone"]["input_size"] = size if isinstance(size, int) and size > 0 else None
+
+
+def batch_runs(todo: Sequence[Run], together: bool) -> list[list[Run]]:
+    """The runs in the groups a runner fits at once: consecutive seeds of one setting when it
+    `trains_seeds_together` (the linear probe on a GPU, same results within the solver tolerance),
+    else one run per group."""
+    groups: list[list[Run]] = []
+    for run in todo:
+        if together and groups and groups[-1][0][0] == run[0] and run[1] is not None:
+            groups[-1].append(run)
+        else:
+            groups.append([run])
+    return groups
+
+
+def fit_and_score(
+    inputs: GridInputs, plan: RunPlan, todo: Sequence[Run], training_sets: TrainingSets, context,
+    writer: RecordWriter, *, progress: bool,
+) -> None:
+    """Stage 6: fit each missing run, score it on the test split, add it to the record; checkpoint
+    the record every CHECKPOINT_EVERY_S seconds and on Ctrl-C (the next call resumes after it)."""
+    runner, record, test = inputs.runner, writer.record, plan.test
+    bar = None
+    if progress and len(todo) > 1:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"{inputs.submission.id} {inputs.backbone_name} {inputs.protocol}", unit="run")
+    last_save, saved_runs = time.perf_counter(), len(record["runs"])
+    try:
+        for group in batch_runs(todo, bool(getattr(runner, "trains_seeds_together", False))):
+            group_start = time.perf_counter()
+            trains = [training_sets(setting, seed) for _, setting, seed in group]
+            if len(group) == 1:
+                outputs = [runner.fit_predict(trains[0][0], test, seed=group[0][2], context=context)]
+            else:
+                outputs = runner.fit_predict_many([t for t, _ in trains], test, seeds=[s for _, _, s in group], context=context)
+            seconds = (time.perf_counter() - group_start) / len(group)
+            for run, (train, counts), (predictions, params) in zip(group, trains, outputs):
+                entry = run_entry(run, train, counts, predictions, params, seconds, test_labels=test.labels,
+                                  classes=plan.classes, protocol=inputs.protocol)
+                if inputs.protocol == "checkpoint":
+                    _identify_checkpoint(record, params)
+                record["runs"].append(entry)
+                record["provenance"]["runs_computed"] += 1
+            if bar is not None:
+                bar.update(len(group))
+            if time.perf_counter() - last_save >= CHECKPOINT_EVERY_S:
+                writer.save(final=False)
+                last_save, saved_runs = time.perf_counter(), len(record["runs"])
+    except KeyboardInterrupt:
+        # Ctrl-C: keep the runs finished since the last checkpoint (the next call resumes after them)
+        if len(record["runs"]) > saved_runs:
+            writer.save(final=False)
+            log.warning("interrupted: %s keeps %d finished runs; run again to resume", writer.path, len(record["runs"]))
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def run_grid(
     task,
     submission,
@@ -428,335 +902,38 @@ def run_grid(
     caller that validated the submission itself passes whether its validation ran the gate).
     `signing_key` (an Ed25519 private key, benchmark.signing): signs every write of the record.
     """
-    from .protocols import RunContext, TestData, TrainData, get_runner
-
-    started_clock = time.perf_counter()
-    started = _now()
-    task = _resolve_task(task, revision)
-    submission = _resolve_submission(submission)
-    record_folder = submission.path  # a recipe's record goes beside its submission.yaml, not its images
-    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if submission.kind == "recipe":
-        submission = _regenerated_recipe(submission, task, cache_root)
-    protocol = _protocol_for(submission, protocol)
-    seeds = sorted({int(s) for s in seeds})
-    if not seeds:
-        raise HarnessError("no seeds to run")
-    requested = [lookup(SETTINGS, name, "setting") for name in settings] if settings else default_settings(protocol)
-
-    from .device import resolve_device
-
-    from .device import compute_precision, encoding_defaults
-
-    torch_device = resolve_device(device)
-    batch_size, num_workers = encoding_defaults(torch_device, batch_size, num_workers)
-    runner = get_runner(protocol, protocol_overrides, device=torch_device)
-    backbone_name = _checkpoint_backbone(submission) if protocol == "checkpoint" else backbone
-    if protocol != "checkpoint":
-        from .backbones import BACKBONES
-
-        lookup(BACKBONES, backbone_name, "backbone")
-    path = Path(out_path) if out_path is not None else result_path(record_folder, backbone_name, protocol)
-    if not validated:  # before any compute (its leakage gate fills the feature cache the grid reuses)
-        from .submissions import validate_submission
-
-        validate_submission(
-            submission.path, task, check_leakage=check_leakage, cache=cache_root, device=str(torch_device),
-            image_size=image_size,  # the gate's features are the grid's: encoded once, at the scored size
-        ).raise_if_failed()
-    classes = list(task.classes)
-    test = TestData(task.image_refs("test"), task.labels("test"))
-
-    # What to run: (setting name, Setting or None, seed) for each missing run; skipped settings.
-    real_labels = task.labels("train_real")
-    real_counts = np.bincount(real_labels, minlength=len(classes)).astype(np.int64)
-    scenes_by_id = scene_of(task)
-    pool = _Pool.from_submission(submission, classes, scenes_by_id) if protocol != "checkpoint" else None
-    skipped: list[dict[str, str]] = []
-    wanted: list[tuple[str, Setting | None, int]] = []
-    if runner.fixed_setting is not None:
-        wanted = [(runner.fixed_setting, None, 0)]  # no training: one deterministic run
-    else:
-        for setting in requested:
-            reason = skip_reason(setting, real_counts, pool.counts(), classes)
-            if reason is not None:
-                skipped.append({"setting": setting.name, "reason": reason})
-                continue
-            wanted += [(setting.name, setting, seed) for seed in seeds]
-
-    # The backbone's identity (weights, preprocessing) is part of the record's, so it is loaded even
-    # when every run is already done.
-    loading_start = time.perf_counter()
-    loaded_backbone = None
-    if runner.needs_backbone:
-        from .backbones import load_backbone
-
-        loaded_backbone = load_backbone(
-            backbone_name, weights=weights, device=torch_device, image_size=image_size,
-            random_init_config=random_init_config,
-        )
-        described = loaded_backbone.describe()
-        backbone_block = {k: described[k] for k in ("name", "weights", "revision", "preprocessing")}
-        backbone_block["input_size"] = described["preprocessing_recipe"]["size"]
-    elif protocol == "checkpoint":
-        backbone_block = {"name": backbone_name, "weights": "submitted checkpoint", "revision": None,
-                          "preprocessing": None, "input_size": None}
-    else:  # fine-tune loads its own fresh copy per run; identify it the same way
-        from .backbones import load_backbone
-
-        described = load_backbone(
-            backbone_name, weights=weights, device="cpu", image_size=image_size,
-            random_init_config=random_init_config,
-        ).describe()
-        backbone_block = {k: described[k] for k in ("name", "weights", "revision", "preprocessing")}
-        backbone_block["input_size"] = described["preprocessing_recipe"]["size"]
-    seconds_loading = time.perf_counter() - loading_start
-    # bf16-autocast GPU features and fp32 CPU features differ: runs of the two never mix in a record
-    backbone_block["precision"] = compute_precision(torch_device)
-
-    record: dict[str, Any] = {
-        "schema_version": RESULT_SCHEMA_VERSION,
-        "harness_version": __version__,
-        "official": bool(official),
-        "leakage_checked": bool(check_leakage if leakage_checked is None else leakage_checked),
-        "submission": {
-            "id": submission.id,
-            "content_hash": submission.content_hash,
-            "kind": submission.kind,
-            "track": submission.track,
-        },
-        "task": {"name": task.name, "revision": task.revision, "test_manifest_hash": task.test_manifest_hash},
-        "backbone": backbone_block,
-        "protocol": {"name": protocol, "params": runner.params()},
-        "classes": classes,
-        "test": {"n": len(test), "labels": [int(v) for v in test.labels]},
-        "runs": [],
-        "summary": {},
-        "skipped": skipped,
-        "provenance": _provenance(torch_device, started),
-    }
-
-    # Resume: reuse the runs of a valid existing record with the same identity.
-    reused = 0
-    if path.exists():
-        try:
-            existing = load_result(path)
-        except ResultsError as exc:
-            if not _looks_like_a_record(path):
-                raise HarnessError(
-                    f"{path}: exists and is not a synthbench result record; refusing to overwrite it "
-                    f"(remove it, or write the record elsewhere with --out)"
-                ) from None
-            log.warning("existing record is invalid, recomputing it: %s", exc)
-            existing = None
-        if existing is not None and _identity(existing) == _identity(record):
-            record["runs"] = existing["runs"]
-            if existing.get("diagnostics") is not None:
-                record["diagnostics"] = existing["diagnostics"]
-            if protocol == "checkpoint":
-                record["backbone"] = existing["backbone"]
-            # settings skipped earlier and not asked for now stay reported
-            current = {s["setting"] for s in skipped} | {name for name, _, _ in wanted}
-            record["skipped"] = skipped + [s for s in existing["skipped"] if s["setting"] not in current]
-            reused = len(existing["runs"])
-        elif existing is not None:
-            if existing["official"] and not official:
-                raise HarnessError(
-                    f"{path} holds an official record that this run (not official, or configured differently) "
-                    f"would replace; write elsewhere with --out"
-                )
-            log.info("%s was computed for another task, submission, backbone or protocol recipe: recomputing", path)
-    done = {(r["setting"], r["seed"]) for r in record["runs"]}
-    todo = [w for w in wanted if (w[0], w[2]) not in done]
-    record["provenance"]["runs_reused"] = reused
-
-    # Draw every seed's synthetic subset once; encode every needed image once, up front.
-    draws: dict[tuple[int, int], np.ndarray] = {}
-    real_by_class = [np.flatnonzero(real_labels == c) for c in range(len(classes))]
-    real_draws: dict[tuple[int, int], np.ndarray] = {}  # (n, seed) -> train_real indices of real@n
-    for name, setting, seed in todo:
-        if setting is not None and setting.is_curve_point:
-            real_draws[(setting.real_per_class, seed)] = real_draw(real_by_class, seed, setting.real_per_class)
-        elif setting is not None and setting.kind != "real":
-            draws[(setting.ratio, seed)] = synthetic_draw(pool.by_class, seed, needed_per_class(setting, real_counts))
-    real_refs = task.image_refs("train_real")
-    feature_rows: dict[str, int] = {}
-    feature_matrix = None
-    cache = None
-    encoding_seconds = 0.0
-    encoded = 0
-    if todo and runner.needs_features:
-        from .features import FeatureCache
-
-        cache = FeatureCache(cache_root)
-        # train_real is always encoded: it is the reference of the runner's feature transform
-        needed = list(test.refs) + list(real_refs)
-        for indices in draws.values():
-            needed += [pool.refs[i] for i in indices]
-        unique: dict[str, Any] = {}
-        for ref in needed:
-            unique.setdefault(ref.sha256, ref)
-        encoding_start = time.perf_counter()
-        feature_matrix = cache.features(
-            loaded_backbone, list(unique.values()), batch_size=batch_size, num_workers=num_workers, progress=progress
-        )
-        encoding_seconds = time.perf_counter() - encoding_start
-        encoded = cache.n_encoded
-        feature_rows = {sha: row for row, sha in enumerate(unique)}
-        if pool is not None and len(pool.refs) and "diagnostics" not in record:
-            from .diagnostics import diagnose
-
-            record["diagnostics"] = diagnose(task, submission, loaded_backbone, cache, progress=progress,
-                                             batch_size=batch_size, num_workers=num_workers)
-            encoded = cache.n_encoded  # the generation inputs and any undrawn pool images
-        feature_matrix = runner.prepare_features(feature_matrix, [feature_rows[ref.sha256] for ref in real_refs])
-
-    def cached_features(refs) -> np.ndarray:
-        try:
-            return feature_matrix[[feature_rows[ref.sha256] for ref in refs]]
-        except (KeyError, TypeError):
-            raise HarnessError("an image was not encoded up front (grid bug)") from None
-
-    context = RunContext(
-        classes=classes,
-        device=torch_device,
-        backbone_name=backbone_name,
-        weights=str(weights) if weights is not None else None,
-        image_size=image_size,
-        random_init_config=random_init_config,
-        backbone=loaded_backbone,
-        cache=cache,
-        features=cached_features if feature_matrix is not None else None,
-        features_prepared=feature_matrix is not None,
-        submission_path=Path(submission.path),
-        progress=progress,
-        num_workers=num_workers,
+    started_clock, started = time.perf_counter(), _now()
+    inputs = resolve_inputs(
+        task, submission, backbone=backbone, protocol=protocol, seeds=seeds, settings=settings, cache_dir=cache_dir,
+        device=device, revision=revision, protocol_overrides=protocol_overrides, batch_size=batch_size,
+        num_workers=num_workers, out_path=out_path,
     )
-    real_targets = np.eye(len(classes), dtype=np.float32)[real_labels]
-    real_scenes = [scenes_by_id[image_id] for image_id in task.image_ids("train_real")]
-
-    def train_data(setting: Setting | None, seed: int):
-        if setting is None:
-            return None, {}
-        refs, targets, synthetic, scenes = [], [], [], []
-        real_rows = real_draws[(setting.real_per_class, seed)] if setting.is_curve_point else np.arange(len(real_refs))
-        if setting.uses_real:
-            refs += [real_refs[i] for i in real_rows]
-            targets.append(real_targets[real_rows])
-            synthetic.append(np.zeros(real_rows.size, dtype=bool))
-            scenes += [real_scenes[i] for i in real_rows]
-        if setting.kind != "real":
-            indices = draws[(setting.ratio, seed)]
-            refs += [pool.refs[i] for i in indices]
-            targets.append(pool.targets[indices])
-            synthetic.append(np.ones(indices.size, dtype=bool))
-            scenes += pool.scenes[indices].tolist()
-        data = TrainData(refs, np.concatenate(targets), np.concatenate(synthetic), groups=np.asarray(scenes, dtype=str))
-        synthetic_labels = pool.labels[draws[(setting.ratio, seed)]] if setting.kind != "real" else np.zeros(0, int)
-        drawn_real_counts = np.bincount(real_labels[real_rows], minlength=len(classes))
-        counts = {
-            name: {
-                "real": int(drawn_real_counts[c]) if setting.uses_real else 0,
-                "synthetic": int((synthetic_labels == c).sum()),
-            }
-            for c, name in enumerate(classes)
-        }
-        return data, counts
-
-    def save(final: bool) -> None:
-        provenance = record["provenance"]
-        provenance["seconds_total"] = round(time.perf_counter() - started_clock, 3)
-        provenance["seconds_encoding"] = round(encoding_seconds, 3)
-        provenance["seconds_loading"] = round(seconds_loading, 3)
-        provenance["images_encoded"] = int(encoded)
-        provenance["finished"] = _now() if final else None
-        finalise(record)
-        if signing_key is not None:
-            from .signing import sign_record
-
-            sign_record(record, signing_key)
-        write_result(path, record)
-
-    def record_run(name, setting, seed, train, counts, predictions, params, seconds) -> None:
-        predictions = np.asarray(predictions, dtype=np.int64)
-        if predictions.shape != (len(test),):
-            raise HarnessError(f"protocol {protocol!r} returned {predictions.shape} predictions for {len(test)} test images")
-        if protocol == "checkpoint":  # the submitted model is the backbone: identify it by its weights
-            record["backbone"]["revision"] = params.get("checkpoint_sha256")
-            recipe = params.get("preprocessing")
-            record["backbone"]["preprocessing"] = f"pp-{sha256_json(recipe)[:12]}" if recipe else None
-            size = recipe.get("size") if isinstance(recipe, dict) else None
-            record["backbone"]["input_size"] = size if isinstance(size, int) and size > 0 else None
-        real_per_class = [v["real"] for v in counts.values()]
-        synthetic_per_class = [v["synthetic"] for v in counts.values()]
-        record["runs"].append(
-            {
-                "setting": name,
-                "ratio": setting.ratio if setting is not None else 0,
-                "seed": seed,
-                "n_train": len(train) if train is not None else 0,
-                "n_real_per_class": max(real_per_class, default=0),
-                "n_synthetic_per_class": max(synthetic_per_class, default=0),
-                "train_counts": counts,
-                "predictions": predictions.tolist(),
-                "metrics": run_metrics(test.labels, predictions, classes),
-                "delta_vs_real": None,
-                "params": params,
-                "seconds": round(seconds, 3),
-            }
-        )
-        record["provenance"]["runs_computed"] += 1
-
-    # On a GPU the linear probe trains all seeds of a setting in one batch (same results within the
-    # solver tolerance); elsewhere each (setting, seed) is one run.
-    together = bool(getattr(runner, "trains_seeds_together", False))
-    groups: list[list[tuple[str, Setting | None, int]]] = []
-    for item in todo:
-        if together and groups and groups[-1][0][0] == item[0] and item[1] is not None:
-            groups[-1].append(item)
-        else:
-            groups.append([item])
-    last_save = time.perf_counter()
-    bar = None
-    if progress and len(todo) > 1:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(todo), desc=f"{submission.id} {backbone_name} {protocol}", unit="run")
-    saved_runs = len(record["runs"])
-    try:
-        for group in groups:
-            group_start = time.perf_counter()
-            trains = [train_data(setting, seed) for _, setting, seed in group]
-            if len(group) == 1:
-                outputs = [runner.fit_predict(trains[0][0], test, seed=group[0][2], context=context)]
-            else:
-                outputs = runner.fit_predict_many(
-                    [t for t, _ in trains], test, seeds=[seed for _, _, seed in group], context=context
-                )
-            seconds = (time.perf_counter() - group_start) / len(group)
-            for (name, setting, seed), (train, counts), (predictions, params) in zip(group, trains, outputs):
-                record_run(name, setting, seed, train, counts, predictions, params, seconds)
-            if bar is not None:
-                bar.update(len(group))
-            if time.perf_counter() - last_save >= CHECKPOINT_EVERY_S:
-                save(final=False)
-                last_save, saved_runs = time.perf_counter(), len(record["runs"])
-    except KeyboardInterrupt:
-        # Ctrl-C: keep the runs finished since the last checkpoint (the next call resumes after them)
-        if len(record["runs"]) > saved_runs:
-            save(final=False)
-            log.warning("interrupted: %s keeps %d finished runs; run again to resume", path, len(record["runs"]))
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    save(final=True)
-    log.info("wrote %s (%d runs computed, %d reused)", path, len(todo), reused)
+    if not validated:
+        validate_inputs(inputs, check_leakage=check_leakage, image_size=image_size)
+    plan = plan_runs(inputs)
+    loading_start = time.perf_counter()
+    loaded_backbone, backbone_block = identify_backbone(
+        inputs, weights=weights, image_size=image_size, random_init_config=random_init_config
+    )
+    seconds_loading = time.perf_counter() - loading_start
+    record = new_record(
+        inputs, plan, backbone_block, official=official, started=started,
+        leakage_checked=check_leakage if leakage_checked is None else leakage_checked,
+    )
+    writer = RecordWriter(inputs.path, record, started_clock, seconds_loading, signing_key=signing_key)
+    todo = resume_record(record, inputs, plan, official=official)
+    draws = draw_subsets(todo, plan)
+    writer.encoded = encode_images(inputs, plan, draws, todo, record, loaded_backbone, progress=progress)
+    context = run_context(inputs, loaded_backbone, writer.encoded, weights=weights, image_size=image_size,
+                          random_init_config=random_init_config, progress=progress)
+    fit_and_score(inputs, plan, todo, TrainingSets(inputs.task, plan, draws), context, writer, progress=progress)
+    writer.save(final=True)
+    log.info("wrote %s (%d runs computed, %d reused)", inputs.path, len(todo), record["provenance"]["runs_reused"])
     return record
 
 
 # ----------------------------------------------------------------------------------------------
-# `synthbench run`
+# The record as a table (`synthbench run` prints it)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -788,210 +965,11 @@ def summary_table(record: dict):
     return pd.DataFrame(rows)
 
 
-def _parse_seed_list(text: str) -> list[int]:
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seed-list must be comma-separated integers, got {text!r}") from None
-    if not seeds or any(s < 0 for s in seeds):
-        raise argparse.ArgumentTypeError(f"--seed-list needs non-negative integers, got {text!r}")
-    return seeds
-
-
-def _parse_settings(text: str) -> list[str]:
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [n for n in names if n not in SETTINGS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown setting(s) {', '.join(unknown) or '(none given)'}; use any of: {', '.join(SETTINGS)}"
-        )
-    return names
-
-
-def register(subparsers) -> None:
-    """Add `synthbench run` to the CLI."""
-    from .backbones import BACKBONES
-    from .device import DEVICE_CHOICES
-
-    parser = subparsers.add_parser(
-        "run",
-        help="score a submission: train and evaluate every setting x ratio x seed",
-        description="Train classifiers on real, synthetic and mixed training sets built from the "
-        "submission and score them on the task's real test split (accuracy, macro-F1, bootstrap CIs, "
-        "paired differences to real-only). Writes submissions/<id>/results/<backbone>__<protocol>.json; "
-        "reruns resume and compute only missing runs.",
-    )
-    parser.add_argument("--task", required=True, help="task folder or Hub dataset repo id")
-    parser.add_argument("--revision", default=None, help="Hub revision of the task (repo ids only)")
-    parser.add_argument("--submission", required=True, help="submission folder")
-    parser.add_argument(
-        "--backbone", nargs="+", default=[DEFAULT_BACKBONE], choices=list(BACKBONES), metavar="NAME",
-        help=f"backbone(s) (default {DEFAULT_BACKBONE}); one of: {', '.join(BACKBONES)}",
-    )
-    parser.add_argument(
-        "--protocol", nargs="+", default=None, choices=list(PROTOCOLS), metavar="NAME",
-        help=f"protocol(s) (default {DEFAULT_PROTOCOL}; checkpoint submissions: checkpoint); one of: {', '.join(PROTOCOLS)}",
-    )
-    seeds = parser.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=positive_int, default=None, help=f"run seeds 0..N-1 (default {len(DEFAULT_SEEDS)})")
-    seeds.add_argument("--seed-list", type=_parse_seed_list, default=None, help="explicit seeds, e.g. 0,1")
-    parser.add_argument(
-        "--settings", type=_parse_settings, default=None,
-        help=f"comma-separated settings (default all): {', '.join(SETTINGS)}",
-    )
-    parser.add_argument(
-        "--cache-dir", default=None,
-        help=f"feature cache (default ${CACHE_ENV} or ~/.cache/synthbench/features)",
-    )
-    parser.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES), help="torch device (default auto)")
-    parser.add_argument("--weights", default=None, help="local backbone weights file or folder (offline use)")
-    parser.add_argument("--image-size", type=positive_int, default=None, help="backbone input resolution")
-    parser.add_argument("--out", default=None, help="write the record here instead of the submission's results/")
-    parser.add_argument(
-        "--official", action="store_true",
-        help="the maintainers' official run: sign the record (needs --signing-key or $SYNTHBENCH_SIGNING_KEY)",
-    )
-    parser.add_argument(
-        "--signing-key", metavar="PATH", default=None,
-        help="the maintainers' Ed25519 private key (PEM) for --official (default: $SYNTHBENCH_SIGNING_KEY)",
-    )
-    parser.add_argument(
-        "--no-leakage", action="store_true",
-        help="score without the leakage gate, for local exploration: the record says leakage_checked: false "
-        "and the leaderboard never ranks it (refused with --official)",
-    )
-    parser.add_argument(
-        "--num-workers", type=int, default=None,
-        help="data-loader workers for encoding (default: 0 on the CPU, CPUs - 1 up to 8 on a GPU)",
-    )
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=None, help="encoding batch size (default: 64 on the CPU, 256 on a GPU)"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    from .executors import add_executor_arguments
-
-    add_executor_arguments(parser)
-    parser.set_defaults(func=_run_command)
-
-
-def _run_command(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from .submissions import load_submission, validate_submission
-    from .tasks import load_task
-
-    task = load_task(args.task, revision=args.revision)
-    submission = load_submission(args.submission)
-    protocols = args.protocol or [None]
-    combos = [(b, p) for b in args.backbone for p in protocols]
-    if submission.kind == "checkpoint":
-        combos = [(None, p) for p in dict.fromkeys(protocols)]
-    if args.out and len(combos) > 1:
-        raise HarnessError("--out needs a single backbone and protocol")
-    seeds = args.seed_list if args.seed_list is not None else (
-        list(range(args.seeds)) if args.seeds is not None else list(DEFAULT_SEEDS)
-    )
-    cache_dir = args.cache_dir or default_cache_dir()
-    signing_key = _official_signing_key(args)
-    # once, before any compute (its leakage gate fills the feature cache the grid then reuses)
-    validate_submission(
-        submission.path, task, cache=cache_dir, device=args.device, check_leakage=not args.no_leakage,
-        image_size=args.image_size,  # the grid's input size: the gate's features are the grid's (encoded once)
-    ).raise_if_failed()
-    if args.executor != "local":
-        return _run_on_executor(args, submission, combos, seeds, cache_dir)
-    for backbone, protocol in combos:
-        record = run_grid(
-            task,
-            submission,
-            backbone=backbone or DEFAULT_BACKBONE,
-            protocol=protocol,
-            seeds=seeds,
-            settings=args.settings,
-            cache_dir=cache_dir,
-            device=args.device,
-            weights=args.weights,
-            image_size=args.image_size,
-            out_path=args.out,
-            progress=not args.no_progress,
-            official=args.official,
-            validated=True,
-            num_workers=args.num_workers,
-            batch_size=args.batch_size,
-            leakage_checked=not args.no_leakage,
-            signing_key=signing_key,
-        )
-        title = f"{record['submission']['id']} | {record['backbone']['name']} | {record['protocol']['name']}"
-        print(title)
-        with pd.option_context("display.width", 200, "display.max_columns", 20):
-            print(summary_table(record).to_string(index=False))
-        for entry in record["skipped"]:
-            print(f"skipped {entry['setting']}: {entry['reason']}")
-        provenance = record["provenance"]
-        print(
-            f"{provenance['runs_computed']} run(s) computed, {provenance['runs_reused']} reused; "
-            f"{provenance['images_encoded']} image(s) encoded in {provenance['seconds_encoding']:.1f}s; "
-            f"total {provenance['seconds_total']:.1f}s"
-        )
-        written = Path(args.out) if args.out else result_path(
-            submission.path, record["backbone"]["name"], record["protocol"]["name"]
-        )
-        print(f"wrote {written}")
-    return 0
-
-
-def _official_signing_key(args: argparse.Namespace):
-    """The private key an --official run signs with (checked before any compute); None otherwise."""
-    if args.signing_key and not args.official:
-        raise HarnessError("--signing-key is for --official runs")
-    if not args.official:
-        return None
-    if args.no_leakage:
-        raise HarnessError("official records need the leakage gate: drop --no-leakage or --official")
-    from .signing import load_private_key
-
-    return load_private_key(args.signing_key)
-
-
-def _run_on_executor(args: argparse.Namespace, submission, combos, seeds, cache_dir) -> int:
-    """`synthbench run --executor slurm`: the same units, one job each, through benchmark.executors."""
-    from .executors import GridOptions, Unit, run_units
-
-    if args.out:
-        raise HarnessError("--out is for local runs; cluster jobs write into the submission's results/")
-    options = GridOptions(
-        seeds=tuple(seeds),
-        settings=tuple(args.settings) if args.settings else None,
-        cache_dir=str(Path(cache_dir).resolve()),
-        device=args.device,
-        image_size=args.image_size,
-        weights=str(Path(args.weights).resolve()) if args.weights else None,
-        task_revision=args.revision,
-        official=args.official,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        leakage_checked=not args.no_leakage,
-        signing_key=str(Path(args.signing_key).resolve()) if args.signing_key else None,
-    )
-    task_source = str(Path(args.task).resolve()) if Path(args.task).is_dir() else args.task
-    units = [
-        Unit(task_source, str(Path(submission.path).resolve()), backbone or DEFAULT_BACKBONE, protocol or DEFAULT_PROTOCOL, options)
-        for backbone, protocol in combos
-    ]
-    report = run_units(
-        units, executor=args.executor, slurm_config=args.slurm_config, wait=not args.no_wait,
-        progress=not args.no_progress, validation="none",  # validated just above
-    )
-    print(report.summary())
-    return 0 if report.ok else 1
-
-
 __all__ = [
     "CACHE_ENV",
     "default_cache_dir",
     "finalise",
     "needed_per_class",
-    "register",
     "run_grid",
     "run_metrics",
     "skip_reason",

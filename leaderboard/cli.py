@@ -8,7 +8,7 @@ import http.server
 import logging
 from pathlib import Path
 
-from benchmark.cli import positive_int
+from benchmark.cliargs import positive_int
 from benchmark.errors import SynthbenchError
 
 log = logging.getLogger(__name__)

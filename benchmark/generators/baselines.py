@@ -28,19 +28,10 @@ from PIL import Image
 from ..errors import SynthbenchError
 from ..io import atomic_directory
 from ..protocol import lookup
+from ..registry import BASELINES  # the baseline registry (names and descriptions), plain data
 from .common import SubmissionWriter, derived_seed, harness_generator, rng_for, submission_meta, team_and_method
 
 log = logging.getLogger(__name__)
-
-#: The baseline registry: name -> description (the CLI's choices and the docs read it).
-BASELINES: dict[str, str] = {
-    "classic": "classic augmentation of the real train images: flips, 90-degree rotations, scale/crop, "
-    "translation, colour jitter, Gaussian noise, cutout (torchvision transforms v2)",
-    "mixup": "Mixup of two real train images from different classes, soft label lambda*A + (1-lambda)*B, "
-    "lambda ~ Beta(1,1) folded onto [0.5, 1)",
-    "cutmix": "CutMix: a box of a real image of another class pasted into a real image; soft label by box area",
-    "duplicate": "the real train images themselves, repeated (more of the same)",
-}
 
 #: Classic augmentation strengths (one place; the docs quote them).
 CLASSIC_RECIPE: dict[str, Any] = {

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import positive_int
+from ..cliargs import positive_int
 from ..errors import SynthbenchError
 from ..io import check_replaceable
 from .baselines import BASELINES
