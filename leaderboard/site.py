@@ -330,8 +330,8 @@ class _SiteWriter:
         }
 
     def _baselines_without_records(self) -> list[str]:
-        """The shipped baselines (benchmark.generators.baselines) with no record shown on this board."""
-        from benchmark.generators.baselines import BASELINES
+        """The shipped baselines (benchmark.registry.BASELINES) with no record shown on this board."""
+        from benchmark.registry import BASELINES
 
         shown = {s.baseline for s in self.tree.submissions if s.baseline and s.records}
         return [name for name in BASELINES if name not in shown]
@@ -618,9 +618,9 @@ class _SiteWriter:
 
 
 def _backbone_registry() -> list[dict[str, Any]]:
-    """The backbone registry as rows for the methodology page ([] until benchmark.backbones exists)."""
+    """The backbone registry as rows for the methodology page ([] until benchmark.registry exists)."""
     try:
-        from benchmark.backbones import BACKBONES, DEFAULT_BACKBONE
+        from benchmark.registry import BACKBONES, DEFAULT_BACKBONE  # plain data: no torch for the board
     except ImportError:  # the harness's backbone module is optional for the leaderboard
         return []
     rows = []
