@@ -383,8 +383,8 @@ def _checkpoint_backbone(submission) -> str:
 def _regenerated_recipe(recipe, task, cache_root: Path):
     """A recipe entry (a shipped baseline: no images in the repository) as the images the harness
     regenerates from the task into `<feature cache>/recipes/<task>@<revision>/`; refused when they
-    differ from the content hash its recipe pins for that task (benchmark.submissions.recipe)."""
-    from .submissions.recipe import regenerate, task_key
+    differ from the content hash its recipe pins for that task (benchmark.generators.recipe)."""
+    from .generators.recipe import regenerate, task_key
 
     return regenerate(recipe.path, task, cache_root / "recipes" / task_key(task), overwrite=True)
 

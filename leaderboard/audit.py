@@ -112,7 +112,7 @@ def audit_record(
     from benchmark.device import resolve_device
     from benchmark.grid import run_grid
     from benchmark.submissions import load_submission
-    from benchmark.tasks import load_task
+    from benchmark.tasks.record import load_task
 
     record_path = Path(record_path)
     record = load_result(record_path)

@@ -115,7 +115,7 @@ class TaskTruth:
 
 def load_task_truths(sources: Sequence[str | os.PathLike]) -> list[TaskTruth]:
     """Load each task (a folder, `owner/name` or `owner/name@revision`, verified against its manifest)."""
-    from benchmark.tasks import load_task
+    from benchmark.tasks.record import load_task  # the record reader only, not the task builders
 
     truths = []
     for source in sources:

@@ -12,7 +12,7 @@ import yaml
 from benchmark.errors import SynthbenchError
 from benchmark.generators.baselines import BASELINES
 from benchmark.submissions.format import parse_submission
-from benchmark.submissions.recipe import regenerate, task_key
+from benchmark.generators.recipe import regenerate, task_key
 from leaderboard.site import build_site
 from tests.boards import write_constructed_task
 

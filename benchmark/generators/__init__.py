@@ -7,6 +7,7 @@
     openai_edit     OpenAI image editing (gpt-image-1) over HTTP
     gemini_edit     Gemini image editing over HTTP
     common          generation inputs, the resumable SubmissionWriter, HTTP retries
+    recipe          recipe entries (the shipped baselines): regenerated from the task, checked against their pin
 
 Every generator writes the submission format of docs/SUBMITTING.md; `synthbench validate` checks it.
 """

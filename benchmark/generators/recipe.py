@@ -1,7 +1,7 @@
 """Recipe entries (`kind: recipe`): the shipped baselines, regenerated from the task by the harness.
 
 A recipe folder holds only its submission.yaml: `baseline` names the harness generator
-(benchmark.generators.baselines) and `recipe: {multiplier, seed}` its arguments, so the images are
+(benchmark.generators.baselines, beside this module) and `recipe: {multiplier, seed}` its arguments, so the images are
 a deterministic function of the task's train_real split. `recipe.content_hashes` pins, per
 `<task>@<revision>`, the content hash the regenerated folder must have: a regeneration that differs
 (another harness version, changed train images) is refused instead of being scored as the baseline.
@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 from ..errors import SynthbenchError
-from .format import Submission, load_submission, parse_submission
+from ..submissions.format import Submission, load_submission, parse_submission
+from .baselines import generate_baseline
 
 
 def task_key(task) -> str:
@@ -28,8 +29,6 @@ def regenerate(recipe_folder: str | os.PathLike, task, out_dir: str | os.PathLik
     Returns the regenerated (kind images) submission, whose content hash is the one pinned for the
     task when there is a pin; raises SynthbenchError naming both hashes when it differs.
     """
-    from ..generators.baselines import generate_baseline
-
     recipe_sub, problems = parse_submission(recipe_folder)
     if recipe_sub is None or problems.errors or recipe_sub.kind != "recipe":
         reasons = "; ".join(problems.errors[:5]) if problems.errors else f"kind is {recipe_sub.kind if recipe_sub else None}, not recipe"

@@ -978,7 +978,7 @@ def parse_submission(path: str | os.PathLike) -> tuple[Submission | None, Proble
     kind = meta.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:  # unusable yaml: check what the files say the payload is
         kind = "checkpoint" if os.path.lexists(folder / CHECKPOINT_FILE) and not os.path.lexists(folder / METADATA_FILE) else "images"
-    if kind == "recipe":  # no files: the harness regenerates the images from the task (submissions.recipe)
+    if kind == "recipe":  # no files: the harness regenerates the images from the task (benchmark.generators.recipe)
         submission = Submission(
             path=folder, meta=meta, kind=kind, entries=[], image_root=folder,
             content_hash=compute_content_hash(yaml_sha, []), yaml_sha256=yaml_sha,

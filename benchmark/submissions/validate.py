@@ -108,7 +108,7 @@ class ValidationReport:
             lines.append(f"  supported ratios: {ratios}")
         if self.kind == "recipe":
             lines.append("  images: none in the folder; the harness regenerates them from the task's train_real split "
-                         "(benchmark.submissions.recipe) for the official run")
+                         "(benchmark.generators.recipe) for the official run")
         elif self.kind != "checkpoint" and self.kind is not None:
             lines.append("  leakage gate: " + ("checked" if self.leakage_checked else "NOT checked"))
         for warning in self.warnings:
@@ -391,7 +391,7 @@ def validate_submission(
         if sub.checkpoint is not None:
             _check_checkpoint(sub, task, report)
         return report
-    if sub.kind == "recipe":  # the harness makes these images from train_real itself (submissions.recipe)
+    if sub.kind == "recipe":  # the harness makes these images from train_real itself (benchmark.generators.recipe)
         return report
 
     metadata_label = METADATA_FILE if sub.image_root == sub.path else f"hub:{sub.meta['hub']['repo_id']}/{METADATA_FILE}"
