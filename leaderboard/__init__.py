@@ -20,13 +20,22 @@ docs/LEADERBOARD.md explains how to read the result; the site's methodology page
 benchmark.protocol so it cannot drift from the code.
 """
 
-from .tree import LeaderboardError, Problem, TaskTruth, Tree, load_task_truths, validate_tree
-
 __all__ = ["LeaderboardError", "Problem", "TaskTruth", "Tree", "build_site", "load_task_truths", "validate_tree"]
 
 
-def build_site(*args, **kwargs):
-    """Lazy alias of leaderboard.site.build_site (keeps `import leaderboard` free of matplotlib)."""
-    from .site import build_site as _build_site
+def __getattr__(name: str):
+    # Loaded on first use, so that `import leaderboard` (and the `leaderboard` command's parser)
+    # imports neither scikit-learn nor matplotlib.
+    if name == "build_site":
+        from . import site as module
+    elif name in __all__:
+        from . import tree as module
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(module, name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
 
-    return _build_site(*args, **kwargs)
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

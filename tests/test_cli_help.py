@@ -1,8 +1,11 @@
-"""`synthbench --help` and the participant's commands' --help import no heavy library: the parser
-registers only the chosen command's module (benchmark.cli.COMMANDS)."""
+"""`synthbench --help` and every subcommand's --help print their usage and import no heavy library:
+the parser registers only the chosen command's module (benchmark.cli.COMMANDS), and those modules
+import torch, scikit-learn, pandas and datasets inside the commands, never to build a parser.
+(How long --help takes is measured in benchmarks/test_cli_speed.py.)"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -12,9 +15,8 @@ import pytest
 from benchmark.cli import COMMANDS, build_parser, main
 
 HEAVY = ("torch", "sklearn", "pandas", "datasets", "scipy", "open_clip", "transformers", "openai", "google.genai")
-#: Commands whose modules import nothing heavy to build their parser (run, task, leaderboard and
-#: diagnose live in modules that import torch, datasets or scikit-learn at the top).
-LIGHT_COMMANDS = ("inputs", "generate", "pack", "validate", "run-all", "demo")
+#: Commands whose modules import nothing heavy to build their parser: all of them.
+LIGHT_COMMANDS = tuple(COMMANDS)
 
 
 def _heavy_modules_after(code: str) -> list[str]:
@@ -66,3 +68,50 @@ def test_options_before_the_command_still_find_it(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["no-such-command"])
     assert exc.value.code == 2 and "invalid choice: 'no-such-command'" in capsys.readouterr().err
+
+
+def _command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
+    """Every (sub)command path of `parser`: ("task",), ("task", "build"), ("task", "build", "xbd"), ..."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield prefix + (name,)
+                yield from _command_paths(sub, prefix + (name,))
+
+
+def _help_in_fresh_interpreter(paths: list[tuple[str, ...]]) -> dict:
+    """Run `synthbench PATH --help` for each path in one fresh interpreter: each one's exit status
+    and usage line, and the HEAVY modules loaded at the end."""
+    probe = f"""
+import contextlib, io, json, sys
+import benchmark.cli
+shown = {{}}
+for path in {paths!r}:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            benchmark.cli.main(list(path) + ["--help"])
+            code = None
+        except SystemExit as exc:
+            code = exc.code
+    shown[" ".join(path)] = [code, out.getvalue().splitlines()[0] if out.getvalue() else ""]
+print(json.dumps({{"shown": shown, "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
+"""
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_subcommand_help_prints_its_usage_and_imports_no_heavy_library(command):
+    paths = [path for path in _command_paths(build_parser(every_command=True)) if path[0] == command]
+    assert paths and paths[0] == (command,)
+    found = _help_in_fresh_interpreter(paths)
+    for path in paths:
+        code, usage = found["shown"][" ".join(path)]
+        assert code == 0 and usage.startswith(f"usage: synthbench {' '.join(path)}"), (path, code, usage)
+    assert found["heavy"] == [], f"{command}: building its parsers imported {found['heavy']}"
+
+
+def test_the_command_paths_include_the_nested_subcommands():
+    paths = set(_command_paths(build_parser(every_command=True)))
+    assert {("task", "build", "demo"), ("leaderboard", "audit"), ("generate", "classic"), ("run",)} <= paths

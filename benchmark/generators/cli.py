@@ -13,7 +13,7 @@ from pathlib import Path
 from ..cliargs import positive_int
 from ..errors import SynthbenchError
 from ..io import check_replaceable
-from .baselines import BASELINES
+from ..registry import BASELINES
 
 #: Every generator `synthbench generate` knows: the baselines, the demo editor and the adapters.
 GENERATORS: dict[str, str] = {

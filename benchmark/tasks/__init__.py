@@ -8,18 +8,6 @@
 See docs/RECORDS.md (section 1) for the folder format and docs/TASKS.md for building tasks.
 """
 
-from .record import (
-    COLUMNS,
-    SPLITS,
-    TASK_SCHEMA_VERSION,
-    Task,
-    TaskImage,
-    compute_test_manifest_hash,
-    load_local_task,
-    load_task,
-    save_task,
-)
-
 __all__ = [
     "COLUMNS",
     "SPLITS",
@@ -36,19 +24,30 @@ __all__ = [
     "save_task",
 ]
 
+#: The names the task record (record.py: parquet, datasets, pyarrow) provides.
+_RECORD_NAMES = frozenset(
+    {"COLUMNS", "SPLITS", "TASK_SCHEMA_VERSION", "Task", "TaskImage", "compute_test_manifest_hash",
+     "load_local_task", "load_task", "save_task"}
+)
+
 
 def __getattr__(name: str):
-    # Builders load lazily: `load_task` users need not import the renderers.
-    if name in ("build_demo_task", "edit_image"):
-        from . import demo
+    # Everything loads on first use: `import benchmark.tasks` (and the `task` command's parser)
+    # stays free of datasets and pyarrow, and `load_task` users need not import the renderers.
+    if name in _RECORD_NAMES:
+        from . import record as module
+    elif name in ("build_demo_task", "edit_image"):
+        from . import demo as module
+    elif name == "build_imagefolder_task":
+        from . import imagefolder as module
+    elif name == "build_xbd_task":
+        from . import xbd as module
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(module, name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
 
-        return getattr(demo, name)
-    if name == "build_imagefolder_task":
-        from .imagefolder import build_imagefolder_task
 
-        return build_imagefolder_task
-    if name == "build_xbd_task":
-        from .xbd import build_xbd_task
-
-        return build_xbd_task
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

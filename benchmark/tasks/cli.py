@@ -9,7 +9,14 @@ from pathlib import Path
 from ..cliargs import positive_int
 from ..io import check_replaceable
 from ..errors import TaskError
-from .record import load_task
+
+
+def load_task(*args, **kwargs):
+    """benchmark.tasks.record.load_task, imported on first call: building the `task` parsers stays
+    free of datasets and pyarrow."""
+    from .record import load_task as load
+
+    return load(*args, **kwargs)
 
 
 def _common_build_kwargs(args) -> dict:
