@@ -187,6 +187,11 @@ class Entry:
     unchecked: bool = False
     #: Why a complete entry is still not ranked ("" when it is): unchecked on a real task's board.
     held_back: str = ""
+    #: Replace: the effective real images of its largest synthetic@k (leaderboard.worth, recomputed).
+    worth: dict | None = None
+    worth_by_backbone: dict = field(default_factory=dict, repr=False)
+    #: Augment: its Δ beside more-real@k's and their ratio, per ratio (leaderboard.worth).
+    more_real: list = field(default_factory=list)
 
     @property
     def ranked(self) -> bool:
@@ -228,6 +233,14 @@ class Entry:
             "held_back": self.held_back or None,
             "harness_versions": self.harness_versions,
             "n_runs": self.n_runs,
+            "effective_real": [
+                {key: row[key] for key in ("backbone", "setting", "synthetic_per_class", "estimate", "ci", "censored",
+                                           "ci_censored", "text")} for row in self.worth["rows"]
+            ] if self.worth else None,
+            "more_real": [
+                {"ratio": row["ratio"], "delta_macro_f1": row["delta"].to_dict(), "more_real_delta_macro_f1": row["more_real"].to_dict(),
+                 "share": row["share"].to_dict() if row["share"] else None} for row in self.more_real
+            ] or None,
         }
 
 

@@ -41,15 +41,15 @@ from benchmark.protocol import (
     BOOTSTRAP_SEED,
     CI_LEVEL,
     DEFAULT_PROTOCOL,
-    DEFAULT_SEEDS,
+    DIAGNOSTICS,
+    EFFECTIVE_REAL,
+    LEARNING_CURVE,
     PROTOCOLS,
-    RANKING_IMAGES_PER_CLASS,
     RATIOS,
     SETTINGS,
-    TRAIN_PER_CLASS,
 )
 
-from . import plots
+from . import plots, worth
 from .aggregate import (
     ALL_BACKBONES,
     ANY,
@@ -101,8 +101,8 @@ BIBTEX = (
 #: (The harness version is on each entry's page and in leaderboard.json/.csv: the board fits 1400 px.)
 _DESCRIPTION_COLUMNS = ["team", "track", "generator", "images", "status"]
 BOARD_COLUMNS = {
-    "augment": ["rank", "submission", "delta", "verdict", "macro_f1", "accuracy", *_DESCRIPTION_COLUMNS],
-    "replace": ["rank", "submission", "macro_f1", *(f"ratio:{k}" for k in RATIOS), "delta", "verdict", "accuracy",
+    "augment": ["rank", "submission", "delta", "verdict", "more_real", "macro_f1", "accuracy", *_DESCRIPTION_COLUMNS],
+    "replace": ["rank", "submission", "worth", "macro_f1", *(f"ratio:{k}" for k in RATIOS), "delta", "verdict", "accuracy",
                 *_DESCRIPTION_COLUMNS],
     "models": ["rank", "submission", "macro_f1", "delta", "verdict", "accuracy", "team", "track", "status", "harness"],
 }
@@ -181,6 +181,23 @@ def _chart_data(view: BoardView) -> dict[str, Any]:
     }
 
 
+def _columns(view: BoardView) -> list[str]:
+    """The board's columns; effective real images and the more-real share only where some entry has them."""
+    present = {"worth": any(e.worth for e in view.entries), "more_real": any(e.more_real for e in view.entries)}
+    return [col for col in BOARD_COLUMNS[view.board] if present.get(col, True)]
+
+
+def _headline_note(view: BoardView) -> str:
+    """The Replace board's headline: what each set is worth in real images (read off the learning curve)."""
+    rows = [e.worth["rows"][0] for e in view.entries if e.worth]
+    if view.board != "replace" or not rows:
+        return ""
+    per_class = sorted({r["synthetic_per_class"] for r in rows})
+    return (f"Worth: the real images per class that give the same macro-F1 as {'/'.join(map(str, per_class))} synthetic "
+            "images per class, read off the real-data learning curve (real@n), with a 95% CI; '> n' beats the whole "
+            "real split, '< n' is below the curve's first point.")
+
+
 def _check_replaceable(out_dir: Path) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / SITE_MARKER).exists())):
         raise LeaderboardError(
@@ -243,6 +260,7 @@ class _SiteWriter:
         self.view_plots: dict[str, dict[str, str]] = {}
 
     def write(self) -> None:
+        worth.enrich(self.board)  # effective real images and the more-real control, recomputed
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / SITE_MARKER).write_text(f"synthbench {__version__} leaderboard site\n")
         shutil.copytree(STATIC_DIR, self.root / "static")
@@ -255,6 +273,9 @@ class _SiteWriter:
         self._render("index.html", self.root / "index.html", **common, **self._index_context())
         self._render("methodology.html", self.root / "methodology.html", **common, **self._methodology_context())
         self._render("compare.html", self.root / "compare.html", **common, compare=self._compare_data())
+        self._render("diagnostics.html", self.root / "diagnostics.html", **common, diagnostic_views=self._diagnostic_views(),
+                     diagnostic_descriptions=DIAGNOSTICS["descriptions"],
+                     tracks=sorted({s.track for s in self.tree.submissions if s.track}))
         for submission in self.tree.submissions:
             page_dir = self.root / "submissions" / submission.id
             context = self._submission_context(submission, page_dir)
@@ -309,7 +330,8 @@ class _SiteWriter:
                     "chart": _chart_data(view),
                     # Visible without JavaScript: the headline of each board (the script's defaults).
                     "visible": view.headline and view.protocol in (default_protocol, ANY),
-                    "columns": BOARD_COLUMNS[view.board],
+                    "columns": _columns(view),
+                    "headline_note": _headline_note(view),
                     "pooled": {"augment": "mixed@k", "replace": "synthetic@k"}.get(view.board),
                 }
                 for view in views
@@ -348,14 +370,14 @@ class _SiteWriter:
         }
         return {
             "settings": list(SETTINGS.values()),
+            "learning_curve": LEARNING_CURVE,
+            "effective_real": EFFECTIVE_REAL,
+            "diagnostics": DIAGNOSTICS,
             "protocols": PROTOCOLS,
             "recipes": recipes,
             "default_protocol": DEFAULT_PROTOCOL,
             "boards": BOARDS,
             "ratios": RATIOS,
-            "train_per_class": TRAIN_PER_CLASS,
-            "ranking_images_per_class": RANKING_IMAGES_PER_CLASS,
-            "seeds": DEFAULT_SEEDS,
             "resamples": BOOTSTRAP_RESAMPLES,
             "ci_level": CI_LEVEL,
             "bootstrap_seed": BOOTSTRAP_SEED,
@@ -393,15 +415,54 @@ class _SiteWriter:
             })
         return out
 
+    def _diagnostic_views(self) -> list[dict[str, Any]]:
+        """Per one-backbone training view: each entry's Δ macro-F1 (mean over the board's ratios) and the overall
+        diagnostics its record stores, for the diagnostic-vs-Δ page (views where no entry has diagnostics are left out)."""
+        out = []
+        for view in self.board.views:
+            if view.board not in ("augment", "replace") or len(view.backbones) != 1:
+                continue
+            entries = []
+            for entry in view.entries:
+                if entry.is_reference or entry.delta_macro_f1 is None:
+                    continue
+                record = self.board.estimator.record(entry.submission_id, view.backbones[0], view.protocol)
+                overall = (record.data.get("diagnostics") or {}).get("overall") or {}
+                values = {name: [v["value"], *v["ci"]] for name, v in overall.items() if isinstance(v, dict) and "value" in v}
+                d = entry.delta_macro_f1
+                entries.append({"submission": entry.submission_id, "name": entry.name, "track": entry.track,
+                                "baseline": bool(entry.baseline), "delta": [d.point, d.lo, d.hi], "diagnostics": values})
+            if any(e["diagnostics"] for e in entries):
+                pooled = {"augment": "mixed@k", "replace": "synthetic@k"}[view.board]
+                out.append({"id": view.id, "title": self._view_title(view), "entries": entries,
+                            "metric": f"Δ macro-F1 of {pooled} over real only (pp)"})
+        return out
+
+    def _settings_in_use(self) -> list[dict[str, Any]]:
+        """Every setting the board's records ran, with the images per class its runs trained on (from the runs)."""
+        seen: dict[str, dict[str, set]] = {}
+        for record in self.tree.records():
+            for run in record.data["runs"]:
+                numbers = seen.setdefault(run["setting"], {"real": set(), "synthetic": set(), "seeds": set()})
+                numbers["real"].add(int(run.get("n_real_per_class") or 0))
+                numbers["synthetic"].add(int(run.get("n_synthetic_per_class") or 0))
+                numbers["seeds"].add(int(run["seed"]))
+        order = {name: i for i, name in enumerate(SETTINGS)}
+        return [
+            {"name": name, "ratio": worth.ratio_of(name), "real": sorted(n["real"]), "synthetic": sorted(n["synthetic"]),
+             "seeds": sorted(n["seeds"]), "curve": name in SETTINGS and SETTINGS[name].is_curve_point}
+            for name, n in sorted(seen.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
+        ]
+
     def _task_numbers(self) -> dict[str, Any]:
         """The numbers of the task in use (from its test labels and the records), never the protocol's constants:
-        test images per class, real training images per class, and the smallest Δ its test split can detect."""
+        test images per class, real training images per class, the settings, seeds, ratios and learning curve
+        the records ran, and the smallest Δ its test split can detect."""
         labels, classes = self.tree.test_labels, self.tree.classes
         test_counts = {name: int((labels == i).sum()) for i, name in enumerate(classes)} if labels is not None else {}
-        real_per_class = sorted({
-            int(run["n_real_per_class"]) for record in self.tree.records() for run in record.data["runs"]
-            if run.get("setting") == REAL and isinstance(run.get("n_real_per_class"), int)
-        })
+        settings = self._settings_in_use()
+        real_per_class = next((s["real"] for s in settings if s["name"] == REAL), [])
+        ratios = sorted({s["ratio"] for s in settings if s["ratio"] and s["name"] in SETTINGS})
         augment = self.board.headline("augment")
         half_widths = [
             (e.delta_macro_f1.hi - e.delta_macro_f1.lo) / 2 for e in (augment.entries if augment else [])
@@ -411,6 +472,12 @@ class _SiteWriter:
             "test_counts": test_counts,
             "test_size": int(labels.size) if labels is not None else None,
             "real_per_class_in_use": real_per_class,
+            "settings_in_use": settings,
+            "seeds_in_use": sorted({seed for s in settings for seed in s["seeds"]}),
+            "ratios_in_use": ratios,
+            "curve_in_use": [s["real"][0] for s in settings if s["curve"] and s["real"]],
+            "more_real_in_use": [s["name"] for s in settings if s["name"].startswith(worth.MORE_REAL_PREFIX)],
+            "synthetic_in_use": sorted({n for s in settings if s["name"].startswith("synthetic@") for n in s["synthetic"]}),
             "detectable_delta": float(sorted(half_widths)[len(half_widths) // 2]) if half_widths else None,
             "detectable_from": len(half_widths),
         }
@@ -437,13 +504,14 @@ class _SiteWriter:
                     figures["Confusion matrices of every ratio, rows normalised (" + ", ".join(t for t, _ in panels) + ")"] = confusion
                 heat = plots.per_class_delta_f1(classes, profile, f"Per-class Δ F1 vs real only (pp) · {label}",
                                                 page_dir / "plots" / f"{stem}-per-class")
-                if heat:
-                    figures["Per-class Δ F1 of every setting over real only (mean over runs; red: worse, blue: better)"] = heat
+                if heat:  # the static copy (no JavaScript); the page draws the same with CIs in the browser
+                    figures["Per-class Δ F1 of every setting over real only (static copy, no CIs)"] = heat
             sections.append(
                 {
                     "profile": profile,
                     "label": label,
                     "is_suite": is_suite,
+                    "per_class": self._per_class_delta(profile) if is_suite else None,
                     "figures": [(caption, {k: f"plots/{v}" for k, v in files.items()}) for caption, files in figures.items()],
                 }
             )
@@ -456,7 +524,14 @@ class _SiteWriter:
         ]
         counts = submission.images_per_class(classes)
         generator = submission.generator
+        records = sorted(submission.records.values(), key=lambda r: r.path.name)
+        more_real = next((entry.more_real for view, entry in self.board.entries_of(submission.id)
+                          if view.board == "augment" and view.headline and entry.more_real), [])
         return {
+            "effective_real": [(r, self._effective_real(r)) for r in records],
+            "diagnostics": [(r, worth.diagnostics_of(r)) for r in records],
+            "diagnostic_descriptions": DIAGNOSTICS["descriptions"],
+            "more_real": more_real,
             "submission": submission,
             "generator": generator,
             "generator_link": _safe_link(generator["link"]),
@@ -469,7 +544,7 @@ class _SiteWriter:
             "thumbnails": self._thumbnails(submission, page_dir),
             "sections": sections,
             "standings": standings,
-            "records": sorted(submission.records.values(), key=lambda r: r.path.name),
+            "records": records,
             "status": (
                 None if not submission.records
                 else "official" if all(r.official for r in submission.records.values()) else SELF_REPORTED
@@ -477,6 +552,30 @@ class _SiteWriter:
             "unchecked": bool(submission.records) and not submission.leakage_checked,
             "problems": [self._problem_row(p) for p in self.tree.problems_of(submission)],
         }
+
+    def _effective_real(self, record) -> dict[str, dict]:
+        """{synthetic@k: effective real images} of a record, recomputed (memoised per build)."""
+        memo = self.__dict__.setdefault("_worth_memo", {})
+        if record.path not in memo:
+            memo[record.path] = worth.effective_real(record, self.tree.test_labels, len(self.tree.classes))
+        return memo[record.path]
+
+    def _per_class_delta(self, profile: Profile) -> dict[str, Any] | None:
+        """Per-class Δ F1 of every paired setting over real only, with paired two-level CIs (table + heat map)."""
+        if self.board.estimator is None:
+            return None
+        per_class = self.__dict__.setdefault("_per_class_f1", worth.PerClassF1(self.board.estimator))
+        classes = self.tree.classes
+        rows = [{"setting": name, "cells": per_class.delta(stats.runs, stats.baseline, classes)}
+                for name, stats in profile.settings.items() if stats.baseline]
+        if not rows:
+            return None
+        chart = {
+            "classes": classes, "settings": [r["setting"] for r in rows],
+            "z": [[100 * r["cells"][c].point for c in classes] for r in rows],
+            "ci": [[f"[{percent(r['cells'][c].lo, True)}, {percent(r['cells'][c].hi, True)}]" for c in classes] for r in rows],
+        }
+        return {"classes": classes, "rows": rows, "chart": chart}
 
     @staticmethod
     def _follow_up(submission: Submission) -> dict[str, Any]:

@@ -138,6 +138,7 @@ def make_record(
     content_hash: str | None = None,
     harness_version: str = __version__,
     leakage_checked: bool = True,
+    diagnostics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A complete result record (RECORDS.md section 4) for the given {(setting, seed): predictions}.
 
@@ -165,7 +166,8 @@ def make_record(
                 "ratio": spec.ratio if spec else 0,
                 "seed": seed,
                 "n_train": n_classes * ((TRAIN_PER_CLASS if spec is None or spec.uses_real else 0) + synthetic),
-                "n_real_per_class": TRAIN_PER_CLASS if spec is None or spec.uses_real else 0,
+                "n_real_per_class": ((spec.real_per_class if spec else None) or TRAIN_PER_CLASS)
+                if spec is None or spec.uses_real else 0,
                 "n_synthetic_per_class": synthetic,
                 "predictions": [int(p) for p in predictions],
                 "metrics": metrics,
@@ -174,7 +176,7 @@ def make_record(
                 "seconds": 0.1,
             }
         )
-    return {
+    record = {
         "schema_version": RESULT_SCHEMA_VERSION,
         "harness_version": harness_version,
         "official": official,
@@ -204,6 +206,22 @@ def make_record(
             "host": "constructed",
         },
     }
+    if diagnostics is not None:
+        record["diagnostics"] = diagnostics
+    return record
+
+
+def constructed_diagnostics(overall: dict[str, float], classes: list[str] = CLASSES, n: tuple[int, int] = (4, 4)) -> dict:
+    """A valid `diagnostics` block (docs/RECORDS.md) with the given overall values (per class the same,
+    CIs +-0.05); diagnostics not named are null ("not computed")."""
+    from benchmark.protocol import DIAGNOSTICS
+
+    def group() -> dict[str, Any]:
+        values = {name: ({"value": overall[name], "ci": [overall[name] - 0.05, overall[name] + 0.05]}
+                         if name in overall else None) for name in DIAGNOSTICS["descriptions"]}
+        return {"n_real": n[0], "n_synthetic": n[1], **values}
+
+    return {"params": dict(DIAGNOSTICS["params"]), "overall": group(), "per_class": {name: group() for name in classes}}
 
 
 def _summary(labels: np.ndarray, run_list: list[dict[str, Any]], n_classes: int) -> dict[str, Any]:
@@ -250,6 +268,8 @@ class Plan:
     official: bool = False
     images_per_class: int = 4  # sample images written into images/ (for thumbnails)
     leakage_checked: bool = True
+    #: Overall values of the record's stored diagnostics (constructed_diagnostics); None: not computed.
+    diagnostics: dict[str, float] | None = None
 
     def change(self, ratio: int) -> float:
         return self.mixed_change[ratio] if isinstance(self.mixed_change, dict) else self.mixed_change
@@ -348,6 +368,8 @@ def make_example_tree(
     seed: int = 0,
     signing_key=None,
     task_name: str = EXAMPLE_TASK["name"],
+    curve: dict[int, float] | None = None,
+    more_real: dict[int, float] | None = None,
 ) -> Path:
     """Write a constructed results tree under `root` (one folder per plan) and return `root`.
 
@@ -356,7 +378,9 @@ def make_example_tree(
     drawn at the plan's accuracy. `task`: None writes (or reuses) the constructed task in
     `root/../task` and uses it; a dict is used as given (records of a task the board lacks).
     `signing_key`: signs the records of plans with `official=True`. `task_name`: of the constructed
-    task (a name starting with "demo" makes a pipeline-demo board).
+    task (a name starting with "demo" makes a pipeline-demo board). `curve`: {n: accuracy} of the
+    real@n learning-curve runs, `more_real`: {k: accuracy change over real} of more-real@k runs; both
+    shared by every submission per (backbone, seed), as a deterministic harness makes them.
     """
     root = Path(root)
     if task is None:
@@ -364,12 +388,17 @@ def make_example_tree(
     rng = np.random.default_rng(seed)
     labels = balanced_labels(per_class)
     real = {(b, s): predictions_with_accuracy(labels, real_accuracy, rng) for b in backbones for s in seeds}
+    shared = {(f"real@{n}", b, s): predictions_with_accuracy(labels, accuracy, rng)
+              for n, accuracy in (curve or {}).items() for b in backbones for s in seeds}
+    shared.update({(f"more-real@{k}", b, s): shift_accuracy(real[(b, s)], labels, change, rng)
+                   for k, change in (more_real or {}).items() for b in backbones for s in seeds})
     for plan in plans:
         records = []
         for backbone in backbones:
             runs: dict[tuple[str, int], np.ndarray] = {}
             for s in seeds:
                 runs[("real", s)] = real[(backbone, s)]
+            runs.update({(setting, s): predictions for (setting, b, s), predictions in shared.items() if b == backbone})
             for k in plan.ratios:
                 for s in seeds:
                     runs[(f"synthetic@{k}", s)] = predictions_with_accuracy(labels, plan.synthetic(k), rng)
@@ -387,6 +416,7 @@ def make_example_tree(
                     official=plan.official,
                     track=plan.track,
                     leakage_checked=plan.leakage_checked,
+                    diagnostics=constructed_diagnostics(plan.diagnostics) if plan.diagnostics else None,
                 )
             )
         write_submission(root, plan, records, signing_key=signing_key)

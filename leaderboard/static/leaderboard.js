@@ -103,6 +103,94 @@
     document.querySelectorAll("section.view").forEach(drawChart);
   }
 
+  // ---- entry page: per-class Δ F1 on a diverging scale centred at 0, the CI in the tooltip ---------
+  function drawHeatmaps() {
+    if (!window.Plotly) return;
+    document.querySelectorAll("div.heatmap").forEach(function (holder) {
+      var data = JSON.parse(holder.parentNode.querySelector("script.heatmap-data").textContent);
+      var bound = 1;
+      data.z.forEach(function (row) { row.forEach(function (v) { bound = Math.max(bound, Math.abs(v)); }); });
+      window.Plotly.react(holder, [{
+        type: "heatmap", x: data.classes, y: data.settings, z: data.z, customdata: data.ci,
+        zmin: -bound, zmax: bound, zmid: 0, colorscale: [[0, "#b2182b"], [0.5, "#f7f7f7"], [1, "#2166ac"]],
+        colorbar: { title: { text: "Δ F1 (pp)" } }, xgap: 1, ygap: 1,
+        hovertemplate: "%{y} · %{x}<br>Δ F1 %{z:+.1f} pp, 95% CI %{customdata}<extra></extra>",
+        texttemplate: "%{z:+.0f}", textfont: { size: 11 }
+      }], {
+        height: 120 + 34 * data.settings.length, margin: { l: 100, r: 20, t: 10, b: 70 },
+        yaxis: { autorange: "reversed" }, font: { family: "DejaVu Sans, sans-serif", size: 12 }
+      }, { displayModeBar: false, responsive: true });
+      holder.setAttribute("data-drawn", data.settings.length);
+    });
+  }
+
+  // ---- diagnostics page: a chosen diagnostic against each entry's Δ, for the rows the filters keep -----
+  function diagnosticRows(view, diagnostic, track) {
+    return view.entries.filter(function (e) {
+      return (track === "*" || e.track === track) && e.diagnostics[diagnostic];
+    });
+  }
+
+  function renderDiagnostics(views) {
+    var view = views.filter(function (v) { return v.id === document.getElementById("diag-view").value; })[0];
+    var diagnostic = document.getElementById("diag-name").value;
+    var track = document.getElementById("diag-track").value;
+    var rows = diagnosticRows(view, diagnostic, track);
+    var body = document.querySelector("#diag-table tbody");
+    body.innerHTML = "";
+    rows.forEach(function (e) {
+      var d = e.diagnostics[diagnostic], tr = document.createElement("tr");
+      tr.setAttribute("data-submission", e.submission);
+      [e.name, d[0].toPrecision(3) + " [" + d[1].toPrecision(3) + ", " + d[2].toPrecision(3) + "]",
+       fmt(e.delta[0]) + " [" + fmt(e.delta[1]) + ", " + fmt(e.delta[2]) + "]"].forEach(function (text) {
+        var td = document.createElement("td"); td.textContent = text; tr.appendChild(td);
+      });
+      body.appendChild(tr);
+    });
+    var missing = view.entries.length - diagnosticRows(view, diagnostic, "*").length;
+    document.getElementById("diag-missing").textContent = missing ?
+      missing + " entr" + (missing > 1 ? "ies" : "y") + " of this board without this diagnostic (not computed) are not plotted." : "";
+    document.getElementById("diag-description").textContent = document.getElementById("diag-name").selectedOptions[0].title;
+    window.location.replace("#" + [view.id, diagnostic, track].map(encodeURIComponent).join("/"));
+    var holder = document.getElementById("diag-chart");
+    holder.setAttribute("data-drawn", rows.length);
+    if (!window.Plotly) return;
+    window.Plotly.react(holder, [{
+      type: "scatter", mode: "markers+text", text: rows.map(function (e) { return e.name; }), textposition: "top center",
+      x: rows.map(function (e) { return e.diagnostics[diagnostic][0]; }),
+      y: rows.map(function (e) { return PCT * e.delta[0]; }),
+      error_x: { type: "data", symmetric: false, color: "#999",
+                 array: rows.map(function (e) { var d = e.diagnostics[diagnostic]; return d[2] - d[0]; }),
+                 arrayminus: rows.map(function (e) { var d = e.diagnostics[diagnostic]; return d[0] - d[1]; }) },
+      error_y: { type: "data", symmetric: false, color: "#999",
+                 array: rows.map(function (e) { return PCT * (e.delta[2] - e.delta[0]); }),
+                 arrayminus: rows.map(function (e) { return PCT * (e.delta[0] - e.delta[1]); }) },
+      marker: { size: 10, color: rows.map(function (e) { return e.baseline ? "#7570b3" : "#1f78b4"; }) },
+      hovertemplate: "%{text}<br>" + diagnostic + " %{x:.3g}<br>Δ %{y:+.1f} pp<extra></extra>"
+    }], {
+      height: 460, margin: { l: 70, r: 20, t: 20, b: 60 }, showlegend: false,
+      xaxis: { title: { text: diagnostic + " (95% CI)" }, gridcolor: "#e5e5e5", zeroline: false },
+      yaxis: { title: { text: view.metric }, gridcolor: "#e5e5e5", zeroline: false },
+      shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: 0, y1: 0, line: { color: "#555", width: 1.5 } }],
+      font: { family: "DejaVu Sans, sans-serif", size: 12 }
+    }, { displayModeBar: false, responsive: true });
+  }
+
+  function initDiagnostics() {
+    var source = document.getElementById("diagnostics-data");
+    if (!source) return;
+    var views = JSON.parse(source.textContent);
+    var parts = window.location.hash.replace(/^#/, "").split("/").map(decodeURIComponent);
+    ["diag-view", "diag-name", "diag-track"].forEach(function (id, i) {
+      var select = document.getElementById(id);
+      if (parts.length === 3 && Array.prototype.some.call(select.options, function (o) { return o.value === parts[i]; })) {
+        select.value = parts[i];
+      }
+      select.addEventListener("change", function () { renderDiagnostics(views); });
+    });
+    renderDiagnostics(views);
+  }
+
   // ---- compare page: A - B per setting, from the paired differences the build computed ------------
   function fmt(value) { return (value >= 0 ? "+" : "\u2212") + Math.abs(PCT * value).toFixed(1); }
 
@@ -233,5 +321,7 @@
     initFilters();
     if (!document.getElementById("filters")) drawCharts();
     initCompare();
+    drawHeatmaps();
+    initDiagnostics();
   });
 })();
