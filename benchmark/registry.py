@@ -4,6 +4,9 @@ stage that implements them (and without torch, scikit-learn or datasets).
     BACKBONES / DEFAULT_BACKBONE / TINY_CONFIGS   the pinned feature extractors (benchmark.backbones
                                                   loads them)
     BASELINES                                     the harness's baseline generators (benchmark.generators.baselines)
+    INSTRUCTPIX2PIX_MODEL, IP2P_DEFAULTS,         the generator adapters' defaults
+    OPENAI_MODEL, GEMINI_MODEL
+    PACK_QUESTIONS, PACK_LINKS                    what `synthbench pack` asks for
     DEVICE_CHOICES                                what `--device` accepts (benchmark.device resolves it)
 
 Protocols, settings and the other fixed protocol values are in benchmark.protocol; the feature
@@ -30,6 +33,29 @@ BASELINES: dict[str, str] = {
     "cutmix": "CutMix: a box of a real image of another class pasted into a real image; soft label by box area",
     "duplicate": "the real train images themselves, repeated (more of the same)",
 }
+
+#: The generator adapters' defaults (their modules use them; `synthbench generate --help` shows them).
+INSTRUCTPIX2PIX_MODEL = "timbrooks/instruct-pix2pix"
+#: InstructPix2Pix's sampling recipe (diffusers' documented defaults for this model, fewer steps).
+IP2P_DEFAULTS = {
+    "num_inference_steps": 20,
+    "image_guidance_scale": 1.5,
+    "guidance_scale": 7.5,
+    "resolution": 512,
+}
+OPENAI_MODEL = "gpt-image-1"
+GEMINI_MODEL = "gemini-2.5-flash-image"
+
+#: What `synthbench pack` asks for (flag, question). Each answer is refused when empty or a placeholder.
+PACK_QUESTIONS: dict[str, str] = {
+    "contact": "contact e-mail or URL",
+    "licence": "licence of the images (e.g. CC-BY-4.0)",
+    "generator_name": "generator model (e.g. stabilityai/sdxl-turbo)",
+    "generator_version": "model snapshot or version (e.g. a Hub commit or gpt-image-1-2025-04-15)",
+    "generator_link": "link to the model (model card or API page)",
+}
+#: Optional links pack records when given (checked by the submission format as https URLs).
+PACK_LINKS = ("paper", "code")
 
 # ----------------------------------------------------------------------------------------------
 # Backbones: every backbone the harness can use is one BackboneSpec in BACKBONES
@@ -218,6 +244,12 @@ __all__ = [
     "DEFAULT_BACKBONE",
     "DEVICE_CHOICES",
     "FAMILIES",
+    "GEMINI_MODEL",
+    "INSTRUCTPIX2PIX_MODEL",
+    "IP2P_DEFAULTS",
+    "OPENAI_MODEL",
+    "PACK_LINKS",
+    "PACK_QUESTIONS",
     "TINY_CONFIGS",
     "BackboneSpec",
     "get_spec",

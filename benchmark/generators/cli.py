@@ -175,7 +175,7 @@ def _common(parser: argparse.ArgumentParser, *, api: bool) -> None:
 
 def _add_generator_options(name: str, parser: argparse.ArgumentParser) -> None:
     if name == "instructpix2pix":
-        from .instructpix2pix import INSTRUCTPIX2PIX_MODEL, IP2P_DEFAULTS
+        from ..registry import INSTRUCTPIX2PIX_MODEL, IP2P_DEFAULTS
 
         parser.add_argument("--model", default=INSTRUCTPIX2PIX_MODEL, help="local pipeline folder or Hub id")
         parser.add_argument("--model-revision", help="Hub revision (commit) of the pipeline")
@@ -186,8 +186,7 @@ def _add_generator_options(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--guidance-scale", type=float, default=IP2P_DEFAULTS["guidance_scale"])
         parser.add_argument("--resolution", type=int, default=IP2P_DEFAULTS["resolution"])
     elif name in ("openai", "gemini"):
-        from .gemini_edit import GEMINI_MODEL
-        from .openai_edit import OPENAI_MODEL
+        from ..registry import GEMINI_MODEL, OPENAI_MODEL
 
         parser.add_argument("--model", default=OPENAI_MODEL if name == "openai" else GEMINI_MODEL)
         parser.add_argument("--model-version", help="the model snapshot used, for submission.yaml (default: --model)")

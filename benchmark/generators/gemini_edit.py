@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+from ..registry import GEMINI_MODEL  # the default model, plain data (shown by --help)
 from .common import (
     RETRY_STATUSES,
     APIImageEditor,
@@ -30,7 +31,6 @@ from .common import (
 )
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
-GEMINI_MODEL = "gemini-2.5-flash-image"
 GEMINI_API_VERSION = "v1beta"
 GEMINI_KEY_ENVS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 GEMINI_BASE_URL_ENV = "GEMINI_BASE_URL"

@@ -13,18 +13,12 @@ import logging
 from pathlib import Path
 
 from ..images import encode_png
+# the model and its sampling recipe: plain data, so `synthbench generate --help` shows them cheaply
+from ..registry import INSTRUCTPIX2PIX_MODEL, IP2P_DEFAULTS
 from .common import GeneratorError, derived_seed, generate_into_submission, iter_jobs
 
 log = logging.getLogger(__name__)
 
-INSTRUCTPIX2PIX_MODEL = "timbrooks/instruct-pix2pix"
-#: The sampling recipe (diffusers' documented defaults for this model, fewer steps).
-IP2P_DEFAULTS = {
-    "num_inference_steps": 20,
-    "image_guidance_scale": 1.5,
-    "guidance_scale": 7.5,
-    "resolution": 512,
-}
 
 
 def load_instructpix2pix(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+from ..registry import OPENAI_MODEL  # the default model, plain data (shown by --help)
 from .common import (
     RETRY_STATUSES,
     APIImageEditor,
@@ -29,7 +30,6 @@ from .common import (
 )
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
-OPENAI_MODEL = "gpt-image-1"
 OPENAI_KEY_ENV = "OPENAI_API_KEY"
 OPENAI_BASE_URL_ENV = "OPENAI_BASE_URL"
 #: Error codes OpenAI uses for prompts or images its moderation refuses.

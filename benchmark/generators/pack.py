@@ -16,19 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io import atomic_directory
+from ..registry import PACK_LINKS, PACK_QUESTIONS  # what pack asks for: plain data (its parser shows it)
 from ..submissions.format import IMAGE_EXTENSIONS, file_name_problem, id_from_folder, placeholder_problem, resolve_inside
 from .common import GenerationRefused, GeneratorError, SubmissionWriter, decode_generated, submission_meta
 
-#: What pack asks for (flag, question). Each answer is refused when empty or a placeholder.
-PACK_QUESTIONS: dict[str, str] = {
-    "contact": "contact e-mail or URL",
-    "licence": "licence of the images (e.g. CC-BY-4.0)",
-    "generator_name": "generator model (e.g. stabilityai/sdxl-turbo)",
-    "generator_version": "model snapshot or version (e.g. a Hub commit or gpt-image-1-2025-04-15)",
-    "generator_link": "link to the model (model card or API page)",
-}
-#: Optional links pack records when given (checked by the submission format as https URLs).
-PACK_LINKS = ("paper", "code")
 
 
 @dataclass(frozen=True)

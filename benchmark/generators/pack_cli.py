@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SynthbenchError
-from .pack import PACK_LINKS, PACK_QUESTIONS
+from ..registry import PACK_LINKS, PACK_QUESTIONS
 
 
 def _ask_missing(args: argparse.Namespace) -> dict[str, str | None]:
