@@ -282,6 +282,64 @@ def _two_loop_coefficients(
     return gamma, coef_s, -(gamma[:, None] * alpha)
 
 
+def _search_direction(
+    grad: torch.Tensor, hist_s: torch.Tensor, hist_y: torch.Tensor, rho: np.ndarray, gram_sy: np.ndarray,
+    gram_yy: np.ndarray, order: list[int],
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """(direction (b, K, D + 1), first trial step (b,), slope g . direction (b,)) of each problem:
+    the L-BFGS direction from its history, or steepest descent on the first step and wherever
+    round-off broke descent."""
+    b, device, dtype = grad.shape[0], grad.device, grad.dtype
+    neg_g = -grad
+    if order:
+        gamma, coef_s, coef_y = _two_loop_coefficients(
+            _flat_dots(hist_s, neg_g), _flat_dots(hist_y, neg_g), rho, gram_sy, gram_yy, order
+        )
+        direction = torch.as_tensor(gamma, dtype=dtype, device=device)[:, None, None] * neg_g
+        flat = direction.view(b, -1)
+        flat += torch.bmm(torch.as_tensor(coef_s, dtype=dtype, device=device)[:, None, :], hist_s)[:, 0]
+        flat += torch.bmm(torch.as_tensor(coef_y, dtype=dtype, device=device)[:, None, :], hist_y)[:, 0]
+        step = np.ones(b)
+    else:
+        # First step: steepest descent scaled by min(1, 1 / ||g||_1) (as torch's LBFGS).
+        direction = neg_g
+        step = np.minimum(1.0, 1.0 / np.maximum(grad.flatten(1).abs().sum(dim=1).double().cpu().numpy(), 1e-12))
+    slope = (grad * direction).flatten(1).sum(dim=1).double().cpu().numpy()
+    not_descent = slope >= 0  # round-off can break descent: fall back to steepest descent
+    if not_descent.any():
+        direction[torch.as_tensor(not_descent, device=device)] = neg_g[torch.as_tensor(not_descent, device=device)]
+        slope = np.where(not_descent, -(grad * grad).flatten(1).sum(dim=1).double().cpu().numpy(), slope)
+    return direction, step, slope
+
+
+def _backtrack(
+    objective, x: torch.Tensor, direction: torch.Tensor, step: np.ndarray, slope: np.ndarray, f0: np.ndarray,
+    ids: np.ndarray, subset: torch.Tensor | None,
+) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, np.ndarray]:
+    """Backtracking line search (Armijo, quadratic interpolation), all problems at once: (new x,
+    new f, new gradient, accepted (b,) bool). `step` is shortened in place where it is refused."""
+    device, dtype = x.device, x.dtype
+    new_x = x + torch.as_tensor(step, dtype=dtype, device=device)[:, None, None] * direction
+    new_value_t, new_grad = objective(new_x, subset)
+    new_value = new_value_t.cpu().numpy()
+    accepted = new_value <= f0 + _ARMIJO_C1 * step * slope
+    for _ in range(MAX_LINE_SEARCH):
+        if accepted.all():
+            break
+        bad = np.flatnonzero(~accepted)
+        t = step[bad]
+        curvature = new_value[bad] - f0[bad] - slope[bad] * t
+        t_quad = -slope[bad] * t * t / (2.0 * np.maximum(curvature, 1e-300))
+        step[bad] = np.minimum(np.maximum(t_quad, 0.1 * t), 0.5 * t)
+        bad_t = torch.as_tensor(bad, device=device)
+        retry = x[bad_t] + torch.as_tensor(step[bad], dtype=dtype, device=device)[:, None, None] * direction[bad_t]
+        f_retry, g_retry = objective(retry, torch.as_tensor(ids[bad], device=device))
+        new_x[bad_t], new_grad[bad_t] = retry, g_retry
+        new_value[bad] = f_retry.cpu().numpy()
+        accepted[bad] = new_value[bad] <= f0[bad] + _ARMIJO_C1 * step[bad] * slope[bad]
+    return new_x, new_value, new_grad, accepted
+
+
 def _lbfgs(
     objective: Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]],
     x0: torch.Tensor,
@@ -343,47 +401,9 @@ def _lbfgs(
         if b == 0:
             break
         subset = None if b == total else torch.as_tensor(ids, device=device)
-        # --- direction ---
-        neg_g = -grad
-        if order:
-            gamma, coef_s, coef_y = _two_loop_coefficients(
-                _flat_dots(hist_s, neg_g), _flat_dots(hist_y, neg_g), rho, gram_sy, gram_yy, order
-            )
-            direction = torch.as_tensor(gamma, dtype=dtype, device=device)[:, None, None] * neg_g
-            flat = direction.view(b, -1)
-            flat += torch.bmm(torch.as_tensor(coef_s, dtype=dtype, device=device)[:, None, :], hist_s)[:, 0]
-            flat += torch.bmm(torch.as_tensor(coef_y, dtype=dtype, device=device)[:, None, :], hist_y)[:, 0]
-            step = np.ones(b)
-        else:
-            # First step: steepest descent scaled by min(1, 1 / ||g||_1) (as torch's LBFGS).
-            direction = neg_g
-            step = np.minimum(1.0, 1.0 / np.maximum(grad.flatten(1).abs().sum(dim=1).double().cpu().numpy(), 1e-12))
-        slope = (grad * direction).flatten(1).sum(dim=1).double().cpu().numpy()
-        not_descent = slope >= 0  # round-off can break descent: fall back to steepest descent
-        if not_descent.any():
-            direction[torch.as_tensor(not_descent, device=device)] = neg_g[torch.as_tensor(not_descent, device=device)]
-            slope = np.where(not_descent, -(grad * grad).flatten(1).sum(dim=1).double().cpu().numpy(), slope)
-
-        # --- backtracking line search (Armijo, quadratic interpolation), all problems at once ---
+        direction, step, slope = _search_direction(grad, hist_s, hist_y, rho, gram_sy, gram_yy, order)
         f0 = value.cpu().numpy()
-        new_x = x + torch.as_tensor(step, dtype=dtype, device=device)[:, None, None] * direction
-        new_value_t, new_grad = objective(new_x, subset)
-        new_value = new_value_t.cpu().numpy()
-        accepted = new_value <= f0 + _ARMIJO_C1 * step * slope
-        for _ls in range(MAX_LINE_SEARCH):
-            if accepted.all():
-                break
-            bad = np.flatnonzero(~accepted)
-            t = step[bad]
-            curvature = new_value[bad] - f0[bad] - slope[bad] * t
-            t_quad = -slope[bad] * t * t / (2.0 * np.maximum(curvature, 1e-300))
-            step[bad] = np.minimum(np.maximum(t_quad, 0.1 * t), 0.5 * t)
-            bad_t = torch.as_tensor(bad, device=device)
-            retry = x[bad_t] + torch.as_tensor(step[bad], dtype=dtype, device=device)[:, None, None] * direction[bad_t]
-            f_retry, g_retry = objective(retry, torch.as_tensor(ids[bad], device=device))
-            new_x[bad_t], new_grad[bad_t] = retry, g_retry
-            new_value[bad] = f_retry.cpu().numpy()
-            accepted[bad] = new_value[bad] <= f0[bad] + _ARMIJO_C1 * step[bad] * slope[bad]
+        new_x, new_value, new_grad, accepted = _backtrack(objective, x, direction, step, slope, f0, ids, subset)
         failed = ~accepted
 
         # --- history update for the problems that moved ---
