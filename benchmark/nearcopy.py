@@ -276,11 +276,10 @@ def trim_borders(image: Image.Image) -> Image.Image:
     gray = np.asarray(image.convert("L"), dtype=np.int16)
 
     def run(lines: np.ndarray) -> int:
-        constant = (
-            (lines.max(axis=1) - lines.min(axis=1) <= BORDER_TOLERANCE)
-            & (lines.std(axis=1) <= BORDER_MAX_STD)
-            & (np.abs(lines.mean(axis=1) - lines[0].mean()) <= BORDER_TOLERANCE)
-        )
+        # The range first (cheap): only the lines before the first that varies more can be border.
+        narrow = lines.max(axis=1) - lines.min(axis=1) <= BORDER_TOLERANCE
+        head = lines[: len(lines) if narrow.all() else int(narrow.argmin())]
+        constant = (head.std(axis=1) <= BORDER_MAX_STD) & (np.abs(head.mean(axis=1) - lines[0].mean()) <= BORDER_TOLERANCE)
         return len(constant) if constant.all() else int(constant.argmin())
 
     top, bottom, left, right = run(gray), run(gray[::-1]), run(gray.T), run(gray.T[::-1])
@@ -298,11 +297,12 @@ def query_signature(image: Image.Image) -> QuerySignature:
     """The query's signature, of the image with its constant borders trimmed (a padded copy is then
     the original again, and anything trimmed is at worst a crop of the reference, which the
     verification searches); the whole image's pHash is kept too."""
-    trimmed = trim_borders(image)
+    gray = image.convert("L")  # once: every signature below is of the grayscale image
+    trimmed = trim_borders(gray)
     fine = int(np.clip(min(trimmed.size), MIN_FINE_SIZE, FINE_SIZE))
     return QuerySignature(
         phash_bits(trimmed), gray_thumb(trimmed, THUMB_SIZE), gray_thumb(trimmed, fine), trimmed.width / trimmed.height,
-        phash_full=phash_bits(image) if trimmed is not image else None,
+        phash_full=phash_bits(gray) if trimmed is not gray else None,
     )
 
 
@@ -533,12 +533,15 @@ class _Alignment:
     box: tuple[float, float, float, float]
 
 
-def _coarse_align(kernels: torch.Tensor, refs: torch.Tensor, ref_aspect: float, query_aspect: float) -> list[list[_Alignment]]:
+def _coarse_align(
+    kernels: torch.Tensor, tensors: "_ReferenceTensors", rows: np.ndarray, ref_aspect: float, query_aspect: float
+) -> list[list[_Alignment]]:
     """Coarse alignments of the query in each reference: per crop scale, the best orientation and
     offset. Returns, per reference, one _Alignment per scale searched.
 
-    `kernels` is (8, 1, T, T): the query's THUMB_SIZE thumbnail as `_oriented_kernels`; `refs` is
-    (C, 1, S, S): candidate reference thumbnails of the same aspect. The query (aspect
+    `kernels` is (8, 1, T, T): the query's THUMB_SIZE thumbnail as `_oriented_kernels`; `rows` are
+    the C candidate references (of the same aspect), whose thumbnails come resized to each search
+    size from `tensors.coarse_level` (shared by every query). The query (aspect
     `query_aspect`, width/height) covers a `fx` x `fy` fraction of a reference; the template is
     slid over the reference resized so that such a region is THUMB_SIZE x THUMB_SIZE.
     Orientations are applied to the query (the reference stays upright): kernel
@@ -547,14 +550,15 @@ def _coarse_align(kernels: torch.Tensor, refs: torch.Tensor, ref_aspect: float, 
     scales score alike, and the fine stage tells them apart.
     """
     T = THUMB_SIZE
-    n = refs.shape[0]
+    n = len(rows)
+    index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
     best: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # scale index -> score, k, box
     for transposed in (False, True):
         ks = (_TRANSPOSED == transposed).nonzero().flatten()
         for scale_index, width, height in _search_sizes(T, ref_aspect, query_aspect, transposed):
-            x = F.interpolate(refs, size=(height, width), mode="area")
+            x, spread = tensors.coarse_level(width, height)
+            x, spread = x[index], spread[index]
             numerator = F.conv2d(x, kernels[ks])  # (C, K, h, w): sum(t * window), t zero-mean unit-norm
-            spread = _window_spread(x, T)
             # + 1e-3 keeps flat windows (variance ~0) from dividing by zero; they score ~0.
             values, where = (numerator / (spread + 1e-3)).flatten(1).max(dim=1)
             h_out, w_out = numerator.shape[-2:]
@@ -780,7 +784,7 @@ def _fine_ncc(
     grid_x = (warp[:, 0:1] * base + warp[:, 1:2])[:, None, :].expand(-1, size, -1)
     grid_y = (warp[:, 2:3] * base + warp[:, 3:4])[:, :, None].expand(-1, -1, size)
     grid = torch.stack([grid_x, grid_y], dim=-1)
-    source = reference_fines.repeat_interleave(per, dim=0)
+    source = reference_fines.repeat_interleave(per, dim=0) if per > 1 else reference_fines
     warped = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
     flat = warped[:, 1:] > 0.5
     warped = _bandpass(warped[:, :1]).masked_fill(flat, 0.0)
@@ -819,21 +823,32 @@ class _ReferenceTensors:
         flat = _flat_mask(F.interpolate(self.fines, size=(FINE_SIZE, FINE_SIZE), mode="area"))
         flat = F.interpolate(flat.float(), size=(side, side), mode="bilinear", align_corners=False) > 0.5
         self.fines_masked = torch.cat([_filled(self.fines, flat), flat.float()], dim=1)  # (R, 2, S, S)
-        self._levels: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._levels: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._lock = threading.Lock()
 
-    def level(self, size: int, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every reference resized to width x height and band-passed, (R, 1, height, width), and
-        the spread of each of its size x size windows, (R, 1, h, w)."""
-        key = (size, width, height)
+    def coarse_level(self, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every reference thumbnail resized to width x height, (R, 1, height, width), and the
+        spread of each of its THUMB_SIZE windows (the coarse search's sizes, `_coarse_align`)."""
+        return self._cached(("coarse", width, height), lambda: self._with_spread(
+            F.interpolate(self.thumbs, size=(height, width), mode="area"), THUMB_SIZE))
+
+    def _with_spread(self, x: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, _window_spread(x, size)
+
+    def _cached(self, key: tuple, make: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
         found = self._levels.get(key)
         if found is None:
             with self._lock:
                 found = self._levels.get(key)
                 if found is None:
-                    x = _resized_masked_bandpass(self.thumbs, self.flat, height, width, PREFILTER_SIGMAS)
-                    found = self._levels[key] = (x, _window_spread(x, size))
+                    found = self._levels[key] = make()
         return found
+
+    def level(self, size: int, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every reference resized to width x height and band-passed, (R, 1, height, width), and
+        the spread of each of its size x size windows, (R, 1, h, w)."""
+        return self._cached(("prefilter", size, width, height), lambda: self._with_spread(
+            _resized_masked_bandpass(self.thumbs, self.flat, height, width, PREFILTER_SIGMAS), size))
 
 
 def _batched_prefilter(
@@ -1153,7 +1168,7 @@ def _verify(
     alignments: list[tuple[int, _Alignment]] = []  # (candidate position, alignment), one per candidate and scale
     for key in np.unique(tensors.aspect_keys[candidates]):
         group = np.flatnonzero(tensors.aspect_keys[candidates] == key)
-        found = _coarse_align(kernels, tensors.thumbs[candidates[group]], float(key), sig.aspect)
+        found = _coarse_align(kernels, tensors, candidates[group], float(key), sig.aspect)
         alignments += [(c, alignment) for c, per_scale in zip(group.tolist(), found) for alignment in per_scale]
     # Every candidate gets a fine score at its coarse alignment at every scale (on aerial textures
     # the coarse score alone ranks poorly); the FINE_REFINED best are then refined around theirs.
