@@ -44,6 +44,7 @@ import numpy as np
 from . import __version__
 from .errors import HarnessError, ResultsError
 from .io import sha256_json
+from . import more_real
 from .metrics import CI_METHOD, bootstrap_cis, classification_metrics, effective_real_images
 from .paths import CACHE_ENV, default_cache_dir  # CACHE_ENV re-exported: where the features go
 from .protocol import (
@@ -254,6 +255,8 @@ def finalise(record: dict) -> dict:
         summary[setting] = entry
     for setting, estimate in _effective_real(labels, n_classes, by_setting).items():
         summary[setting]["effective_real"] = estimate
+    for setting, comparison in more_real.summarise(labels, n_classes, by_setting).items():
+        summary[setting]["more_real"] = comparison
     record["summary"] = {k: summary[k] for k in sorted(summary, key=_setting_rank)}
     return record
 
@@ -431,6 +434,8 @@ def resolve_inputs(
     if not seeds:
         raise HarnessError("no seeds to run")
     requested = [lookup(SETTINGS, name, "setting") for name in settings] if settings else default_settings(protocol)
+    if not settings:  # the more-real control joins the defaults on a task that has train_real_extra
+        requested += more_real.settings_for(task, protocol)
     torch_device = resolve_device(device)
     batch_size, num_workers = encoding_defaults(torch_device, batch_size, num_workers)
     runner = get_runner(protocol, protocol_overrides, device=torch_device)
@@ -472,6 +477,7 @@ class RunPlan:
     pool: _Pool | None  # the submission's images (None for a checkpoint)
     wanted: list[Run]
     skipped: list[dict[str, str]]  # the settings the pool or train_real cannot fill, with why
+    extra: more_real.ExtraSplit | None = None  # the task's train_real_extra (more-real@k)
 
 
 def plan_runs(inputs: GridInputs) -> RunPlan:
@@ -485,18 +491,20 @@ def plan_runs(inputs: GridInputs) -> RunPlan:
     pool = _Pool.from_submission(inputs.submission, classes, scenes_by_id) if inputs.protocol != "checkpoint" else None
     skipped: list[dict[str, str]] = []
     wanted: list[Run] = []
+    extra = more_real.ExtraSplit.of(task)
     if inputs.runner.fixed_setting is not None:
         wanted = [(inputs.runner.fixed_setting, None, 0)]  # no training: one deterministic run
     else:
         for setting in inputs.requested:
-            reason = skip_reason(setting, real_counts, pool.counts(), classes)
+            reason = (more_real.skip_reason(setting, real_counts, extra, classes) if setting.kind == "more-real"
+                      else skip_reason(setting, real_counts, pool.counts(), classes))
             if reason is not None:
                 skipped.append({"setting": setting.name, "reason": reason})
                 continue
             wanted += [(setting.name, setting, seed) for seed in inputs.seeds]
     return RunPlan(
         classes=classes, test=TestData(task.image_refs("test"), task.labels("test")), real_labels=real_labels,
-        real_counts=real_counts, scenes_by_id=scenes_by_id, pool=pool, wanted=wanted, skipped=skipped,
+        real_counts=real_counts, scenes_by_id=scenes_by_id, pool=pool, wanted=wanted, skipped=skipped, extra=extra,
     )
 
 
@@ -611,6 +619,7 @@ class Draws:
 
     synthetic: dict[tuple[int, int], np.ndarray]
     real: dict[tuple[int, int], np.ndarray]
+    extra: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # more-real@k's extra rows per (k, seed)
 
 
 def draw_subsets(todo: Sequence[Run], plan: RunPlan) -> Draws:
@@ -620,6 +629,9 @@ def draw_subsets(todo: Sequence[Run], plan: RunPlan) -> Draws:
     for _, setting, seed in todo:
         if setting is not None and setting.is_curve_point:
             draws.real[(setting.real_per_class, seed)] = real_draw(real_by_class, seed, setting.real_per_class)
+        elif setting is not None and setting.kind == "more-real":
+            per_class = more_real.needed(setting, plan.real_counts)
+            draws.extra[(setting.ratio, seed)] = more_real.extra_draw(plan.extra.by_class, seed, per_class)
         elif setting is not None and setting.kind != "real":
             per_class = needed_per_class(setting, plan.real_counts)
             draws.synthetic[(setting.ratio, seed)] = synthetic_draw(plan.pool.by_class, seed, per_class)
@@ -659,6 +671,8 @@ def encode_images(
     needed = list(plan.test.refs) + list(real_refs)
     for indices in draws.synthetic.values():
         needed += [plan.pool.refs[i] for i in indices]
+    for rows in draws.extra.values():
+        needed += [plan.extra.refs[i] for i in rows]
     unique: dict[str, Any] = {}
     for ref in needed:
         unique.setdefault(ref.sha256, ref)
@@ -703,18 +717,27 @@ class TrainingSets:
             targets.append(self.real_targets[real_rows])
             synthetic.append(np.zeros(real_rows.size, dtype=bool))
             scenes += [self.real_scenes[i] for i in real_rows]
-        if setting.kind != "real":
+        extra_counts = np.zeros(len(plan.classes), dtype=np.int64)
+        if setting.kind == "more-real":  # train_real + extra real images (benchmark.more_real)
+            extra_refs, extra_targets, extra_scenes, extra_counts = plan.extra.rows(
+                self.draws.extra[(setting.ratio, seed)], len(plan.classes))
+            refs += extra_refs
+            targets.append(extra_targets)
+            synthetic.append(np.zeros(len(extra_refs), dtype=bool))
+            scenes += extra_scenes
+        if setting.kind in ("synthetic", "mixed"):
             indices = self.draws.synthetic[(setting.ratio, seed)]
             refs += [pool.refs[i] for i in indices]
             targets.append(pool.targets[indices])
             synthetic.append(np.ones(indices.size, dtype=bool))
             scenes += pool.scenes[indices].tolist()
         data = self._train_data(refs, np.concatenate(targets), np.concatenate(synthetic), groups=np.asarray(scenes, dtype=str))
-        synthetic_labels = pool.labels[self.draws.synthetic[(setting.ratio, seed)]] if setting.kind != "real" else np.zeros(0, int)
+        synthetic_labels = (pool.labels[self.draws.synthetic[(setting.ratio, seed)]] if setting.kind in ("synthetic", "mixed")
+                            else np.zeros(0, int))
         drawn_real_counts = np.bincount(plan.real_labels[real_rows], minlength=len(plan.classes))
         counts = {
             name: {
-                "real": int(drawn_real_counts[c]) if setting.uses_real else 0,
+                "real": int(drawn_real_counts[c] + extra_counts[c]) if setting.uses_real else 0,
                 "synthetic": int((synthetic_labels == c).sum()),
             }
             for c, name in enumerate(plan.classes)

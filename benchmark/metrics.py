@@ -485,3 +485,78 @@ def effective_real_images(
         "seeds": [int(s) for s in seeds],
         "ci_method": CI_METHOD,
     }
+
+
+# ----------------------------------------------------------------------------------------------
+# The more-real control: an entry's gain beside the gain of as many more real images
+# ----------------------------------------------------------------------------------------------
+
+
+def share_of_real_gain(
+    entry_delta: tuple[float, np.ndarray], real_delta: tuple[float, np.ndarray], *, level: float = CI_LEVEL
+) -> dict:
+    """The share entry Δ / more-real Δ of the gain of more real images (protocol.MORE_REAL).
+
+    Each argument is (point, per-draw values) of a paired difference to `real`, on the same draws.
+    Defined only when the more-real gain is clearly positive (its CI's lower end > 0); otherwise
+    `share` is None and `share_note` says why. A draw whose more-real gain is not positive has no
+    finite ratio: it counts as +-inf (the sign of the entry's gain), so an end of the CI that such
+    draws reach is None (unbounded).
+    """
+    entry_point, entry_draws = entry_delta
+    real_point, real_draws = real_delta
+    real_lo = percentile_interval(real_point, real_draws, level)[1]
+    if not real_lo > 0:
+        return {"share": None, "share_ci": None,
+                "share_note": "more real images give no clear gain here (their delta's CI reaches 0): no share"}
+    positive = real_draws > 0
+    ratios = np.where(positive, entry_draws / np.where(positive, real_draws, 1.0), np.copysign(np.inf, entry_draws))
+    point = float(entry_point / real_point)
+    tail = (1.0 - level) / 2.0
+    lo = min(float(np.quantile(ratios, tail, method="lower")), point)
+    hi = max(float(np.quantile(ratios, 1.0 - tail, method="higher")), point)
+    return {"share": point, "share_ci": [lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None],
+            "share_note": None}
+
+
+def more_real_comparison(
+    y_true,
+    real_preds: dict,
+    entry_preds: dict,
+    more_real_preds: dict,
+    n_classes: int,
+    *,
+    metric: str = "macro_f1",
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+) -> dict | None:
+    """An entry's paired Δ to `real` beside more-real's, and the share (`share_of_real_gain`).
+
+    Each argument is {seed: prediction vector}; only the seeds all three have are used (None when
+    none is shared). Both deltas and the share come from the same two-level bootstrap draws (seeds
+    and test images, the draws of every CI here).
+    """
+    seeds = sorted(set(real_preds) & set(entry_preds) & set(more_real_preds))
+    if not seeds:
+        return None
+    vectors = [side[s] for side in (entry_preds, more_real_preds, real_preds) for s in seeds]
+    point_values, draw_values = bootstrap_values(
+        y_true, vectors, n_classes, metrics=(metric,), resamples=resamples, seed=seed
+    )[metric]
+    weights = seed_weights(seeds, resamples)
+    n = len(seeds)
+    entry, more, real = (weighted_mean(point_values[j : j + n], draw_values[:, j : j + n], weights) for j in (0, n, 2 * n))
+    entry_delta = (entry[0] - real[0], entry[1] - real[1])
+    real_delta = (more[0] - real[0], more[1] - real[1])
+    entry_ci = percentile_interval(*entry_delta, level)
+    real_ci = percentile_interval(*real_delta, level)
+    return {
+        f"delta_{metric}": entry_ci[0],
+        f"delta_{metric}_ci": [entry_ci[1], entry_ci[2]],
+        f"more_real_delta_{metric}": real_ci[0],
+        f"more_real_delta_{metric}_ci": [real_ci[1], real_ci[2]],
+        **share_of_real_gain(entry_delta, real_delta, level=level),
+        "seeds": [int(s) for s in seeds],
+        "ci_method": CI_METHOD,
+    }

@@ -133,12 +133,40 @@ EFFECTIVE_REAL: dict[str, Any] = {
 }
 
 
+#: The more-real control (issue 15; benchmark.more_real): on a task with a `train_real_extra` split,
+#: `more-real@k` trains on train_real plus k x n more real images per class (n: the class's
+#: train_real images), beside `mixed@k`'s k x n synthetic ones, so the Augment board can say what
+#: share of the gain of that many more *real* images the synthetic set delivers.
+MORE_REAL: dict[str, Any] = {
+    "ratios": RATIOS,
+    "split": "train_real_extra",
+    # like the learning curve: cheap on cached features, a full training per run otherwise
+    "default_protocols": ("linear-probe",),
+    # the extra images' own random stream, apart from the synthetic and real@n draws
+    "draw_stream": 16,
+    "metric": "macro_f1",
+    "description": (
+        "more-real@k trains on train_real plus k x n real images per class from the task's "
+        "train_real_extra split (n: the class's train_real images), the first k x n of a per-seed "
+        "permutation of each class's extra images, so the subsets are nested over k and paired by "
+        "seed with every other setting. It runs only on a task with that split and only for the k "
+        "every class can fill (the record's `skipped` says which could not). Each mixed@k's summary "
+        "sets its paired delta to real beside more-real@k's, and their ratio: the share of the gain "
+        "of k x n more real images per class that k x n synthetic ones deliver (1: as good as real "
+        "images, 0: no gain). The ratio is given only when more-real@k's own delta is clearly above "
+        "zero (its CI's lower end > 0): a ratio to a gain that may be nothing means nothing. The CI "
+        "is the percentile interval of the ratio over the same two-level bootstrap draws (seeds and "
+        "test images) on all three settings; an end past what the draws can bound is null."
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Setting:
     """One training-set recipe: how many real and synthetic images per class."""
 
-    name: str  # "real", "real@n", "synthetic@k", "mixed@k"
-    kind: str  # "real" | "synthetic" | "mixed"
+    name: str  # "real", "real@n", "synthetic@k", "mixed@k", "more-real@k"
+    kind: str  # "real" | "synthetic" | "mixed" | "more-real"
     ratio: int  # k, 0 for real
     uses_real: bool
     synthetic_per_class: int
@@ -153,6 +181,9 @@ class Setting:
             return f"{n} real images per class{curve}"
         if self.kind == "synthetic":
             return f"{self.synthetic_per_class} synthetic images per class, no real (ratio 1:{self.ratio})"
+        if self.kind == "more-real":
+            return (f"{TRAIN_PER_CLASS} real + {self.ratio * TRAIN_PER_CLASS} more real images per class from "
+                    f"train_real_extra (the control of mixed@{self.ratio})")
         return (
             f"{TRAIN_PER_CLASS} real + {self.synthetic_per_class} synthetic images per class "
             f"(ratio 1:{self.ratio})"
@@ -171,6 +202,8 @@ def _build_settings() -> dict[str, Setting]:
         settings[f"synthetic@{k}"] = Setting(f"synthetic@{k}", "synthetic", k, False, k * TRAIN_PER_CLASS)
     for k in RATIOS:
         settings[f"mixed@{k}"] = Setting(f"mixed@{k}", "mixed", k, True, k * TRAIN_PER_CLASS)
+    for k in MORE_REAL["ratios"]:
+        settings[f"more-real@{k}"] = Setting(f"more-real@{k}", "more-real", k, True, 0)
     return settings
 
 
@@ -322,10 +355,11 @@ def lookup(registry: dict[str, Any], name: str, what: str) -> Any:
 
 def default_settings(protocol: str | None = None) -> list[Setting]:
     """The settings a grid runs when none are named: all of them, less the learning curve for the
-    protocols it is not run by default (LEARNING_CURVE["default_protocols"])."""
+    protocols it is not run by default (LEARNING_CURVE["default_protocols"]), less the more-real
+    control, which the grid adds itself on a task that has it (benchmark.more_real.settings_for)."""
     protocol = protocol or DEFAULT_PROTOCOL
     curve = protocol in LEARNING_CURVE["default_protocols"]
-    return [s for s in SETTINGS.values() if curve or not s.is_curve_point]
+    return [s for s in SETTINGS.values() if (curve or not s.is_curve_point) and s.kind != "more-real"]
 
 
 def parse_settings(names: Iterable[str] | None, protocol: str | None = None) -> list[Setting]:

@@ -351,7 +351,7 @@ def test_linear_probe_grid(benchmark, tmp_path_factory, device):
     """`run_grid` (linear-probe, every setting x seed) for one submission, features already cached."""
     from benchmark.generators.baselines import generate_baseline
     from benchmark.grid import run_grid
-    from benchmark.protocol import SETTINGS
+    from benchmark.protocol import default_settings
     from benchmark.tasks import load_task
     from benchmark.tasks.demo import build_demo_task
 
@@ -383,7 +383,7 @@ def test_linear_probe_grid(benchmark, tmp_path_factory, device):
             "seconds_grid": round(benchmark.stats.stats.median, 2),
             "seconds_per_run_mean": round(float(np.mean([r["seconds"] for r in runs])), 3),
             "seconds_encoding_cold": warm["provenance"]["seconds_encoding"],
-            "all_settings": len({r["setting"] for r in runs}) == len(SETTINGS),
+            "all_settings": len({r["setting"] for r in runs}) == len(default_settings()),
             **_device_info(device),
         }
     )
@@ -457,7 +457,7 @@ def test_vit_b16_probe_grid_cold(benchmark, tmp_path_factory, monkeypatch, devic
     feature cache: decoding the PNG tiles and encoding them included, as the issue's target says."""
     import benchmark.backbones as backbones
     from benchmark.grid import run_grid
-    from benchmark.protocol import SETTINGS
+    from benchmark.protocol import default_settings
 
     shape = _vit_grid_shape(device)
     root = tmp_path_factory.mktemp(f"vit-grid-{device}")
@@ -483,7 +483,7 @@ def test_vit_b16_probe_grid_cold(benchmark, tmp_path_factory, monkeypatch, devic
     n_images = len(task.image_refs("test")) + len(task.image_refs("train_real")) + len(submission.entries)
     for record in records:
         assert record["provenance"]["images_encoded"] == n_images and record["provenance"]["runs_reused"] == 0
-        assert {r["setting"] for r in record["runs"]} == set(SETTINGS) and not record["skipped"]
+        assert {r["setting"] for r in record["runs"]} == {s.name for s in default_settings()} and not record["skipped"]
     provenance = [r["provenance"] for r in records]
     encoding = float(np.median([p["seconds_encoding"] for p in provenance]))
     loading = float(np.median([p["seconds_loading"] for p in provenance]))
