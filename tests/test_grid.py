@@ -13,7 +13,7 @@ from benchmark.cli import main
 from benchmark.errors import HarnessError, SubmissionError
 from benchmark.grid import finalise, run_grid, skip_reason, synthetic_draw
 from benchmark.images import encode_png
-from benchmark.protocol import SETTINGS
+from benchmark.protocol import SETTINGS, default_settings
 from benchmark.protocols import LinearProbeRunner
 from benchmark.results import load_result, write_result
 
@@ -401,3 +401,102 @@ def test_out_never_overwrites_a_file_that_is_not_a_record(task, submission, firs
     record = run_grid(task, submission, seeds=(0,), settings=["real"], cache_dir=first["cache"], validated=True,
                       image_size=IMAGE_SIZE, progress=False, protocol_overrides=RECIPE, out_path=broken)
     assert load_result(broken)["runs"] == record["runs"] and len(record["runs"]) == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# The grid's stages, one at a time (run_grid calls them in this order)
+# ----------------------------------------------------------------------------------------------
+
+
+def _inputs(task, submission, cache, **kwargs):
+    from benchmark.grid import resolve_inputs
+
+    kwargs.setdefault("seeds", SEEDS)
+    return resolve_inputs(task, submission, cache_dir=cache, protocol_overrides=RECIPE, **kwargs)
+
+
+def test_resolve_inputs_checks_every_name_before_any_compute(task, submission, tmp_path):
+    inputs = _inputs(task, submission, tmp_path, settings=["mixed@2", "real"])
+    assert (inputs.protocol, inputs.backbone_name, inputs.seeds) == ("linear-probe", "efficientnet-lite0", list(SEEDS))
+    assert [s.name for s in inputs.requested] == ["mixed@2", "real"]
+    assert inputs.path == submission / "results" / "efficientnet-lite0__linear-probe.json"
+    assert inputs.cache_root == tmp_path and str(inputs.device) == "cpu"
+    with pytest.raises(HarnessError, match="no seeds"):
+        _inputs(task, submission, tmp_path, seeds=())
+    with pytest.raises(Exception, match="unknown backbone 'no-such-net'"):
+        _inputs(task, submission, tmp_path, backbone="no-such-net")
+    with pytest.raises(HarnessError, match="checkpoint protocol scores checkpoint submissions"):
+        _inputs(task, submission, tmp_path, protocol="checkpoint")
+
+
+def test_plan_runs_lists_the_fillable_runs_and_why_the_others_are_skipped(task, submission, tmp_path):
+    from benchmark.grid import plan_runs
+
+    plan = plan_runs(_inputs(task, submission, tmp_path))
+    fillable = [s.name for s in default_settings("linear-probe") if s.name not in UNFILLABLE]
+    assert [(name, seed) for name, _, seed in plan.wanted] == [(s, seed) for s in fillable for seed in SEEDS]
+    assert [s["setting"] for s in plan.skipped] == list(UNFILLABLE)
+    assert plan.real_counts.tolist() == [REAL_PER_CLASS] * 6
+    assert plan.pool.counts().tolist() == [SYNTHETIC_PER_INPUT * REAL_PER_CLASS] * 6
+    assert len(plan.test) == 6 * 8
+
+
+def test_resume_record_returns_only_the_runs_the_stored_record_lacks(first, task, submission, tmp_path):
+    from benchmark.grid import identify_backbone, new_record, plan_runs, resume_record
+
+    stored = json.loads(json.dumps(first["record"]))
+    stored["runs"] = [r for r in stored["runs"] if (r["setting"], r["seed"]) != ("mixed@3", 1)]
+    write_result(tmp_path / "stored.json", finalise(stored))
+    inputs = _inputs(task, submission, first["cache"], out_path=tmp_path / "stored.json")
+    plan = plan_runs(inputs)
+    _, block = identify_backbone(inputs, image_size=IMAGE_SIZE)
+    record = new_record(inputs, plan, block, official=False, leakage_checked=False, started="now")
+    todo = resume_record(record, inputs, plan, official=False)
+    assert [(name, seed) for name, _, seed in todo] == [("mixed@3", 1)]
+    assert record["provenance"]["runs_reused"] == len(first["record"]["runs"]) - 1
+    # another backbone size is another identity: nothing is reused, every run is to do
+    _, other_block = identify_backbone(inputs, image_size=IMAGE_SIZE * 2)
+    other = new_record(inputs, plan, other_block, official=False, leakage_checked=False, started="now")
+    assert len(resume_record(other, inputs, plan, official=False)) == len(plan.wanted)
+    assert other["provenance"]["runs_reused"] == 0
+
+
+def test_draws_and_training_sets_follow_the_plan(task, submission, tmp_path):
+    from benchmark.grid import TrainingSets, draw_subsets, plan_runs
+
+    plan = plan_runs(_inputs(task, submission, tmp_path))
+    draws = draw_subsets(plan.wanted, plan)
+    assert set(draws.synthetic) == {(k, seed) for k in (1, 2, 3) for seed in SEEDS}
+    assert set(draws.real) == {(10, seed) for seed in SEEDS}
+    assert np.array_equal(draws.synthetic[(2, 1)], synthetic_draw(plan.pool.by_class, 1, [2 * REAL_PER_CLASS] * 6))
+    sets = TrainingSets(task, plan, draws)
+    data, counts = sets(SETTINGS["mixed@2"], 1)
+    assert len(data) == 6 * (REAL_PER_CLASS + 2 * REAL_PER_CLASS) and int(data.is_synthetic.sum()) == 6 * 2 * REAL_PER_CLASS
+    assert all(c == {"real": REAL_PER_CLASS, "synthetic": 2 * REAL_PER_CLASS} for c in counts.values())
+    curve, curve_counts = sets(SETTINGS["real@10"], 0)
+    assert len(curve) == 60 and not curve.is_synthetic.any()
+    assert all(c == {"real": 10, "synthetic": 0} for c in curve_counts.values())
+    assert sets(None, 0) == (None, {})
+
+
+def test_batch_runs_groups_consecutive_seeds_of_one_setting_only_when_asked():
+    from benchmark.grid import batch_runs
+
+    real, mixed = SETTINGS["real"], SETTINGS["mixed@1"]
+    todo = [("real", real, 0), ("real", real, 1), ("mixed@1", mixed, 0), ("zero-shot", None, 0)]
+    assert batch_runs(todo, together=False) == [[run] for run in todo]
+    assert batch_runs(todo, together=True) == [todo[:2], [todo[2]], [todo[3]]]
+
+
+def test_run_entry_refuses_predictions_of_the_wrong_shape():
+    from benchmark.grid import run_entry
+
+    labels = np.array([0, 1, 1])
+    counts = {"a": {"real": 2, "synthetic": 1}, "b": {"real": 2, "synthetic": 0}}
+    entry = run_entry(("real", SETTINGS["real"], 3), [0] * 5, counts, [0, 1, 0], {"C": 1.0}, 0.1234,
+                      test_labels=labels, classes=["a", "b"], protocol="linear-probe")
+    assert (entry["seed"], entry["n_train"], entry["n_real_per_class"], entry["seconds"]) == (3, 5, 2, 0.123)
+    assert entry["metrics"]["accuracy"] == pytest.approx(2 / 3)
+    with pytest.raises(HarnessError, match=r"returned \(2,\) predictions for 3 test images"):
+        run_entry(("real", SETTINGS["real"], 0), None, counts, [0, 1], {}, 0.0, test_labels=labels,
+                  classes=["a", "b"], protocol="linear-probe")
