@@ -94,3 +94,24 @@ def test_a_near_copy_of_a_test_image_never_enters_the_extra_split(aid6_root, tmp
     assert [(p["source_file"], p["test_source_file"]) for p in removed] == [
         ("Beach/beach_zz_copy.jpg", f"Beach/{source.name}")
     ]
+
+
+def test_xbd_extra_tiles_are_the_remaining_training_tiles(tmp_path):
+    """The xBD builder's extra tiles: post tiles of train/ and tier3/ that are not train_real, whose
+    pre twins are not generation inputs, balanced like train_real; availability in the notes."""
+    from benchmark.protocol import XBD_CLASSES
+    from benchmark.tasks.xbd import build_xbd_task
+    from tests.test_tasks_xbd import make_xbd_tree
+
+    root = make_xbd_tree(tmp_path / "xbd")
+    task = load_task(build_xbd_task(root, tmp_path / "t", train_per_class=2, test_per_class=1, progress=False))
+    extra = task.column(EXTRA_SPLIT, "source_file")
+    assert all(s.split("/")[0] in ("train", "tier3") and s.endswith("_post_disaster.png") for s in extra)
+    assert not set(extra) & set(task.column("train_real", "source_file"))
+    pairs = set(task.column(EXTRA_SPLIT, "pair_id"))
+    assert not pairs & set(task.column("generation_inputs", "pair_id")) and not pairs & set(task.column("test", "pair_id"))
+    # the fixture has 4 training tiles per event: 8 per class (earthquake, one event: 4) asked for up to 8
+    counts = task.class_counts(EXTRA_SPLIT)
+    assert counts["earthquake"] == 4 - 2 and all(counts[c] == 8 for c in XBD_CLASSES if c not in ("earthquake", "volcano", "tsunami"))
+    (note,) = [n for n in task.info["notes"] if n.startswith(EXTRA_SPLIT)]
+    assert "earthquake 2" in note and "every class can fill more-real@1 " in note
