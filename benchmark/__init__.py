@@ -1,6 +1,6 @@
 """synthbench: do AI-generated images help a classifier recognise real images?
 
-The harness package. Each stage of the flow in DESIGN.md lives in its own module and talks to the
+The harness package. Each stage of the flow lives in its own module and talks to the
 next through a documented, versioned record (see docs/RECORDS.md):
 
     tasks/        task datasets (xbd, imagefolder, demo) -> task folder (parquet + manifest + card)
