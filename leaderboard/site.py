@@ -98,11 +98,12 @@ BIBTEX = (
     "}"
 )
 #: Columns of each board's table, the board's own metric first (templates/index.html renders them).
-#: (The harness version is on each entry's page and in leaderboard.json/.csv: the board fits 1400 px.)
+#: (The harness version, and the Replace board's accuracy, are on each entry's page and in leaderboard.json/.csv: the
+#: boards fit 1400 px; below 1100 px the descriptive columns marked "minor" in index.html give way.)
 _DESCRIPTION_COLUMNS = ["team", "track", "generator", "images", "status"]
 BOARD_COLUMNS = {
     "augment": ["rank", "submission", "delta", "verdict", "more_real", "macro_f1", "accuracy", *_DESCRIPTION_COLUMNS],
-    "replace": ["rank", "submission", "worth", "macro_f1", *(f"ratio:{k}" for k in RATIOS), "delta", "verdict", "accuracy",
+    "replace": ["rank", "submission", "worth", "macro_f1", "ratios", "delta", "verdict",
                 *_DESCRIPTION_COLUMNS],
     "models": ["rank", "submission", "macro_f1", "delta", "verdict", "accuracy", "team", "track", "status", "harness"],
 }
@@ -193,9 +194,8 @@ def _headline_note(view: BoardView) -> str:
     if view.board != "replace" or not rows:
         return ""
     per_class = sorted({r["synthetic_per_class"] for r in rows})
-    return (f"Worth: the real images per class that give the same macro-F1 as {'/'.join(map(str, per_class))} synthetic "
-            "images per class, read off the real-data learning curve (real@n), with a 95% CI; '> n' beats the whole "
-            "real split, '< n' is below the curve's first point.")
+    return (f"Worth: {'/'.join(map(str, per_class))} synthetic images per class are worth this many real ones "
+            "(read off the real@n learning curve, 95% CI; '> n': beats the whole real split, '< n': below the curve).")
 
 
 def _check_replaceable(out_dir: Path) -> None:
@@ -574,6 +574,9 @@ class _SiteWriter:
             "classes": classes, "settings": [r["setting"] for r in rows],
             "z": [[100 * r["cells"][c].point for c in classes] for r in rows],
             "ci": [[f"[{percent(r['cells'][c].lo, True)}, {percent(r['cells'][c].hi, True)}]" for c in classes] for r in rows],
+            # The cell's number in parentheses when its CI includes 0: a strong colour alone is not a finding.
+            "text": [[(lambda e: f"{100 * e.point:+.0f}" if e.lo > 0 or e.hi < 0 else f"({100 * e.point:+.0f})")(r["cells"][c])
+                      for c in classes] for r in rows],
         }
         return {"classes": classes, "rows": rows, "chart": chart}
 

@@ -115,7 +115,7 @@
         zmin: -bound, zmax: bound, zmid: 0, colorscale: [[0, "#b2182b"], [0.5, "#f7f7f7"], [1, "#2166ac"]],
         colorbar: { title: { text: "Δ F1 (pp)" } }, xgap: 1, ygap: 1,
         hovertemplate: "%{y} · %{x}<br>Δ F1 %{z:+.1f} pp, 95% CI %{customdata}<extra></extra>",
-        texttemplate: "%{z:+.0f}", textfont: { size: 11 }
+        text: data.text, texttemplate: "%{text}", textfont: { size: 11 }
       }], {
         height: 120 + 34 * data.settings.length, margin: { l: 100, r: 20, t: 10, b: 70 },
         yaxis: { autorange: "reversed" }, font: { family: "DejaVu Sans, sans-serif", size: 12 }

@@ -1,7 +1,9 @@
 """What a reader sees, in headless Chromium: charts drawn from the table rows and following the filters,
-no clipped cells at 1400 and 900 px, every link working from file:// and from `leaderboard serve`, the
-compare page, and screenshots of the index, an entry, the compare page and the methodology page
-(test-artifacts/, for a person to look at)."""
+no clipped cell and no table scrolling sideways at 1400 and 900 px, every link working from file:// and
+from `leaderboard serve`, the compare page, the per-class Δ F1 heat map with its CIs, the Replace
+board's effective-real-images headline, the diagnostic-vs-Δ page, and screenshots of the index, an
+entry, the compare page, the methodology page and the diagnostics page (test-artifacts/, for a person
+to look at)."""
 
 from __future__ import annotations
 
@@ -14,17 +16,24 @@ import pytest
 pytestmark = pytest.mark.browser
 
 HEADLINE_AUGMENT = "augment--linear-probe--all"
-PAGES = ["index.html", "methodology.html", "compare.html", "submissions/team-a__editor/index.html",
-         "submissions/baseline__classic/index.html"]
+PAGES = ["index.html#*/linear-probe/all/*", "index.html#*/linear-probe/efficientnet-lite0/*", "methodology.html",
+         "compare.html", "diagnostics.html", "submissions/team-a__editor/index.html",
+         "submissions/baseline__classic/index.html", "submissions/team-b__noisy/index.html"]
+#: Constructed diagnostics of two entries (tests.boards.constructed_diagnostics); the others store none.
+DIAGNOSED = {"team-a__editor": {"kid": 0.02, "precision": 0.7}, "baseline__classic": {"kid": 0.01, "precision": 0.8},
+             "team-b__noisy": {"kid": 0.05, "precision": 0.3}}
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
+    import dataclasses
+
     from leaderboard.site import build_site
-    from tests.boards import make_example_tree
+    from tests.boards import EXAMPLE_PLANS, make_example_tree
 
     root = tmp_path_factory.mktemp("reading")
-    make_example_tree(root / "submissions", seeds=(0, 1), per_class=10)
+    plans = tuple(dataclasses.replace(p, diagnostics=DIAGNOSED.get(p.submission_id)) for p in EXAMPLE_PLANS)
+    make_example_tree(root / "submissions", plans, seeds=(0, 1), per_class=10, curve={10: 0.3, 25: 0.45, 50: 0.55})
     return build_site(root / "submissions", root / "site")
 
 
@@ -89,19 +98,66 @@ def test_the_chart_is_drawn_from_the_table_and_follows_the_filters(browser, base
 
 
 @pytest.mark.parametrize("width", [1400, 900])
-def test_no_cell_text_overflows(browser, base_url, width):
-    for page in PAGES:
+def test_no_cell_text_overflows_and_no_table_scrolls_sideways(browser, base_url, width):
+    browser.set_window_size(width, 900)
+    for page in PAGES:  # the index with every board shown (suite and per backbone)
         _open(browser, base_url + page)
-        browser.set_window_size(width, 900)
         clipped = browser.execute_script(
             "return Array.from(document.querySelectorAll('td, th')).filter(c => c.offsetParent !== null"
             " && c.scrollWidth > c.clientWidth + 1).map(c => c.textContent.trim().slice(0, 40));")
         assert clipped == [], (page, width, clipped)
-        if page == "index.html" and width == 1400:  # the headline board fits without scrolling sideways
-            assert browser.execute_script(
-                "const w = document.querySelector('#' + arguments[0] + ' .table-wrap');"
-                "return w.scrollWidth <= w.clientWidth + 1;", HEADLINE_AUGMENT)
+        tables = browser.execute_script("return Array.from(document.querySelectorAll('.table-wrap'))"
+                                        ".filter(w => w.offsetParent !== null).length")
+        scrolling = browser.execute_script(
+            "return Array.from(document.querySelectorAll('.table-wrap')).filter(w => w.offsetParent !== null"
+            " && w.scrollWidth > w.clientWidth + 1).map(w => w.querySelector('table').id || w.closest('section').id"
+            " + ': ' + w.scrollWidth + ' > ' + w.clientWidth);")
+        assert tables > 0 and scrolling == [], (page, width, scrolling)
     browser.set_window_size(1280, 900)
+
+
+def test_the_replace_board_leads_with_what_each_set_is_worth_in_real_images(browser, base_url):
+    _open(browser, base_url + "index.html#replace/linear-probe/all/*")
+    cells = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#replace--linear-probe--all tbody tr')).map("
+        "r => [r.dataset.submission, r.querySelector('td.worth').textContent.trim(), r.querySelector('td.worth').title]);")
+    worth = {name: (text, title) for name, text, title in cells}
+    assert worth["real-only"][0] == "—"
+    text, title = worth["team-a__editor"]
+    assert re.fullmatch(r"(\d+|[<>] \d+) \[(\d+|[<>] \d+), (\d+|[<>] \d+)\]", text)
+    assert title == f"400 synthetic per class are worth {text} real images per class"
+    assert "Worth" in browser.find_element("css selector", "#replace--linear-probe--all th[data-column=worth]").text
+
+
+def test_the_per_class_delta_heat_map_is_centred_at_zero_with_its_cis(browser, base_url):
+    _open(browser, base_url + "submissions/team-a__editor/index.html")
+    trace = browser.execute_script("const d = document.querySelector('div.heatmap').data[0];"
+                                   "return {zmid: d.zmid, zmin: d.zmin, zmax: d.zmax, y: d.y, ci: d.customdata, text: d.text};")
+    assert trace["zmid"] == 0 and trace["zmin"] == -trace["zmax"]
+    assert trace["y"][:4] == ["synthetic@1", "synthetic@2", "synthetic@3", "synthetic@4"] and "real" not in trace["y"]
+    assert all(re.fullmatch(r"\[[+\u2212]\d+\.\d, [+\u2212]\d+\.\d\]", ci) for row in trace["ci"] for ci in row)
+    table = browser.execute_script("return document.querySelectorAll('table.per-class-table tbody tr').length")
+    assert table == len(trace["y"])
+    assert _errors(browser) == []
+
+
+def test_the_diagnostics_page_plots_a_diagnostic_against_delta_and_follows_the_filters(browser, base_url, artifacts_dir):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    _open(browser, base_url + f"diagnostics.html#{HEADLINE_AUGMENT}/kid/*")
+    chart = browser.execute_script("const d = document.getElementById('diag-chart').data[0]; return {x: d.x, y: d.y, text: d.text};")
+    assert sorted(chart["text"]) == sorted(DIAGNOSED)
+    assert dict(zip(chart["text"], chart["x"])) == {name: values["kid"] for name, values in DIAGNOSED.items()}
+    rows = [tr.get_attribute("data-submission") for tr in browser.find_elements(By.CSS_SELECTOR, "#diag-table tbody tr")]
+    assert sorted(rows) == sorted(DIAGNOSED)
+    assert "not plotted" in browser.find_element(By.ID, "diag-missing").text  # baseline__duplicate: not computed
+    _screenshot(browser, artifacts_dir / "reader-diagnostics.png")
+    Select(browser.find_element(By.ID, "diag-track")).select_by_value("open")
+    assert browser.execute_script("return document.getElementById('diag-chart').data[0].text") == ["team-b__noisy"]
+    Select(browser.find_element(By.ID, "diag-name")).select_by_value("precision")
+    assert browser.execute_script("return document.getElementById('diag-chart').data[0].x") == [0.3]
+    assert _errors(browser) == []
 
 
 def _local_links(page: Path) -> list[str]:
@@ -121,7 +177,7 @@ def test_every_link_works_from_file_urls_and_from_the_server(browser, site, base
             checked += 1
     assert checked > 50
     for page in PAGES:  # and in the browser from file://, every page with its scripts
-        _open(browser, (site / page).as_uri())
+        _open(browser, (site / page.split("#")[0]).as_uri())
         assert browser.find_element("tag name", "h1").text
         assert _errors(browser) == [], page
 
