@@ -239,7 +239,7 @@ class Entry:
             ] if self.worth else None,
             "more_real": [
                 {"ratio": row["ratio"], "delta_macro_f1": row["delta"].to_dict(), "more_real_delta_macro_f1": row["more_real"].to_dict(),
-                 "share": row["share"].to_dict() if row["share"] else None} for row in self.more_real
+                 "share": row["share"], "share_note": row["note"]} for row in self.more_real
             ] or None,
         }
 

@@ -44,6 +44,7 @@ from benchmark.protocol import (
     DIAGNOSTICS,
     EFFECTIVE_REAL,
     LEARNING_CURVE,
+    MORE_REAL,
     PROTOCOLS,
     RATIOS,
     SETTINGS,
@@ -217,6 +218,15 @@ def percent(value: float | None, signed: bool = False) -> str:
     return text.replace("-", "\u2212")  # a real minus sign
 
 
+def share_text(share: dict | None) -> str:
+    """A share of the real-data gain in percent with its CI; an unbounded end (None) reads as ∞."""
+    if not share:
+        return "—"
+    lo, hi = share["ci"]
+    ends = [percent(lo) if lo is not None else "−∞", percent(hi) if hi is not None else "∞"]
+    return f"{percent(share['point'])}% [{ends[0]}, {ends[1]}]"
+
+
 def interval(estimate: Estimate | None, signed: bool = False) -> str:
     if estimate is None:
         return ""
@@ -235,6 +245,7 @@ def _environment() -> jinja2.Environment:
     env.filters["percent"] = percent
     env.filters["interval"] = interval
     env.filters["verdict"] = verdict
+    env.filters["share"] = share_text
     env.filters["ratio"] = lambda setting: f"1:{SETTINGS[setting].ratio}" if setting in SETTINGS else (setting or "—")
     return env
 
@@ -373,6 +384,7 @@ class _SiteWriter:
             "learning_curve": LEARNING_CURVE,
             "effective_real": EFFECTIVE_REAL,
             "diagnostics": DIAGNOSTICS,
+            "more_real": MORE_REAL,
             "protocols": PROTOCOLS,
             "recipes": recipes,
             "default_protocol": DEFAULT_PROTOCOL,

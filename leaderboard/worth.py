@@ -16,7 +16,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmark.metrics import bootstrap_indices, effective_real_images, percentile_interval, seed_weights, weighted_mean
+from benchmark.metrics import (
+    bootstrap_indices,
+    effective_real_images,
+    percentile_interval,
+    seed_weights,
+    share_of_real_gain,
+    weighted_mean,
+)
 from benchmark.protocol import DIAGNOSTICS, EFFECTIVE_REAL, SETTINGS
 
 from .aggregate import REAL, Entry, Estimate, RunKey, _Estimator
@@ -30,11 +37,7 @@ DIAGNOSTIC_NAMES = tuple(DIAGNOSTICS["descriptions"])
 
 def ratio_of(setting: str) -> int | None:
     """k of a `...@k` setting with a ratio (mixed, synthetic, more-real), else None."""
-    if setting in SETTINGS:
-        return SETTINGS[setting].ratio or None
-    if setting.startswith(MORE_REAL_PREFIX) and setting[len(MORE_REAL_PREFIX):].isdigit():
-        return int(setting[len(MORE_REAL_PREFIX):])
-    return None
+    return (SETTINGS[setting].ratio or None) if setting in SETTINGS else None
 
 
 class PerClassF1:
@@ -162,15 +165,14 @@ def more_real(entry: Entry, estimator: _Estimator) -> list[dict[str, Any]]:
 
 
 def _share_row(label: str, estimator: _Estimator, runs, control, baseline) -> dict[str, Any]:
-    entry_point, entry_draws = _delta_draws(estimator, runs, baseline)
-    real_point, real_draws = _delta_draws(estimator, control, baseline)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share_draws = entry_draws / real_draws
-    share = None
-    if real_point != 0 and np.isfinite(share_draws).all():
-        share = Estimate(*percentile_interval(entry_point / real_point, share_draws))
-    return {"ratio": label, "delta": Estimate(*percentile_interval(entry_point, entry_draws)),
-            "more_real": Estimate(*percentile_interval(real_point, real_draws)), "share": share}
+    """One ratio's (or the pooled) comparison; the share by benchmark.metrics.share_of_real_gain, the
+    harness's own rule (defined only when more real images clearly help; an unbounded CI end is None)."""
+    entry = _delta_draws(estimator, runs, baseline)
+    real = _delta_draws(estimator, control, baseline)
+    share = share_of_real_gain(entry, real)
+    return {"ratio": label, "delta": Estimate(*percentile_interval(*entry)), "more_real": Estimate(*percentile_interval(*real)),
+            "share": {"point": share["share"], "ci": share["share_ci"]} if share["share"] is not None else None,
+            "note": share["share_note"]}
 
 
 def diagnostics_of(record: Record) -> dict[str, Any] | None:

@@ -140,16 +140,21 @@ def test_the_methodology_states_the_records_numbers_not_the_protocol_defaults(bu
         assert f"<td><code>{name}</code></td>" in text
 
 
-@pytest.mark.skipif("more-real@1" not in SETTINGS, reason="the harness has no more-real@k settings yet")
 def test_the_augment_board_shows_each_entry_beside_more_real_images(tmp_path):
     submissions = make_example_tree(tmp_path / "submissions", EXAMPLE_PLANS[:2], seeds=(0, 1), per_class=10,
-                                    more_real={k: 0.3 for k in (1, 2, 3, 4)})
+                                    more_real={1: 0.3, 2: 0.3, 3: 0.3, 4: 0.0})
     site = build_site(submissions, tmp_path / "site")
     entry = next(e for e in _view(site, "augment")["entries"] if e["name"] == "team-a__editor")
     rows = {row["ratio"]: row for row in entry["more_real"]}
     assert list(rows) == ["1:1", "1:2", "1:3", "1:4", "mean over ratios"]
-    share = rows["mean over ratios"]
-    # +15 points of the entry against +30 of more real images: half the real-data gain
-    assert share["share"]["point"] == pytest.approx(share["delta_macro_f1"]["point"] / share["more_real_delta_macro_f1"]["point"])
-    assert 0.3 < share["share"]["point"] < 0.7
-    assert "Share of the <small>more-real gain</small>" in (site / "index.html").read_text()
+    one = rows["1:1"]  # +15 points of the entry against +30 of more real images: about half the real-data gain
+    assert one["share"]["point"] == pytest.approx(one["delta_macro_f1"]["point"] / one["more_real_delta_macro_f1"]["point"])
+    assert 0.3 < one["share"]["point"] < 0.7 and one["share"]["ci"][0] <= one["share"]["point"] <= one["share"]["ci"][1]
+    # more real images that give no clear gain: no share (the harness's rule), and the reason says so
+    assert rows["1:4"]["share"] is None and "no clear gain" in rows["1:4"]["share_note"]
+    index = (site / "index.html").read_text()
+    assert "Share of the <small>more-real gain</small>" in index
+    page = (site / "submissions" / "team-a__editor" / "index.html").read_text()
+    assert 'id="more-real-table"' in page and "no clear gain" in page
+    plain = make_example_tree(tmp_path / "plain" / "submissions", EXAMPLE_PLANS[:2], seeds=(0,), per_class=10)
+    assert "more-real" not in (build_site(plain, tmp_path / "plain" / "site") / "index.html").read_text()
