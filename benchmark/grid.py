@@ -45,7 +45,7 @@ from . import __version__
 from .errors import HarnessError, ResultsError
 from .io import sha256_json
 from . import more_real
-from .metrics import CI_METHOD, bootstrap_cis, classification_metrics, effective_real_images
+from .metrics import CI_METHOD, SCORING_VERSION, bootstrap_cis, classification_metrics, effective_real_images
 from .paths import CACHE_ENV, default_cache_dir  # CACHE_ENV re-exported: where the features go
 from .protocol import (
     DEFAULT_PROTOCOL,
@@ -548,6 +548,7 @@ def new_record(
     return {
         "schema_version": RESULT_SCHEMA_VERSION,
         "harness_version": __version__,
+        "scoring_version": SCORING_VERSION,  # boards never mix scoring versions (leaderboard.identity)
         "official": bool(official),
         "leakage_checked": bool(leakage_checked),
         "submission": {

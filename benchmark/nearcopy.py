@@ -972,6 +972,7 @@ def find_near_copies(
     same_pair: Sequence[str | None] | None = None,
     progress: bool = False,
     workers: int | None = None,
+    candidates: tuple[int, int] = (EMBEDDING_CANDIDATES, PHASH_CANDIDATES),
 ) -> GateResult:
     """Near-copies among the queries (one signature + embedding row each; None rows are skipped).
 
@@ -981,7 +982,8 @@ def find_near_copies(
     queries at once, and each prefilter stage for all queries at once, reference by reference;
     both prefilter and verification run in `workers` threads (default: one per CPU core), each
     running torch single-threaded: the tensors per query or reference are too small for intra-op
-    parallelism to pay. A query's decision depends on no other query.
+    parallelism to pay. A query's decision depends on no other query. `candidates`: how many
+    nearest references by embedding and by pHash each query is verified against.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -1005,7 +1007,7 @@ def find_near_copies(
             distances = hamming(index.hashes[None, None], hashes[:, :, None, None]).min(axis=(1, 3))
             for i, cosine, distance in zip(block, cosines, distances):
                 exempt = pair_array == same_pair[i] if same_pair is not None and same_pair[i] else None
-                outcome = _retrieve(index, tensors, signatures[i], cosine, distance, exempt, None, result.stages)
+                outcome = _retrieve(index, tensors, signatures[i], cosine, distance, exempt, None, result.stages, candidates)
                 if isinstance(outcome, LeakageMatch):
                     decided[i] = outcome
                 else:
@@ -1088,6 +1090,7 @@ def _retrieve(
     exempt: np.ndarray | None,
     scores: dict | None,
     stages: dict,
+    candidates: tuple[int, int] = (EMBEDDING_CANDIDATES, PHASH_CANDIDATES),
 ) -> LeakageMatch | _Retrieved:
     """The decisions that need no verification (an exact copy of the exempt same-pair image, a
     pHash distance within PHASH_MAX_DISTANCE), else the candidates for the cascade."""
@@ -1108,8 +1111,8 @@ def _retrieve(
         stages["phash"] = stages.get("phash", 0) + 1
         return LeakageMatch(-1, index.ids[nearest], index.splits[nearest], "phash", int(distance[nearest]),
                             float(cosine[nearest]), float("nan"))
-    by_embedding = np.argsort(-cosine, kind="stable")[:EMBEDDING_CANDIDATES]
-    by_hash = np.argsort(distance, kind="stable")[:PHASH_CANDIDATES]
+    by_embedding = np.argsort(-cosine, kind="stable")[: candidates[0]]
+    by_hash = np.argsort(distance, kind="stable")[: candidates[1]]
     candidates = np.array(sorted(set(by_embedding.tolist()) | set(by_hash.tolist())), dtype=np.int64)
     candidates = candidates[~exempt[candidates]]
     return _Retrieved(candidates, cosine[candidates], distance[candidates])
@@ -1206,6 +1209,10 @@ def _verify(
 #: (the classic baseline's, a participant's) can then be a near-copy of the other; the gate looks
 #: inside a reference for crops down to MIN_CROP, so shifts much larger leave it nothing to find.
 PARTIAL_WINDOW = 0.7
+#: A window's candidates (nearest references by embedding, by pHash): fewer than a whole query's.
+#: A window has its query's embedding, and a reference that shares most of a window's content with
+#: it is among the query's nearest; the pHash of a window rarely finds a shifted capture.
+PARTIAL_CANDIDATES = (10, 5)
 
 
 def corner_windows(image: Image.Image, fraction: float = PARTIAL_WINDOW) -> list[Image.Image]:
@@ -1258,29 +1265,34 @@ def find_near_duplicate_pairs(
         return []
     index = ReferenceIndex.build(references, ["reference"] * len(references), [""] * len(references), embedder, progress=progress)
     index.ids = [str(row) for row in range(len(references))]  # names need not be unique: match by row
-    signatures, owners = [], []  # the whole queries first (rows 0..N-1), then their windows
-    windows: list[tuple[int, QuerySignature]] = []
+    signatures: list[QuerySignature] = []
+    windows: list[tuple[int, QuerySignature]] = []  # (query row, signature of one of its windows)
     for row, ref in enumerate(queries):
         image = ref.open()
         signatures.append(query_signature(image))
-        owners.append(row)
         if partial:
             windows += [(row, query_signature(window)) for window in corner_windows(trim_borders(image))]
-    signatures += [sig for _, sig in windows]
-    owners += [row for row, _ in windows]
-    embeddings = np.asarray(embedder(list(queries), progress))[owners]
-    result = find_near_copies(index, signatures, embeddings, progress=progress)
+    embeddings = np.asarray(embedder(list(queries), progress))
     tensors = _ReferenceTensors(index)
     found: dict[int, NearDuplicatePair] = {}
-    for match in result.matches:  # in row order: a query's whole image before its windows
-        query = owners[match.query]
-        if query in found:
-            continue
-        reference = int(match.reference_id)
-        score = match.ncc
-        if not np.isfinite(score):
-            score = geometry_score(index, tensors, signatures[match.query], reference)
-        found[query] = NearDuplicatePair(query, reference, int(match.phash_distance), float(score), float(match.cosine))
+
+    def collect(result: GateResult, owners: Sequence[int], sigs: Sequence[QuerySignature]) -> None:
+        for match in result.matches:  # in row order: the first of a query's windows that matches
+            query = owners[match.query]
+            if query in found:
+                continue
+            reference = int(match.reference_id)
+            score = match.ncc
+            if not np.isfinite(score):
+                score = geometry_score(index, tensors, sigs[match.query], reference)
+            found[query] = NearDuplicatePair(query, reference, int(match.phash_distance), float(score), float(match.cosine))
+
+    collect(find_near_copies(index, signatures, embeddings, progress=progress), range(len(queries)), signatures)
+    windows = [(row, sig) for row, sig in windows if row not in found]  # a whole match says enough
+    if windows:
+        owners, window_signatures = [row for row, _ in windows], [sig for _, sig in windows]
+        collect(find_near_copies(index, window_signatures, embeddings[owners], progress=progress, candidates=PARTIAL_CANDIDATES),
+                owners, window_signatures)
     return [found[query] for query in sorted(found)]
 
 
