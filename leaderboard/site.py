@@ -78,11 +78,12 @@ DEFAULT_SITE_DIR = PACKAGE_DIR / "site"
 SITE_MARKER = ".synthbench-site"
 #: Boards of other comparability identities live in boards/<slug>/ (leaderboard.identity).
 BOARDS_DIR = "boards"
-#: 3: `not_shown` (every problem: path, reason, shown_as), entries' and submissions' `status`
+#: 4: entries' `effective_real` (Replace: recomputed effective real images per backbone) and `more_real`
+#: (Augment: Δ beside more-real@k and the share, per ratio). 3: `not_shown` (every problem: path, reason, shown_as), entries' and submissions' `status`
 #: (official = signature verified) and `leakage_checked`, entries' `held_back`. 2: entries carry
 #: significantly_better / significantly_worse (paired comparisons beside the overlap rank),
 #: two-level CIs (`ci_method`).
-LEADERBOARD_SCHEMA_VERSION = 3
+LEADERBOARD_SCHEMA_VERSION = 4
 THUMBNAIL_SIZE = 160
 #: Sample images per class shown on a submission page.
 THUMBNAILS_PER_CLASS = 1
