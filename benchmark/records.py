@@ -11,13 +11,12 @@ The models are strict (an integer is not a string, `true` is not `1`) and say wh
 allow. Their errors are translated back into the project's messages, which name the file and the
 field (`describe`, `field_path`); a check that needs words of its own raises `problem(...)`.
 
-`RECORDS` names every model for `synthbench schema NAME` (benchmark.schema) and for the field
-tables of docs/RECORDS.md, which a test keeps equal to the models.
+`synthbench schema NAME` (benchmark.schema) prints a model's JSON Schema, and the field tables
+of docs/RECORDS.md are `field_rows` of the models (a test keeps them equal).
 """
 
 from __future__ import annotations
 
-import importlib
 import types
 import typing
 from typing import Any, Iterable, Literal, Union, get_args, get_origin
@@ -26,15 +25,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticCustomError
 
 from .io import shorten
-
-#: Record name -> (module, model class): what `synthbench schema NAME` prints.
-RECORDS: dict[str, tuple[str, str]] = {
-    "submission": ("benchmark.submissions.format", "SubmissionYaml"),
-    "metadata": ("benchmark.submissions.format", "MetadataRow"),
-    "task-info": ("benchmark.tasks.record", "TaskInfo"),
-    "manifest": ("benchmark.tasks.record", "TaskManifest"),
-    "result": ("benchmark.results", "ResultRecord"),
-}
 
 
 class Record(BaseModel):
@@ -111,16 +101,8 @@ def first_error(exc: ValidationError) -> dict:
     return exc.errors(include_url=False)[0]
 
 
-def record_model(name: str) -> type[BaseModel]:
-    """The model of record `name` (a key of RECORDS)."""
-    if name not in RECORDS:
-        raise KeyError(f"unknown record {name!r}; known: {', '.join(RECORDS)}")
-    module, attribute = RECORDS[name]
-    return getattr(importlib.import_module(module), attribute)
-
-
 # ----------------------------------------------------------------------------------------------
-# field tables (docs/RECORDS.md is checked against these)
+# field tables (docs/RECORDS.md holds them, benchmark.schema writes them)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -178,12 +160,3 @@ def field_rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str,
         if inner is not None:
             rows += field_rows(inner, f"{path}{suffix}.")
     return rows
-
-
-def field_table(name: str) -> str:
-    """The markdown table of record `name`'s fields (the block docs/RECORDS.md holds)."""
-    lines = ["| field | type | required | meaning |", "|---|---|---|---|"]
-    for path, kind, required, description in field_rows(record_model(name)):
-        cells = [f"`{path}`", kind, "yes" if required else "no", description]
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-    return "\n".join(lines)

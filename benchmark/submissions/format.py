@@ -31,14 +31,16 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Annotated, Any, Callable, Iterable
 
 import numpy as np
 import yaml
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from ..errors import SubmissionError
 from ..images import MAX_FILE_BYTES, ImageRef, archive_format
 from ..io import clip, read_bounded, regular_file_problem, sha256_bytes, sha256_file, sha256_json, shorten
+from ..records import OpenRecord, Record, describe, problem
 
 SUBMISSION_SCHEMA_VERSION = 1
 
@@ -99,33 +101,6 @@ def _baseline_names() -> tuple[str, ...]:
     from ..registry import BASELINES  # the baseline names, plain data (below both submissions and generators)
 
     return tuple(BASELINES)
-
-
-# ----------------------------------------------------------------------------------------------
-# submission.yaml schema
-# ----------------------------------------------------------------------------------------------
-
-#: Top-level keys: name -> (required, what it is). Read by the validator and by docs/SUBMITTING.md.
-SUBMISSION_FIELDS: dict[str, tuple[bool, str]] = {
-    "schema_version": (False, f"format version, {SUBMISSION_SCHEMA_VERSION} (default)"),
-    "id": (True, "`<team>__<method>` (letters, digits, ., _ or -), the folder's name"),
-    "team": (True, "team name"),
-    "method": (True, "method name"),
-    "contact": (True, "e-mail address or URL of the maintainer of this entry"),
-    "licence": (True, "licence of the submitted images or checkpoint (e.g. CC-BY-4.0)"),
-    "track": (True, "one of: " + ", ".join(TRACKS)),
-    "kind": (True, "one of: " + ", ".join(KINDS)),
-    "generator": (True, "{name, version, link, model_snapshot (optional)}: the generative model (or baseline) used"),
-    "fine_tuned": (True, "{used: yes or no, data: on what data (required when used)}"),
-    "task": (True, "{name, revision}: the task the images were made for"),
-    "baseline": (False, "baselines only: the baseline generator's name"),
-    "hub": (False, "kind hub only: {repo_id, revision}"),
-    "recipe": (False, "kind recipe only: {multiplier, seed, content_hashes: {<task>@<revision>: sha256}}"),
-    "paper": (False, "https link to the paper describing the method (shown on the entry page)"),
-    "code": (False, "https link to the code that made the images (shown on the entry page)"),
-    "citation": (False, "BibTeX entry to cite the method (shown on the entry page)"),
-    "notes": (False, "free text"),
-}
 
 
 @dataclass
@@ -281,180 +256,285 @@ def parse_json_line(line: str) -> Any:
     return json.loads(line, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
 
 
-def _check_str(meta: dict, key: str, where: str, problems: Problems, *, required: bool = True) -> str | None:
-    value = meta.get(key)
-    if value is None:
-        if required:
-            problems.error(f"{where}: missing required field '{key}'")
-        return None
-    if not isinstance(value, str) or not value.strip():
-        problems.error(f"{where}: field '{key}' must be a non-empty string (got {shorten(value)})")
-        return None
-    return value
-
-
-def check_submission_yaml(meta: Any, where: str, problems: Problems) -> dict:
-    """Check the schema of a parsed submission.yaml; return it (a dict) even when it has problems."""
-    if not isinstance(meta, dict):
-        problems.error(f"{where}: must be a YAML mapping of fields (got {type(meta).__name__})")
-        return {}
-    for check in (_check_keys_and_version, _check_identity, _check_provenance, _check_kind_fields):
-        check(meta, where, problems)
-    return meta
-
-
-def _check_keys_and_version(meta: dict, where: str, problems: Problems) -> None:
-    unknown = sorted(k if isinstance(k, str) else shorten(k) for k in meta if k not in SUBMISSION_FIELDS)
-    if unknown:
-        names = ", ".join(shorten(k, 60) if len(k) > 60 else k for k in unknown[:20])
-        more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
-        problems.error(f"{where}: unknown field(s) {names}{more}; allowed: {', '.join(SUBMISSION_FIELDS)}")
-
-    version = meta.get("schema_version", SUBMISSION_SCHEMA_VERSION)
-    if not isinstance(version, int) or isinstance(version, bool):
-        problems.error(
-            f"{where}: field 'schema_version' must be an integer, {SUBMISSION_SCHEMA_VERSION} "
-            f"(got {type(version).__name__} {shorten(version)})"
-        )
-    elif version != SUBMISSION_SCHEMA_VERSION:
-        problems.error(
-            f"{where}: schema_version {version} is not supported (this harness reads version {SUBMISSION_SCHEMA_VERSION})"
-        )
-
-
-def _check_identity(meta: dict, where: str, problems: Problems) -> None:
-    """id, team, method, contact, licence, track and kind."""
-    sub_id = _check_str(meta, "id", where, problems)
-    team = _check_str(meta, "team", where, problems)
-    method = _check_str(meta, "method", where, problems)
-    if sub_id is not None and not _ID_PATTERN.match(sub_id):
-        problems.error(
-            f"{where}: field 'id' must read <team>__<method> using letters, digits, '.', '_' or '-' (got {shorten(sub_id)})"
-        )
-    for key, value in (("team", team), ("method", method)):
-        if value is not None and not _NAME_PATTERN.match(value.replace(" ", "-")):
-            problems.error(f"{where}: field '{key}' may use letters, digits, spaces, '.', '_' or '-' (got {shorten(value)})")
-    for key in ("contact", "licence"):
-        placeholder = placeholder_problem(key, _check_str(meta, key, where, problems))
-        if placeholder:
-            problems.error(f"{where}: {placeholder}")
-
-    for key, allowed in (("track", TRACKS), ("kind", KINDS)):
-        value = meta.get(key)
-        if value is None:
-            problems.error(f"{where}: missing required field '{key}'")
-        elif not isinstance(value, str) or value not in allowed:
-            problems.error(f"{where}: field '{key}' must be one of {', '.join(allowed)} (got {shorten(value)})")
-
-
-def _check_provenance(meta: dict, where: str, problems: Problems) -> None:
-    """generator, fine_tuned and task."""
-    generator = meta.get("generator")
-    if generator is None:
-        problems.error(f"{where}: missing required field 'generator'")
-    elif not isinstance(generator, dict):
-        problems.error(f"{where}: field 'generator' must be a mapping {{name, version, link}} (got {shorten(generator)})")
-    else:
-        for key in ("name", "version", "link"):
-            value = generator.get(key)
-            if value is None:
-                problems.error(f"{where}: missing required field 'generator.{key}'")
-            elif not isinstance(value, (str, int, float)) or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
-                problems.error(f"{where}: field 'generator.{key}' must be a non-empty string (got {shorten(value)})")
-            elif placeholder_problem(f"generator.{key}", value):
-                problems.error(f"{where}: {placeholder_problem(f'generator.{key}', value)}")
-
-    fine_tuned = meta.get("fine_tuned")
-    if fine_tuned is None:
-        problems.error(f"{where}: missing required field 'fine_tuned'")
-    elif not isinstance(fine_tuned, dict) or "used" not in fine_tuned:
-        problems.error(f"{where}: field 'fine_tuned' must be a mapping {{used: yes|no, data: ...}} (got {shorten(fine_tuned)})")
-    elif not isinstance(fine_tuned["used"], bool):
-        problems.error(f"{where}: field 'fine_tuned.used' must be yes or no (got {shorten(fine_tuned['used'])})")
-    elif fine_tuned["used"] and not (isinstance(fine_tuned.get("data"), str) and fine_tuned["data"].strip()):
-        problems.error(f"{where}: field 'fine_tuned.data' must say on what data the generator was fine-tuned")
-
-    task = meta.get("task")
-    if task is None:
-        problems.error(f"{where}: missing required field 'task'")
-    elif not isinstance(task, dict):
-        problems.error(f"{where}: field 'task' must be a mapping {{name, revision}} (got {shorten(task)})")
-    else:
-        for key in ("name", "revision"):
-            if not isinstance(task.get(key), str) or not task[key].strip():
-                problems.error(f"{where}: field 'task.{key}' must be a non-empty string (got {shorten(task.get(key))})")
-
-
-def _check_kind_fields(meta: dict, where: str, problems: Problems) -> None:
-    """baseline, hub and notes."""
-    baseline = meta.get("baseline")
-    if baseline is not None:
-        names = _baseline_names()
-        if not isinstance(baseline, str) or baseline not in names:
-            problems.error(f"{where}: field 'baseline' must be one of {', '.join(names)} (got {shorten(baseline)})")
-        elif meta.get("track") != "open":
-            problems.error(f"{where}: baselines belong to the 'open' track (baseline {baseline!r} has track {shorten(meta.get('track'))})")
-
-    hub = meta.get("hub")
-    if meta.get("kind") == "hub":
-        if not isinstance(hub, dict):
-            problems.error(f"{where}: kind hub needs a field 'hub' mapping {{repo_id, revision}} (got {shorten(hub)})")
-        elif not isinstance(hub.get("repo_id"), str) or not hub["repo_id"].strip():
-            problems.error(f"{where}: field 'hub.repo_id' must be a Hub dataset id or a directory inside the submission folder")
-    elif hub is not None:
-        problems.error(f"{where}: field 'hub' is only allowed with kind hub (kind is {shorten(meta.get('kind'))})")
-    if "notes" in meta and meta["notes"] is not None and not isinstance(meta["notes"], str):
-        problems.error(f"{where}: field 'notes' must be a string")
-    _check_recipe(meta, where, problems)
-    _check_follow_up(meta, where, problems)
-
+# ----------------------------------------------------------------------------------------------
+# submission.yaml and metadata.jsonl rows: the models (benchmark.records)
+# ----------------------------------------------------------------------------------------------
 
 #: Bounds of a recipe's regeneration (generators.baselines.generate_baseline checks the same).
 RECIPE_MULTIPLIERS = (1, 16)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _check_recipe(meta: dict, where: str, problems: Problems) -> None:
-    """kind recipe: a shipped baseline regenerated by the harness; `recipe` only with that kind."""
-    recipe = meta.get("recipe")
-    if meta.get("kind") != "recipe":
-        if recipe is not None:
-            problems.error(f"{where}: field 'recipe' is only allowed with kind recipe (kind is {shorten(meta.get('kind'))})")
-        return
-    if not isinstance(meta.get("baseline"), str):
-        problems.error(f"{where}: kind recipe needs a field 'baseline' naming the harness baseline that makes the images")
-    if not isinstance(recipe, dict):
-        problems.error(f"{where}: kind recipe needs a field 'recipe' mapping {{multiplier, seed}} (got {shorten(recipe)})")
-        return
-    low, high = RECIPE_MULTIPLIERS
-    for key, lowest, highest in (("multiplier", low, high), ("seed", 0, 2**31 - 1)):
-        value = recipe.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or not lowest <= value <= highest:
-            problems.error(f"{where}: field 'recipe.{key}' must be a whole number from {lowest} to {highest} (got {shorten(value)})")
-    unknown = sorted(str(k) for k in recipe if k not in ("multiplier", "seed", "content_hashes"))
+def _checked(check: Callable[[Any], str | None], convert: Callable[[Any], Any] | None = None) -> BeforeValidator:
+    """A field check in the project's words: `check(value)` returns the message, or None when the
+    value is fine (then `convert`, if given, maps it before the type check)."""
+
+    def validate(value: Any) -> Any:
+        message = check(value)
+        if message:
+            raise problem(message)
+        return convert(value) if convert else value
+
+    return BeforeValidator(validate)
+
+
+def _text(name: str, *, pattern: re.Pattern | None = None, placeholder: bool = False, number: bool = False,
+          null_is_missing: bool = True):
+    """A non-empty string (or, with `number`, a number) that is not a placeholder / matches `pattern`."""
+
+    def check(value: Any) -> str | None:
+        if value is None and null_is_missing:
+            return f"missing required field '{name}'"
+        kinds = (str, int, float) if number else str
+        if not isinstance(value, kinds) or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
+            return f"field '{name}' must be a non-empty string (got {shorten(value)})"
+        if pattern is not None and not pattern.match(value.replace(" ", "-") if name in ("team", "method") else value):
+            return _PATTERN_PROBLEMS[name].format(shorten(value))
+        return placeholder_problem(name, value) if placeholder else None
+
+    return _checked(check)
+
+
+_PATTERN_PROBLEMS = {
+    "id": "field 'id' must read <team>__<method> using letters, digits, '.', '_' or '-' (got {})",
+    "team": "field 'team' may use letters, digits, spaces, '.', '_' or '-' (got {})",
+    "method": "field 'method' may use letters, digits, spaces, '.', '_' or '-' (got {})",
+}
+
+
+def _one_of(name: str, allowed: Iterable[str]):
+    allowed = tuple(allowed)
+    return _checked(lambda v: None if isinstance(v, str) and v in allowed
+                    else f"missing required field '{name}'" if v is None
+                    else f"field '{name}' must be one of {', '.join(allowed)} (got {shorten(v)})")
+
+
+def _mapping(name: str, shape: str, *, need: str | None = None):
+    """A nested mapping: anything else (or one without the key `need`) is named with its shape."""
+    return _checked(lambda v: None if isinstance(v, dict) and (need is None or need in v)
+                    else f"missing required field '{name}'" if v is None
+                    else f"field '{name}' must be a mapping {shape} (got {shorten(v)})")
+
+
+def _link(name: str):
+    return _checked(lambda v: None if v is None or (isinstance(v, str) and v.startswith("https://") and len(v) <= 500
+                                                    and " " not in v)
+                    else f"field '{name}' must be an https:// link of at most 500 characters (got {shorten(v)})")
+
+
+def _schema_version_problem(version: Any) -> str | None:
+    if not isinstance(version, int) or isinstance(version, bool):
+        return (f"field 'schema_version' must be an integer, {SUBMISSION_SCHEMA_VERSION} "
+                f"(got {type(version).__name__} {shorten(version)})")
+    if version != SUBMISSION_SCHEMA_VERSION:
+        return f"schema_version {version} is not supported (this harness reads version {SUBMISSION_SCHEMA_VERSION})"
+    return None
+
+
+def _content_hashes_problem(hashes: Any) -> str | None:
+    if hashes is None or (isinstance(hashes, dict) and all(
+            isinstance(k, str) and "@" in k and isinstance(v, str) and _SHA256.match(v) for k, v in hashes.items())):
+        return None
+    return "field 'recipe.content_hashes' must map <task>@<revision> to a 64-hex SHA-256 content hash"
+
+
+def _whole_number(name: str, lowest: int, highest: int):
+    return _checked(lambda v: None if isinstance(v, int) and not isinstance(v, bool) and lowest <= v <= highest
+                    else f"field '{name}' must be a whole number from {lowest} to {highest} (got {shorten(v)})")
+
+
+class Generator(OpenRecord):
+    name: Annotated[str | int | float, _text("generator.name", placeholder=True, number=True)] = Field(
+        description="the generative model's (or baseline's) name")
+    version: Annotated[str | int | float, _text("generator.version", placeholder=True, number=True)] = Field(
+        description="its version (a number is accepted)")
+    link: Annotated[str | int | float, _text("generator.link", placeholder=True, number=True)] = Field(
+        description="where it is described")
+    model_snapshot: Annotated[str | None, _checked(
+        lambda v: None if v is None or (isinstance(v, str) and v.strip() and len(v) <= 500)
+        else "field 'generator.model_snapshot' must be a non-empty string of at most 500 characters "
+             "(the model's dated version or weights hash)")] = Field(
+        None, description="optional: the model's dated version or weights hash")
+
+
+class FineTuned(OpenRecord):
+    used: Annotated[bool, _checked(lambda v: None if isinstance(v, bool)
+                                   else f"field 'fine_tuned.used' must be yes or no (got {shorten(v)})")] = Field(
+        description="yes or no")
+    data: Any = Field(None, description="on what data (a non-empty string, required when used)")
+
+    @model_validator(mode="after")
+    def _data_when_used(self) -> FineTuned:
+        if self.used and not (isinstance(self.data, str) and self.data.strip()):
+            raise problem("field 'fine_tuned.data' must say on what data the generator was fine-tuned")
+        return self
+
+
+class TaskPin(OpenRecord):
+    name: Annotated[str, _text("task.name", null_is_missing=False)] = Field(
+        None, validate_default=True, description="the task's name (required)")
+    revision: Annotated[str, _text("task.revision", null_is_missing=False)] = Field(
+        None, validate_default=True, description="its revision, `local` for a task folder (required)")
+
+
+class HubPin(OpenRecord):
+    repo_id: Annotated[str, _checked(
+        lambda v: None if isinstance(v, str) and v.strip()
+        else "field 'hub.repo_id' must be a Hub dataset id or a directory inside the submission folder")] = Field(
+        None, validate_default=True, description="a Hub dataset id (owner/name), or a directory inside the submission folder")
+    revision: Any = Field(None, description="a full 40-hex commit SHA (checked when the dataset is fetched)")
+
+
+class Recipe(Record):
+    multiplier: Annotated[int, _whole_number("recipe.multiplier", *RECIPE_MULTIPLIERS)] = Field(
+        None, validate_default=True, description="images per train_real image (required)")
+    seed: Annotated[int, _whole_number("recipe.seed", 0, 2**31 - 1)] = Field(
+        None, validate_default=True, description="the regeneration's seed (required)")
+    content_hashes: Annotated[dict[str, str] | None, _checked(_content_hashes_problem)] = Field(
+        None, description="{<task>@<revision>: sha256} of the regenerated images")
+
+
+class SubmissionYaml(Record):
+    """submission.yaml: docs/RECORDS.md section 2 (an unknown top-level field is an error)."""
+
+    schema_version: Annotated[int, _checked(_schema_version_problem)] = Field(
+        SUBMISSION_SCHEMA_VERSION, description=f"format version, {SUBMISSION_SCHEMA_VERSION} (default)")
+    id: Annotated[str, _text("id", pattern=_ID_PATTERN)] = Field(
+        description="`<team>__<method>` (letters, digits, ., _ or -), the folder's name")
+    team: Annotated[str, _text("team", pattern=_NAME_PATTERN)] = Field(description="team name")
+    method: Annotated[str, _text("method", pattern=_NAME_PATTERN)] = Field(description="method name")
+    contact: Annotated[str, _text("contact", placeholder=True)] = Field(
+        description="e-mail address or URL of the maintainer of this entry")
+    licence: Annotated[str, _text("licence", placeholder=True)] = Field(
+        description="licence of the submitted images or checkpoint (e.g. CC-BY-4.0)")
+    track: Annotated[str, _one_of("track", TRACKS)] = Field(description="one of: " + ", ".join(TRACKS))
+    kind: Annotated[str, _one_of("kind", KINDS)] = Field(description="one of: " + ", ".join(KINDS))
+    generator: Annotated[Generator, _mapping("generator", "{name, version, link}")] = Field(
+        description="{name, version, link, model_snapshot (optional)}: the generative model (or baseline) used")
+    fine_tuned: Annotated[FineTuned, _mapping("fine_tuned", "{used: yes|no, data: ...}", need="used")] = Field(
+        description="{used: yes or no, data: on what data (required when used)}")
+    task: Annotated[TaskPin, _mapping("task", "{name, revision}")] = Field(
+        description="{name, revision}: the task the images were made for")
+    baseline: Annotated[str | None, _checked(
+        lambda v: None if v is None or (isinstance(v, str) and v in _baseline_names())
+        else f"field 'baseline' must be one of {', '.join(_baseline_names())} (got {shorten(v)})")] = Field(
+        None, description="baselines only: the baseline generator's name")
+    hub: Annotated[HubPin | None, _checked(
+        lambda v: None if v is None or isinstance(v, dict)
+        else f"kind hub needs a field 'hub' mapping {{repo_id, revision}} (got {shorten(v)})")] = Field(
+        None, description="kind hub only: {repo_id, revision}")
+    recipe: Annotated[Recipe | None, _checked(
+        lambda v: None if v is None or isinstance(v, dict)
+        else f"kind recipe needs a field 'recipe' mapping {{multiplier, seed}} (got {shorten(v)})")] = Field(
+        None, description="kind recipe only: {multiplier, seed, content_hashes: {<task>@<revision>: sha256}}")
+    paper: Annotated[str | None, _link("paper")] = Field(
+        None, description="https link to the paper describing the method (shown on the entry page)")
+    code: Annotated[str | None, _link("code")] = Field(
+        None, description="https link to the code that made the images (shown on the entry page)")
+    citation: Annotated[str | None, _checked(
+        lambda v: None if v is None or (isinstance(v, str) and v.lstrip().startswith("@") and len(v) <= 5000)
+        else "field 'citation' must be a BibTeX entry (text starting with '@', at most 5000 characters)")] = Field(
+        None, description="BibTeX entry to cite the method (shown on the entry page)")
+    notes: Annotated[str | None, _checked(lambda v: None if v is None or isinstance(v, str)
+                                          else "field 'notes' must be a string")] = Field(None, description="free text")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_problem(cls, meta: Any, handler: Callable[[Any], SubmissionYaml]) -> SubmissionYaml:
+        """Every problem at once: unknown fields, each field's own, then the rules across fields
+        (which run even when a field is broken, so one report lists them all)."""
+        if not isinstance(meta, dict):
+            raise problem(f"must be a YAML mapping of fields (got {type(meta).__name__})")
+        errors: list[dict] = []
+        unknown = sorted(k if isinstance(k, str) else shorten(k) for k in meta if k not in cls.model_fields)
+        if unknown:
+            names = ", ".join(shorten(k, 60) if len(k) > 60 else k for k in unknown[:20])
+            more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+            errors.append(_error(f"unknown field(s) {names}{more}; allowed: {', '.join(cls.model_fields)}"))
+        # `hub` and `recipe` beside another kind: refused as such (below), their contents unread.
+        mismatched = {key for key in ("hub", "recipe") if meta.get("kind") != key}
+        known = {k: v for k, v in meta.items() if k in cls.model_fields and k not in mismatched}
+        result = None
+        try:
+            result = handler(known)
+        except ValidationError as exc:
+            errors += [_error(e["ctx"]["problem"], e["loc"]) if e["type"] == "synthbench" else _rebuilt(e)
+                       for e in exc.errors(include_url=False)]
+        errors += [_error(message) for message in _rules_across_fields(meta)]
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return result
+
+
+def _error(message: str, loc: tuple = ()) -> dict:
+    return {"type": problem(message), "loc": loc, "input": None}
+
+
+def _rebuilt(error: dict) -> dict:
+    rebuilt = {"type": error["type"], "loc": error["loc"], "input": error.get("input")}
+    if "ctx" in error:
+        rebuilt["ctx"] = error["ctx"]
+    return rebuilt
+
+
+def _rules_across_fields(meta: dict) -> list[str]:
+    """The rules that tie fields together: baselines are open-track; `hub` and `recipe` only (and
+    always) with their kind; a recipe names its baseline."""
+    problems, kind, baseline, track = [], meta.get("kind"), meta.get("baseline"), meta.get("track")
+    if isinstance(baseline, str) and baseline in _baseline_names() and track != "open":
+        problems.append(f"baselines belong to the 'open' track (baseline {baseline!r} has track {shorten(track)})")
+    if kind == "hub" and meta.get("hub") is None:
+        problems.append("kind hub needs a field 'hub' mapping {repo_id, revision} (got None)")
+    elif kind != "hub" and meta.get("hub") is not None:
+        problems.append(f"field 'hub' is only allowed with kind hub (kind is {shorten(kind)})")
+    if kind == "recipe":
+        if not isinstance(baseline, str):
+            problems.append("kind recipe needs a field 'baseline' naming the harness baseline that makes the images")
+        if meta.get("recipe") is None:
+            problems.append("kind recipe needs a field 'recipe' mapping {multiplier, seed} (got None)")
+    elif meta.get("recipe") is not None:
+        problems.append(f"field 'recipe' is only allowed with kind recipe (kind is {shorten(kind)})")
+    return problems
+
+
+def submission_yaml_problems(meta: Any) -> list[str]:
+    """Every problem of a parsed submission.yaml, each in the project's words (no file name)."""
+    try:
+        SubmissionYaml.model_validate(meta)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+    else:
+        return []
+    messages = [_submission_message(error) for error in errors if error["type"] != "extra_forbidden"]
+    # Unknown keys inside `recipe` (the one nested mapping that forbids them): one message.
+    unknown = sorted(str(error["loc"][-1]) for error in errors if error["type"] == "extra_forbidden")
     if unknown:
-        problems.error(f"{where}: unknown field(s) recipe.{', recipe.'.join(unknown[:5])}; allowed: multiplier, seed, content_hashes")
-    hashes = recipe.get("content_hashes") or {}
-    if not isinstance(hashes, dict) or not all(
-        isinstance(k, str) and "@" in k and isinstance(v, str) and _SHA256.match(v) for k, v in hashes.items()
-    ):
-        problems.error(f"{where}: field 'recipe.content_hashes' must map <task>@<revision> to a 64-hex SHA-256 content hash")
+        messages.append(f"unknown field(s) recipe.{', recipe.'.join(unknown[:5])}; "
+                        f"allowed: {', '.join(Recipe.model_fields)}")
+    return messages
 
 
-def _check_follow_up(meta: dict, where: str, problems: Problems) -> None:
-    """paper, code (https links), citation (BibTeX text) and generator.model_snapshot: optional."""
-    for key in ("paper", "code"):
-        value = meta.get(key)
-        if value is not None and not (isinstance(value, str) and value.startswith("https://") and len(value) <= 500 and " " not in value):
-            problems.error(f"{where}: field '{key}' must be an https:// link of at most 500 characters (got {shorten(value)})")
-    citation = meta.get("citation")
-    if citation is not None and not (isinstance(citation, str) and citation.lstrip().startswith("@") and len(citation) <= 5000):
-        problems.error(f"{where}: field 'citation' must be a BibTeX entry (text starting with '@', at most 5000 characters)")
-    generator = meta.get("generator")
-    snapshot = generator.get("model_snapshot") if isinstance(generator, dict) else None
-    if snapshot is not None and not (isinstance(snapshot, str) and snapshot.strip() and len(snapshot) <= 500):
-        problems.error(f"{where}: field 'generator.model_snapshot' must be a non-empty string of at most 500 characters "
-                       "(the model's dated version or weights hash)")
+def _submission_message(error: dict) -> str:
+    dotted = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "synthbench":
+        return error["ctx"]["problem"]
+    if error["type"] == "missing":
+        return f"missing required field '{dotted}'"
+    return f"field '{dotted}': {describe(error)}"
+
+
+def check_submission_yaml(meta: Any, where: str, problems: Problems) -> dict:
+    """Check a parsed submission.yaml against `SubmissionYaml`; return it (a dict) even when it
+    has problems (each one recorded, naming `where` and the field)."""
+    for message in submission_yaml_problems(meta):
+        problems.error(f"{where}: {message}")
+    return meta if isinstance(meta, dict) else {}
+
+
+#: Top-level keys: name -> (required, what it is), from the model. Read by docs/SUBMITTING.md.
+SUBMISSION_FIELDS: dict[str, tuple[bool, str]] = {
+    name: (info.is_required(), info.description or "") for name, info in SubmissionYaml.model_fields.items()
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -583,6 +663,54 @@ def parse_label(label: Any) -> tuple[dict[str, float] | None, str | None]:
             return None, f"soft label weights sum to {total!r}, not 1 (tolerance {SOFT_LABEL_TOLERANCE})"
         return weights, None
     return None, f"label must be a class name or a {{class: weight}} mapping (got {shorten(label)})"
+
+
+# ----------------------------------------------------------------------------------------------
+# metadata rows: the model
+# ----------------------------------------------------------------------------------------------
+
+
+def _row_text(what: str):
+    return _checked(lambda v: None if v is None or (isinstance(v, str) and v)
+                    else f"{what} must be a generation-input image_id or null (got {shorten(v)})")
+
+
+class MetadataRow(OpenRecord):
+    """One line of metadata.jsonl (fields beyond these are kept in the file and ignored)."""
+
+    file_name: Annotated[str, _checked(file_name_problem)] = Field(
+        description="image path relative to the image root, `/` separators, an image extension; stays inside the folder")
+    label: Annotated[str | dict[str, float], _checked(lambda v: parse_label(v)[1])] = Field(
+        description="a class name, or a soft label {class: weight} (finite, non-negative, summing to 1)")
+    source_id: Annotated[str | None, _row_text("source_id")] = Field(
+        None, description="the generation input's image_id the image was made from, or null")
+    prompt: Annotated[str, _checked(lambda v: None if not v or isinstance(v, str)
+                                    else f"prompt must be a string (got {shorten(v)})", lambda v: v or "")] = Field(
+        "", description="the prompt used (null or absent: empty)")
+    sha256: Any = Field(None, description="optional: the file's SHA-256, checked by validate when it is a string")
+
+
+#: The problem kind each row field's errors are summarised under (`Problems.line_error`).
+_ROW_KINDS = {"file_name": "bad file_name", "label": "bad label", "source_id": "bad source_id", "prompt": "bad prompt"}
+
+
+def row_problems(row: dict) -> dict[str, tuple[str, str]]:
+    """{field: (kind, message)} of one metadata row under `MetadataRow`; missing fields under
+    the key "missing" (one message naming them all)."""
+    try:
+        MetadataRow.model_validate(row)
+    except ValidationError as exc:
+        found: dict[str, tuple[str, str]] = {}
+        missing = [str(e["loc"][0]) for e in exc.errors(include_url=False) if e["type"] == "missing"]
+        if missing:
+            found["missing"] = ("missing fields", f"missing required field(s) {', '.join(missing)}")
+        for error in exc.errors(include_url=False):
+            key = str(error["loc"][0])
+            if error["type"] != "missing" and key not in found:
+                message = error["ctx"]["problem"] if error["type"] == "synthbench" else f"{key}: {describe(error)}"
+                found[key] = (_ROW_KINDS.get(key, f"bad {key}"), message)
+        return found
+    return {}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -767,14 +895,12 @@ def _kind_of(detail: str) -> str:
     return re.sub(r"\d+", "N", re.sub(r" \(.*", "", detail.split(": ", 1)[-1]))
 
 
-def _row_problem(row: dict, name: str, allow: bool, seen_names: dict, seen_folded: dict) -> tuple[str, str] | None:
-    """(kind, message) for a row's names and fields, or None (and the name recorded as seen)."""
-    missing = [key for key in ("file_name", "label") if key not in row]
-    if missing:
-        return "missing fields", f"missing required field(s) {', '.join(missing)}"
-    problem = file_name_problem(name)
-    if problem:
-        return "bad file_name", problem
+def _row_problem(found: dict, name: Any, allow: bool, seen_names: dict, seen_folded: dict) -> tuple[str, str] | None:
+    """(kind, message) for a row's missing fields (`row_problems`' findings), its file name and a
+    name listed before, or None."""
+    first = found.get("missing") or found.get("file_name")
+    if first:
+        return first
     if name in seen_names and not allow:
         return "duplicate file_name", (
             f"duplicate file_name {name!r} (also on line {seen_names[name]}); "
@@ -806,25 +932,20 @@ def parse_rows(
     file_sha: dict[str, str] = {}
     for number, row in rows:
         name = row.get("file_name")
-        found = _row_problem(row, name, allow_repeated_files, seen_names, seen_folded)
-        if found:
-            problems.line_error(metadata_label, number, *found)
+        found = row_problems(row)
+        named = _row_problem(found, name, allow_repeated_files, seen_names, seen_folded)
+        if named:
+            problems.line_error(metadata_label, number, *named)
             continue
         seen_names.setdefault(name, number)
         seen_folded.setdefault(name.casefold(), name)
-
-        soft, label_problem = parse_label(row["label"])
+        other = next((found[key] for key in found if key not in ("missing", "file_name")), None)
+        if other:
+            problems.line_error(metadata_label, number, *other)
+            continue
+        soft, _ = parse_label(row["label"])
         source_id = row.get("source_id")
         prompt = row.get("prompt") or ""
-        if label_problem:
-            problems.line_error(metadata_label, number, "bad label", label_problem)
-            continue
-        if source_id is not None and (not isinstance(source_id, str) or not source_id):
-            problems.line_error(metadata_label, number, "bad source_id", f"source_id must be a generation-input image_id or null (got {shorten(source_id)})")
-            continue
-        if not isinstance(prompt, str):
-            problems.line_error(metadata_label, number, "bad prompt", f"prompt must be a string (got {shorten(prompt)})")
-            continue
 
         path, path_problem = resolve_inside(image_root, name, max_bytes=MAX_FILE_BYTES)
         if path_problem:
