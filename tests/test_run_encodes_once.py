@@ -49,6 +49,8 @@ def test_run_encodes_each_image_once(small_task_and_submission, tmp_path, monkey
     if image_size is not None:
         args += ["--image-size", str(image_size)]
     assert main(args) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "(leakage gate included)" in printed and "run: wall time" in printed  # the long stages say how long
 
     folders = {folder for folder, _ in encoded}
     assert len(folders) == 1, f"images were encoded at more than one backbone/input size: {sorted(folders)}"

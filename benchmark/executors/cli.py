@@ -113,6 +113,7 @@ def _run_command(args: argparse.Namespace) -> int:
     from ..submissions import load_submission, validate_submission
     from ..tasks import load_task
 
+    started = time.perf_counter()
     task = load_task(args.task, revision=args.revision)
     submission = load_submission(args.submission)
     protocols = args.protocol or [None]
@@ -127,10 +128,13 @@ def _run_command(args: argparse.Namespace) -> int:
     cache_dir = args.cache_dir or default_cache_dir()
     signing_key = _official_signing_key(args)
     # once, before any compute (its leakage gate fills the feature cache the grid then reuses)
+    validating = time.perf_counter()
     validate_submission(
         submission.path, task, cache=cache_dir, device=args.device, check_leakage=not args.no_leakage,
         image_size=args.image_size,  # the grid's input size: the gate's features are the grid's (encoded once)
     ).raise_if_failed()
+    print(f"validated {submission.id} in {time.perf_counter() - validating:.0f} s"
+          f"{'' if args.no_leakage else ' (leakage gate included)'}")
     if args.executor != "local":
         return _run_on_executor(args, submission, combos, seeds, cache_dir)
     for backbone, protocol in combos:
@@ -170,6 +174,7 @@ def _run_command(args: argparse.Namespace) -> int:
             submission.path, record["backbone"]["name"], record["protocol"]["name"]
         )
         print(f"wrote {written}")
+    print(f"run: wall time {time.perf_counter() - started:.0f} s")
     return 0
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import time
 from pathlib import Path
 
 from ..cliargs import positive_int
@@ -90,6 +92,19 @@ def _rebuild_xbd(args) -> int:
     )
     print(f"rebuilt from the manifest {args.from_manifest}: every image matches its SHA-256 and every file the release's manifest")
     return _report_built(path)
+
+
+def _timed(handler, label: str):
+    """`handler`, ending with its wall time (builds and verification take minutes on real data)."""
+
+    @functools.wraps(handler)
+    def run(args) -> int:
+        started = time.perf_counter()
+        status = handler(args)
+        print(f"{label}: wall time {time.perf_counter() - started:.0f} s")
+        return status
+
+    return run
 
 
 def _report_built(path: Path) -> int:
@@ -297,7 +312,7 @@ def register(subparsers) -> None:
         default="table",
         help="class of each tile: the event table (default) or the label JSON's disaster_type",
     )
-    xbd.set_defaults(func=_build_xbd)
+    xbd.set_defaults(func=_timed(_build_xbd, "task build"))
 
     folder = build_sub.add_parser("imagefolder", help="a task from class sub-folders of images")
     folder.add_argument("root", type=Path, help="folder with one sub-folder of images per class")
@@ -310,12 +325,12 @@ def register(subparsers) -> None:
     folder.add_argument("--name", default=None, help="task name (default: the folder name)")
     folder.add_argument("--prompt-template", default=None, help="generation prompt with {name} (class)")
     folder.add_argument("--licence", default=None, help="Hub licence id of the images (default: other)")
-    folder.set_defaults(func=_build_imagefolder)
+    folder.set_defaults(func=_timed(_build_imagefolder, "task build"))
 
     demo = build_sub.add_parser("demo", help="the procedural demo-disaster6 task (pipeline demo, seconds, offline)")
     _add_common_build_args(demo, test_per_class=50)
     demo.add_argument("--image-size", type=int, default=96, help="image side in pixels, 32 to 1024 (default 96)")
-    demo.set_defaults(func=_build_demo)
+    demo.set_defaults(func=_timed(_build_demo, "task build"))
 
     verify = task_sub.add_parser(
         "verify", help="check every file and image of a task against its manifest, and that no training image is a near-copy of a test image"
@@ -327,7 +342,7 @@ def register(subparsers) -> None:
         help="only check files and images against the manifest (skip re-running the near-duplicate detector)",
     )
     _add_detector_args(verify)
-    verify.set_defaults(func=_verify)
+    verify.set_defaults(func=_timed(_verify, "task verify"))
 
     info = task_sub.add_parser("info", help="print a task's classes, split sizes and identity")
     info.add_argument("path", help="task folder or Hub dataset repo id")
