@@ -121,14 +121,12 @@ def effective_real(record: Record, labels: np.ndarray, n_classes: int) -> dict[s
     return out
 
 
-def headline_worth(per_backbone: dict[str, dict[str, dict]]) -> dict[str, Any] | None:
-    """The Replace board's headline of an entry: its largest synthetic@k each backbone has, in words."""
-    rows = []
-    for backbone, estimates in sorted(per_backbone.items()):
-        if estimates:
-            setting = max(estimates, key=lambda s: SETTINGS[s].ratio)
-            rows.append({"backbone": backbone, "setting": setting, **estimates[setting]})
-    if not rows:
+def headline_worth(per_backbone: dict[str, dict[str, dict]], setting: str) -> dict[str, Any] | None:
+    """The Replace board's headline of an entry: what its `setting` (the view's largest synthetic@k, the
+    same for every row so that rows compare) is worth on each backbone, in words; None without it."""
+    rows = [{"backbone": backbone, "setting": setting, **estimates[setting]}
+            for backbone, estimates in sorted(per_backbone.items()) if setting in estimates]
+    if not rows or len(rows) < len(per_backbone):
         return None
     several = len(rows) > 1
     text = "; ".join((f"{r['backbone']}: " if several else "") + r["text"] for r in rows)
@@ -200,22 +198,24 @@ def enrich(board: Any) -> None:
         return
     memo: dict[str, dict] = {}
     for view in board.views:
-        if view.board not in ("augment", "replace"):
-            continue
-        for entry in view.entries:
-            if entry.is_reference or entry.submission_id is None:
-                continue
-            if view.board == "replace":
-                per_backbone = {}
-                for backbone in view.backbones:
-                    try:
-                        record = estimator.record(entry.submission_id, backbone, view.protocol)
-                    except KeyError:
-                        continue
-                    if str(record.path) not in memo:
-                        memo[str(record.path)] = effective_real(record, estimator.labels, estimator.n_classes)
-                    per_backbone[backbone] = memo[str(record.path)]
-                entry.worth = headline_worth(per_backbone)
-                entry.worth_by_backbone = per_backbone
-            else:
+        entries = [e for e in view.entries if not e.is_reference and e.submission_id is not None]
+        if view.board == "augment":
+            for entry in entries:
                 entry.more_real = more_real(entry, estimator)
+        if view.board != "replace":
+            continue
+        for entry in entries:
+            entry.worth_by_backbone = {}
+            for backbone in view.backbones:
+                try:
+                    record = estimator.record(entry.submission_id, backbone, view.protocol)
+                except KeyError:
+                    continue
+                if str(record.path) not in memo:
+                    memo[str(record.path)] = effective_real(record, estimator.labels, estimator.n_classes)
+                entry.worth_by_backbone[backbone] = memo[str(record.path)]
+        settings = {s for e in entries for estimates in e.worth_by_backbone.values() for s in estimates}
+        if settings:
+            headline = max(settings, key=lambda s: SETTINGS[s].ratio)
+            for entry in entries:
+                entry.worth = headline_worth(entry.worth_by_backbone, headline)

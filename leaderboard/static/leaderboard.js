@@ -155,6 +155,10 @@
     var holder = document.getElementById("diag-chart");
     holder.setAttribute("data-drawn", rows.length);
     if (!window.Plotly) return;
+    // Room around the points (and their CIs) so that the entries' names are not cut at the edges.
+    var ends = [];
+    rows.forEach(function (e) { ends.push(e.diagnostics[diagnostic][1], e.diagnostics[diagnostic][2]); });
+    var low = Math.min.apply(null, ends), high = Math.max.apply(null, ends), pad = 0.15 * ((high - low) || Math.abs(high) || 1);
     window.Plotly.react(holder, [{
       type: "scatter", mode: "markers+text", text: rows.map(function (e) { return e.name; }), textposition: "top center",
       x: rows.map(function (e) { return e.diagnostics[diagnostic][0]; }),
@@ -169,7 +173,8 @@
       hovertemplate: "%{text}<br>" + diagnostic + " %{x:.3g}<br>Δ %{y:+.1f} pp<extra></extra>"
     }], {
       height: 460, margin: { l: 70, r: 20, t: 20, b: 60 }, showlegend: false,
-      xaxis: { title: { text: diagnostic + " (95% CI)" }, gridcolor: "#e5e5e5", zeroline: false },
+      xaxis: { title: { text: diagnostic + " (95% CI)" }, gridcolor: "#e5e5e5", zeroline: false,
+               range: rows.length ? [low - pad, high + pad] : undefined },
       yaxis: { title: { text: view.metric }, gridcolor: "#e5e5e5", zeroline: false },
       shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: 0, y1: 0, line: { color: "#555", width: 1.5 } }],
       font: { family: "DejaVu Sans, sans-serif", size: 12 }
