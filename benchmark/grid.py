@@ -985,6 +985,8 @@ def summary_table(record: dict):
             row["Δ macro-F1 vs real [95% CI]"] = "—"
         worth = s.get("effective_real")
         row["worth real/class [95% CI]"] = worth["text"] if worth else "—"
+        if any("more_real" in entry for entry in record["summary"].values()):  # a task with train_real_extra
+            row["share of more-real gain [95% CI]"] = more_real.share_text(s.get("more_real"))
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -110,3 +110,14 @@ def summarise(labels: np.ndarray, n_classes: int, by_setting: dict[str, list[dic
             if comparison is not None:
                 out[entry] = {"setting": control, **comparison}
     return out
+
+
+def share_text(block: dict | None) -> str:
+    """A summary's `more_real` share for tables: "0.42 [0.20, 0.70]", "n/a" without a clear real gain."""
+    if not block:
+        return "—"
+    if block["share"] is None:
+        return "n/a (no clear gain from more real images)"
+    lo, hi = block["share_ci"]
+    ends = [f"{v:.2f}" if v is not None else ("-inf" if i == 0 else "+inf") for i, v in enumerate((lo, hi))]
+    return f"{block['share']:.2f} [{ends[0]}, {ends[1]}]"

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from benchmark.grid import run_grid, synthetic_draw
+from benchmark.grid import run_grid, summary_table, synthetic_draw
 from benchmark.metrics import bootstrap_cis, more_real_comparison, share_of_real_gain
 from benchmark.more_real import extra_draw
 from benchmark.nearcopy import default_embedder
@@ -111,6 +111,8 @@ def test_the_grid_adds_more_real_where_the_extra_split_fills_it(tasks, submissio
             assert block["share"] == pytest.approx(block["delta_macro_f1"] / block["more_real_delta_macro_f1"])
         else:
             assert block["more_real_delta_macro_f1_ci"][0] <= 0
+    table = summary_table(record).set_index("setting")["share of more-real gain [95% CI]"]
+    assert table["mixed@1"] != "—" and table["real"] == "—"
     assert ("more-real@4", 0) not in ran
     (skip,) = [s for s in record["skipped"] if s["setting"] == "more-real@4"]
     assert skip["reason"].startswith(f"needs 20 {EXTRA_SPLIT} images per class, has 15 for 'Beach'")
@@ -123,6 +125,7 @@ def test_a_task_without_the_extra_split_grids_as_before(tasks, submission, tmp_p
     names = {r["setting"] for r in record["runs"]} | {s["setting"] for s in record["skipped"]}
     assert not any(SETTINGS[n].kind == "more-real" for n in names)
     assert not any("more_real" in entry for entry in record["summary"].values())
+    assert not any("more-real" in column for column in summary_table(record).columns)
     again = run_grid(task, submission, cache_dir=tmp_path / "cache", out_path=tmp_path / "r.json", **GRID)
     assert again["provenance"]["runs_reused"] == len(record["runs"]) and again["provenance"]["runs_computed"] == 0
     # asked for by name, the grid says why it cannot run
