@@ -497,38 +497,7 @@ class _SiteWriter:
 
     def _submission_context(self, submission: Submission, page_dir: Path) -> dict[str, Any]:
         classes = self.tree.classes
-        profiles = [p for p in self.board.profiles_of(submission.id)]
-        sections = []
-        for profile in profiles:
-            stem = f"{profile.protocol}--{'+'.join(profile.backbones)}"
-            is_suite = list(profile.backbones) == self.board.suites.get(profile.protocol) or len(
-                [p for p in profiles if p.protocol == profile.protocol]
-            ) == 1
-            label = self._profile_label(profile)
-            figures = {}
-            curves = plots.ratio_curves(profile, f"{submission.id} · {label}", page_dir / "plots" / f"{stem}-ratios")
-            if curves:
-                figures["Per ratio: the paired Δ macro-F1 over real only with its paired 95% CI (left, 0 = real only) and "
-                        "macro-F1 with the real-only level in grey (right)"] = curves
-            if is_suite:
-                panels = self._confusion_panels(profile)
-                confusion = plots.confusion_matrices(classes, panels, page_dir / "plots" / f"{stem}-confusion")
-                if confusion:
-                    figures["Confusion matrices of every ratio, rows normalised (" + ", ".join(t for t, _ in panels) + ")"] = confusion
-                heat = plots.per_class_delta_f1(classes, profile, f"Per-class Δ F1 vs real only (pp) · {label}",
-                                                page_dir / "plots" / f"{stem}-per-class")
-                if heat:  # the static copy (no JavaScript); the page draws the same with CIs in the browser
-                    figures["Per-class Δ F1 of every setting over real only (static copy, no CIs)"] = heat
-            sections.append(
-                {
-                    "profile": profile,
-                    "label": label,
-                    "is_suite": is_suite,
-                    "per_class": self._per_class_delta(profile) if is_suite else None,
-                    "figures": [(caption, {k: f"plots/{v}" for k, v in files.items()}) for caption, files in figures.items()],
-                }
-            )
-        sections.sort(key=lambda s: (s["profile"].protocol != DEFAULT_PROTOCOL, not s["is_suite"], s["label"]))
+        sections = self._profile_sections(submission, page_dir)
         standings = [
             {"view": view, "title": self._view_title(view), "entry": entry}
             for view, entry in self.board.entries_of(submission.id)
@@ -565,6 +534,43 @@ class _SiteWriter:
             "unchecked": bool(submission.records) and not submission.leakage_checked,
             "problems": [self._problem_row(p) for p in self.tree.problems_of(submission)],
         }
+
+    def _profile_sections(self, submission: Submission, page_dir: Path) -> list[dict[str, Any]]:
+        """One section per protocol and backbone set of the entry: its settings table, charts and per-class Δ F1."""
+        classes = self.tree.classes
+        profiles = [p for p in self.board.profiles_of(submission.id)]
+        sections = []
+        for profile in profiles:
+            stem = f"{profile.protocol}--{'+'.join(profile.backbones)}"
+            is_suite = list(profile.backbones) == self.board.suites.get(profile.protocol) or len(
+                [p for p in profiles if p.protocol == profile.protocol]
+            ) == 1
+            label = self._profile_label(profile)
+            figures = {}
+            curves = plots.ratio_curves(profile, f"{submission.id} · {label}", page_dir / "plots" / f"{stem}-ratios")
+            if curves:
+                figures["Per ratio: the paired Δ macro-F1 over real only with its paired 95% CI (left, 0 = real only) and "
+                        "macro-F1 with the real-only level in grey (right)"] = curves
+            if is_suite:
+                panels = self._confusion_panels(profile)
+                confusion = plots.confusion_matrices(classes, panels, page_dir / "plots" / f"{stem}-confusion")
+                if confusion:
+                    figures["Confusion matrices of every ratio, rows normalised (" + ", ".join(t for t, _ in panels) + ")"] = confusion
+                heat = plots.per_class_delta_f1(classes, profile, f"Per-class Δ F1 vs real only (pp) · {label}",
+                                                page_dir / "plots" / f"{stem}-per-class")
+                if heat:  # the static copy (no JavaScript); the page draws the same with CIs in the browser
+                    figures["Per-class Δ F1 of every setting over real only (static copy, no CIs)"] = heat
+            sections.append(
+                {
+                    "profile": profile,
+                    "label": label,
+                    "is_suite": is_suite,
+                    "per_class": self._per_class_delta(profile) if is_suite else None,
+                    "figures": [(caption, {k: f"plots/{v}" for k, v in files.items()}) for caption, files in figures.items()],
+                }
+            )
+        sections.sort(key=lambda s: (s["profile"].protocol != DEFAULT_PROTOCOL, not s["is_suite"], s["label"]))
+        return sections
 
     def _effective_real(self, record) -> dict[str, dict]:
         """{synthetic@k: effective real images} of a record, recomputed (memoised per build)."""
