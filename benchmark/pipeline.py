@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 from .errors import SynthbenchError
+from .protocol import DEFAULT_PROTOCOL
+from .registry import DEFAULT_BACKBONE, DEVICE_CHOICES
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +74,9 @@ def _submission_job(
     Runs in a worker process when the demo runs several at once (`threads` then pins torch to
     one intra-op thread per worker, so two workers use two cores without oversubscribing).
     """
-    from .backbones import DEFAULT_BACKBONE
     from .generators.baselines import generate_baseline
     from .generators.demo_editor import generate_demo_editor
     from .grid import run_grid
-    from .protocol import DEFAULT_PROTOCOL
     from .submissions import load_submission, validate_submission
     from .tasks import load_task
 
@@ -160,13 +160,7 @@ def run_demo(
 
     `train_per_class` / `test_per_class` size the demo task when it is built (smaller: smoke tests).
     """
-    from .backbones import DEFAULT_BACKBONE, load_backbone
     from .device import resolve_device
-    from .features import FeatureCache
-    from .protocol import DEFAULT_PROTOCOL
-    from .tasks import load_task
-    from .tasks.dedup import resolve_embedder
-    from .tasks.demo import build_demo_task
 
     device = str(resolve_device(device))
     workers = default_workers() if workers is None else workers
@@ -175,35 +169,12 @@ def run_demo(
     if workers < 1:
         raise SynthbenchError(f"--workers must be at least 1, got {workers}")
     out = Path(out)
-    task_dir = out / "task"
-    submissions_dir = out / "submissions"
-    site_dir = out / "site"
+    task_dir, submissions_dir, site_dir = out / "task", out / "submissions", out / "site"
     cache_dir = Path(cache_dir) if cache_dir else out / "feature-cache"
     started = time.perf_counter()
-
-    with _Stage("build the demo task"):
-        if not (task_dir / "manifest.json").exists():
-            # Deduplication embeds through the grid's cache at the grid's size: the encode stage reuses it.
-            embedder = resolve_embedder(None, cache_dir=cache_dir, device=device, image_size=image_size)
-            build_demo_task(task_dir, train_per_class=train_per_class, test_per_class=test_per_class, embedder=embedder)
-        task = load_task(task_dir)
-        # a rerun reuses the task it built, which must be the one asked for now
-        have = (set(task.class_counts("train_real").values()), set(task.class_counts("test").values()))
-        if have != ({train_per_class}, {test_per_class}):
-            raise SynthbenchError(
-                f"{task_dir} holds a demo task of {'/'.join(map(str, sorted(have[0])))} train and "
-                f"{'/'.join(map(str, sorted(have[1])))} test images per class, not the {train_per_class} and "
-                f"{test_per_class} asked for: use another --out, or remove {out} to start over"
-            )
-
-    with _Stage(f"encode the task's images ({DEFAULT_BACKBONE}, {image_size} px)"):
-        # Once, here, so that parallel jobs do not each encode the test and train_real images.
-        backbone = load_backbone(DEFAULT_BACKBONE, device=device, image_size=image_size)
-        FeatureCache(cache_dir).features(
-            backbone, task.image_refs("test") + task.image_refs("train_real"), progress=progress
-        )
-        del backbone
-
+    task = _demo_task(task_dir, cache_dir, device=device, image_size=image_size,
+                      train_per_class=train_per_class, test_per_class=test_per_class)
+    _encode_task_images(task, cache_dir, device=device, image_size=image_size, progress=progress)
     jobs = {DEMO_GENERATOR_ID: submissions_dir / DEMO_GENERATOR_ID}
     jobs.update({f"baseline__{name}": submissions_dir / f"baseline__{name}" for name in baselines})
     options = dict(
@@ -211,31 +182,7 @@ def run_demo(
         cache_dir=str(cache_dir), device=device, leakage=leakage,
         progress=progress and workers == 1, threads=1 if workers > 1 else None,
     )
-    title = (
-        f"make, validate and score {len(jobs)} submissions: demo generator + baselines "
-        f"({DEFAULT_BACKBONE}, {DEFAULT_PROTOCOL}, {seeds} seeds, {workers} at a time)"
-    )
-    with _Stage(title):
-        if workers == 1:
-            results = (_submission_job(sub_id, str(folder), **options) for sub_id, folder in jobs.items())
-            for result in results:
-                _print_job(result)
-        else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            # spawn: a fresh interpreter per worker (torch and fork do not mix)
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                futures = [pool.submit(_submission_job, sub_id, str(folder), **options) for sub_id, folder in jobs.items()]
-                try:
-                    for future in as_completed(futures):
-                        _print_job(future.result())
-                except BaseException:
-                    for future in futures:
-                        future.cancel()
-                    raise
-
+    _score_submissions(jobs, options, workers=workers, seeds=seeds)
     with _Stage("build the leaderboard site"):
         from leaderboard.site import build_site
         from leaderboard.tree import load_task_truths
@@ -243,18 +190,80 @@ def run_demo(
         # the board checks every record against this task's own test labels
         build_site(submissions_dir, site_dir, tasks=load_task_truths([task_dir]))
 
-    total = time.perf_counter() - started
     paths = {
         "task": task_dir,
         "submissions": submissions_dir,
         "site": site_dir / "index.html",
         "feature_cache": cache_dir,
     }
-    print(f"\n[demo] finished in {total:.0f} s. A pipeline demo on a procedural task, not a scientific result.")
+    print(f"\n[demo] finished in {time.perf_counter() - started:.0f} s. A pipeline demo on a procedural task, "
+          "not a scientific result.")
     for name, path in paths.items():
         print(f"  {name:14s} {path.resolve()}")
     print(f"  open {(site_dir / 'index.html').resolve().as_uri()}  (or: synthbench leaderboard serve --site {site_dir})")
     return paths
+
+
+def _demo_task(task_dir: Path, cache_dir: Path, *, device: str, image_size: int, train_per_class: int,
+               test_per_class: int):
+    """Stage 1: build the demo task (once; a rerun reuses it, and it must be the size asked for)."""
+    from .tasks import load_task
+    from .tasks.dedup import resolve_embedder
+    from .tasks.demo import build_demo_task
+
+    with _Stage("build the demo task"):
+        if not (task_dir / "manifest.json").exists():
+            # Deduplication embeds through the grid's cache at the grid's size: the encode stage reuses it.
+            embedder = resolve_embedder(None, cache_dir=cache_dir, device=device, image_size=image_size)
+            build_demo_task(task_dir, train_per_class=train_per_class, test_per_class=test_per_class, embedder=embedder)
+        task = load_task(task_dir)
+        have = (set(task.class_counts("train_real").values()), set(task.class_counts("test").values()))
+        if have != ({train_per_class}, {test_per_class}):
+            raise SynthbenchError(
+                f"{task_dir} holds a demo task of {'/'.join(map(str, sorted(have[0])))} train and "
+                f"{'/'.join(map(str, sorted(have[1])))} test images per class, not the {train_per_class} and "
+                f"{test_per_class} asked for: use another --out, or remove {task_dir.parent} to start over"
+            )
+    return task
+
+
+def _encode_task_images(task, cache_dir: Path, *, device: str, image_size: int, progress: bool) -> None:
+    """Stage 2: the test and train_real features, once, so that parallel jobs do not each encode them."""
+    from .backbones import load_backbone
+    from .features import FeatureCache
+
+    with _Stage(f"encode the task's images ({DEFAULT_BACKBONE}, {image_size} px)"):
+        backbone = load_backbone(DEFAULT_BACKBONE, device=device, image_size=image_size)
+        FeatureCache(cache_dir).features(
+            backbone, task.image_refs("test") + task.image_refs("train_real"), progress=progress
+        )
+
+
+def _score_submissions(jobs: dict[str, Path], options: dict, *, workers: int, seeds: int) -> None:
+    """Stage 3: make, validate and score each submission, `workers` at a time (each in its own process)."""
+    title = (
+        f"make, validate and score {len(jobs)} submissions: demo generator + baselines "
+        f"({DEFAULT_BACKBONE}, {DEFAULT_PROTOCOL}, {seeds} seeds, {workers} at a time)"
+    )
+    with _Stage(title):
+        if workers == 1:
+            for sub_id, folder in jobs.items():
+                _print_job(_submission_job(sub_id, str(folder), **options))
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn: a fresh interpreter per worker (torch and fork do not mix)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [pool.submit(_submission_job, sub_id, str(folder), **options) for sub_id, folder in jobs.items()]
+            try:
+                for future in as_completed(futures):
+                    _print_job(future.result())
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
 
 
 def _print_job(result: dict) -> None:
@@ -301,7 +310,7 @@ def register(subparsers) -> None:
     parser.add_argument("--multiplier", type=int, default=4, choices=(1, 2, 3, 4), help="synthetic images per real image")
     parser.add_argument("--baselines", default=",".join(DEMO_BASELINES), help="comma-separated baseline generators")
     parser.add_argument("--cache-dir", help="feature cache (default: OUT/feature-cache)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     parser.add_argument(
         "--leakage", default="generated", choices=("all", "generated", "none"),
         help="which submissions get the leakage gate: all, the generated-track one only (default: the "
