@@ -13,7 +13,7 @@ from typing import Any, Iterable
 from .errors import SynthbenchError
 
 # ----------------------------------------------------------------------------------------------
-# Task xbd-disaster6: the 19 xBD events grouped into 6 disaster types (DESIGN.md, the seed's table)
+# Task xbd-disaster6: the 19 xBD events grouped into 6 disaster types (docs/TASKS.md)
 # ----------------------------------------------------------------------------------------------
 
 XBD_CLASSES: tuple[str, ...] = ("earthquake", "wildfire", "volcano", "storm", "flooding", "tsunami")
@@ -322,7 +322,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 
 DEFAULT_PROTOCOL = "linear-probe"
 
-#: Leaderboard boards (DESIGN.md, Boards).
+#: Leaderboard boards (docs/LEADERBOARD.md).
 BOARDS: dict[str, dict[str, Any]] = {
     "augment": {
         "title": "Augment",
