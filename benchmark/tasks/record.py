@@ -13,6 +13,10 @@ writes everything into a temporary folder and moves it into place only once comp
 deterministic: the same rows give byte-identical files (rows are sorted, nothing carries a
 timestamp). `load_task` reads a local folder or a Hub repo id and, unless told otherwise, checks
 every file and every image against the manifest, naming exactly what is missing or altered.
+
+task.json and manifest.json are pydantic models (`TaskInfo`, `TaskManifest`; benchmark.records):
+the writer validates them before writing, the reader before using them. The card's front matter is
+huggingface_hub's `DatasetCardData`, and the card a `DatasetCard`.
 """
 
 from __future__ import annotations
@@ -21,18 +25,20 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Annotated, Any, Iterable, Mapping, Sequence
 
 import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
+
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from .. import __version__
 from ..errors import TaskError
 from ..images import ImageRef
 from ..io import atomic_directory, atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
+from ..records import OpenRecord, describe, error_field, first_error, problem
 
 #: 2: manifest.json gained `near_duplicates` (the build-time deduplication record).
 TASK_SCHEMA_VERSION = 2
@@ -113,6 +119,93 @@ def _listing(items: Sequence[str]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
+# The records: task.json and manifest.json, as models (benchmark.records)
+# ----------------------------------------------------------------------------------------------
+
+
+class TaskInfo(OpenRecord):
+    """task.json: what the task is and how it was built (docs/RECORDS.md section 1)."""
+
+    schema_version: int = Field(description=f"{TASK_SCHEMA_VERSION}; versions "
+                                f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))} are read")
+    name: str = Field(description="the task's name, e.g. `xbd-disaster6`")
+    builder: str = Field(description="`xbd`, `imagefolder` or `demo`")
+    builder_version: int | None = Field(None, description="the builder's own version")
+    harness_version: str | None = Field(None, description="synthbench version that built the task")
+    seed: int | None = Field(None, description="the builder's seed")
+    classes: list[str] = Field(description="the classes, in label order")
+    prompt_templates: list[str] = Field([], description="the generation prompts' templates")
+    split_sizes: dict[str, dict[str, int]] = Field(description="{split: {class: images}}")
+    label_source: str | None = Field(None, description="`table` or `metadata` (xbd), `folder`, `procedural`")
+    resize: int | None = Field(None, description="pixels, or null (original size)")
+    licence: str | None = Field(None, description="a Hub licence id (also the card's `license`)")
+    is_demo: bool = Field(description="true for the procedural demo task")
+    notes: list[str] = Field([], description="e.g. label disagreements and short classes")
+
+
+def _removed_list(record: Any) -> Any:
+    if record is not None and not (isinstance(record, dict) and isinstance(record.get("removed"), list)):
+        raise problem("near_duplicates must be null or an object with a 'removed' list")
+    return record
+
+
+class NearDuplicates(OpenRecord):
+    """The build-time deduplication (benchmark.tasks.dedup; docs/TASKS.md)."""
+
+    detector: Any = Field(None, description="`benchmark.nearcopy.find_near_duplicate_pairs`")
+    detector_version: Any = Field(None, description="its GATE_VERSION")
+    embedder: Any = Field(None, description="backbone id of the embeddings (`name/weights/preprocessing`)")
+    image_size: Any = Field(None, description="input size of the embeddings")
+    queries: Any = Field(None, description="the training splits compared with `references`")
+    references: Any = Field(None, description='`["test"]`')
+    removed: list[dict[str, Any]] = Field(description="one object per removed training image and its test twin")
+    same_location: Any = Field(None, description="xBD: training tiles left out for showing a test tile's location")
+
+
+class TaskManifest(OpenRecord):
+    """manifest.json: the SHA-256 of every file and image (docs/RECORDS.md section 1)."""
+
+    schema_version: int = Field(description=f"{TASK_SCHEMA_VERSION}; version 1 has no `near_duplicates`")
+    files: dict[str, str] = Field(description="{relative path: sha256} of every file but the manifest")
+    images: dict[str, dict[str, str]] = Field(description="{split: {image_id: sha256}}")
+    test_manifest_hash: str = Field(description="SHA-256 of the sorted `image_id:sha256` lines of the test split")
+    near_duplicates: Annotated[NearDuplicates | None, BeforeValidator(_removed_list)] = Field(
+        description="the build-time deduplication, or null for a task saved without it (version 2)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, manifest: Any) -> Any:
+        """Version 1 (before deduplication) reads as `near_duplicates: null`."""
+        if isinstance(manifest, dict) and manifest.get("schema_version") == 1 and "near_duplicates" not in manifest:
+            return {**manifest, "near_duplicates": None}
+        return manifest
+
+    @field_validator("images")
+    @classmethod
+    def _known_splits(cls, images: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for split in SPLITS:
+            if split not in images:
+                raise problem(f"no image list for split {split!r}")
+        unknown = sorted(set(images) - set(SPLITS + OPTIONAL_SPLITS))
+        if unknown:
+            raise problem(f"unknown split(s) {', '.join(unknown)}")
+        return images
+
+
+def check_record(model: type[OpenRecord], record: Any, path: Path | str) -> None:
+    """Raise TaskError naming `path` and the field unless `record` is a valid `model`."""
+    try:
+        model.model_validate(record)
+    except ValidationError as exc:
+        error = first_error(exc)
+        if error["type"] == "missing":
+            raise TaskError(f"{path}: missing field {error['loc'][-1]!r}") from None
+        if error["type"] == "synthbench":
+            raise TaskError(f"{path}: {describe(error)}") from None
+        raise TaskError(f"{path}: field {error_field(error)}: {describe(error)}") from None
+
+
+# ----------------------------------------------------------------------------------------------
 # Writing
 # ----------------------------------------------------------------------------------------------
 
@@ -176,22 +269,29 @@ def _write_split(path: Path, rows: Sequence[TaskImage], classes: Sequence[str]) 
 
 
 def render_card(info: Mapping[str, Any], description: str, near_duplicates: Mapping[str, Any] | None = None) -> str:
-    """The dataset card (README.md): Hub YAML front matter, then prose generated from `info` (and
-    the deduplication record, when the builder made one)."""
-    front = {
-        "license": info["licence"],
-        "pretty_name": info["name"],
-        "task_categories": ["image-classification"],
-        "tags": ["synthbench", "synthetic-data", "remote-sensing"] + (["pipeline-demo"] if info["is_demo"] else []),
-        "configs": [
+    """The dataset card (README.md): Hub metadata (huggingface_hub's DatasetCardData, rendered as
+    the card's YAML front matter), then prose generated from `info` (and the deduplication record,
+    when the builder made one)."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    metadata = DatasetCardData(
+        license=info["licence"],
+        pretty_name=info["name"],
+        task_categories=["image-classification"],
+        tags=["synthbench", "synthetic-data", "remote-sensing"] + (["pipeline-demo"] if info["is_demo"] else []),
+        configs=[
             {
                 "config_name": "default",
                 "data_files": [{"split": split, "path": split_path(split)} for split in SPLITS],
             }
         ],
-    }
-    lines = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(), "---", ""]
-    lines.append(f"# {info['name']}")
+    )
+    return str(DatasetCard(f"---\n{metadata.to_yaml()}\n---\n\n{_card_text(info, description, near_duplicates)}"))
+
+
+def _card_text(info: Mapping[str, Any], description: str, near_duplicates: Mapping[str, Any] | None) -> str:
+    """The card's prose: what the task is, its classes, splits, prompts and provenance."""
+    lines = [f"# {info['name']}"]
     lines.append("")
     if info["is_demo"]:
         lines += [
@@ -346,6 +446,7 @@ def save_task(
         "is_demo": bool(is_demo),
         "notes": list(notes),
     }
+    check_record(TaskInfo, info, TASK_INFO_FILE)
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise TaskError(f"{out_dir}: already exists (pass --overwrite to replace it)")
@@ -368,6 +469,7 @@ def save_task(
             "test_manifest_hash": compute_test_manifest_hash(images["test"]),
             "near_duplicates": dict(near_duplicates) if near_duplicates is not None else None,
         }
+        check_record(TaskManifest, manifest, MANIFEST_FILE)
         atomic_write_json(tmp / MANIFEST_FILE, manifest)
         _make_readable(tmp)
     return out_dir
@@ -468,22 +570,9 @@ def _read_json(path: Path, what: str) -> dict:
 
 
 def _check_info(path: Path, info: dict, manifest: dict) -> None:
-    for key in ("name", "builder", "classes", "split_sizes", "is_demo"):
-        if key not in info:
-            raise TaskError(f"{path / TASK_INFO_FILE}: missing field {key!r}")
-    required = ("files", "images", "test_manifest_hash") + (("near_duplicates",) if manifest["schema_version"] >= 2 else ())
-    for key in required:
-        if key not in manifest:
-            raise TaskError(f"{path / MANIFEST_FILE}: missing field {key!r}")
-    record = manifest.get("near_duplicates")
-    if record is not None and not (isinstance(record, dict) and isinstance(record.get("removed"), list)):
-        raise TaskError(f"{path / MANIFEST_FILE}: near_duplicates must be null or an object with a 'removed' list")
-    for split in SPLITS:
-        if split not in manifest["images"]:
-            raise TaskError(f"{path / MANIFEST_FILE}: no image list for split {split!r}")
-    unknown = sorted(set(manifest["images"]) - set(SPLITS + OPTIONAL_SPLITS))
-    if unknown:
-        raise TaskError(f"{path / MANIFEST_FILE}: unknown split(s) {', '.join(unknown)}")
+    """task.json and manifest.json against their models (TaskInfo, TaskManifest)."""
+    check_record(TaskInfo, info, path / TASK_INFO_FILE)
+    check_record(TaskManifest, manifest, path / MANIFEST_FILE)
 
 
 def _verify_files(path: Path, manifest: dict) -> list[str]:
