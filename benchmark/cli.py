@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run-all": ("benchmark.executors.cli", "run the grid for every submission in a folder (locally or on Slurm), resuming"),
     "leaderboard": ("leaderboard.cli", "validate the results tree and build or preview the static leaderboard site"),
     "demo": ("benchmark.pipeline", "the main job: the whole flow on the procedural demo task, offline"),
+    "schema": ("benchmark.schema", "print a record's JSON Schema (submission, metadata, task, manifest, result)"),
 }
 
 
