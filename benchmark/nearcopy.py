@@ -85,7 +85,7 @@ from .paths import default_cache_dir
 log = logging.getLogger(__name__)
 
 #: Bumped whenever signatures or thresholds change (part of the reference-index cache key).
-GATE_VERSION = 3
+GATE_VERSION = 4
 
 # -- signatures ---------------------------------------------------------------------------------
 #: pHash size: 8 -> 64-bit hashes (as imagehash's default).
@@ -144,9 +144,18 @@ MIN_KEPT = 0.7
 #: the embedding proposes more; the prefilter keeps the cost of the extra candidates small.
 EMBEDDING_CANDIDATES = 50
 PHASH_CANDIDATES = 20
-#: Candidates whose fine score is refined (shift and zoom search) after a first pass at their
-#: coarse alignment.
+#: Alignments whose fine score is refined (shift and zoom search) after a first pass at their
+#: coarse alignment: the FINE_REFINED best, and any other that scored at least REFINE_MIN (up to
+#: MAX_REFINED in all). Refinement lifts a near-copy's score by up to about 0.1 (the coarse search
+#: is quantised), so a source that first scored just under the threshold is not left unrefined
+#: because distinct candidates of the same query scored higher (a 70 % crop of a beach, aid6).
 FINE_REFINED = 3
+REFINE_MIN = 0.4
+MAX_REFINED = 12
+#: The refinement's searches, each a 3 x 3 x 3 grid of shifts and zooms centred on the best of the
+#: one before, in steps of this fraction of (half a coarse pixel, FINE_ZOOM): the band-passed
+#: detail compared loses much of its agreement a fraction of a pixel off.
+REFINE_STEPS = (1.0, 0.5, 0.25)
 #: The cascade's prefilter, run on the retrieved candidates before verification: (thumbnail side,
 #: minimum score) per stage, cheapest first. The score is the verification's coarse search (crop
 #: scales and offsets; every orientation at the first stage, the one it found best at the next) on
@@ -560,10 +569,11 @@ def _coarse_align(
             x, spread = x[index], spread[index]
             numerator = F.conv2d(x, kernels[ks])  # (C, K, h, w): sum(t * window), t zero-mean unit-norm
             # + 1e-3 keeps flat windows (variance ~0) from dividing by zero; they score ~0.
-            values, where = (numerator / (spread + 1e-3)).flatten(1).max(dim=1)
+            ncc = numerator / (spread + 1e-3)
+            values, where = ncc.flatten(1).max(dim=1)
             h_out, w_out = numerator.shape[-2:]
             k_index, rest = where // (h_out * w_out), where % (h_out * w_out)
-            top, left = (rest // w_out).float(), (rest % w_out).float()
+            top, left = _subpixel_peak(ncc[torch.arange(n), k_index], rest // w_out, rest % w_out)
             box = torch.stack([left / width, top / height, (left + T) / width, (top + T) / height], dim=1)
             if scale_index in best:
                 old_values, old_k, old_box = best[scale_index]
@@ -581,6 +591,27 @@ def _coarse_align(
         ]
         for c in range(n)
     ]
+
+
+def _subpixel_peak(ncc: torch.Tensor, top: torch.Tensor, left: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The NCC peaks of (C, h, w) maps at integer (top, left), refined to a fraction of a pixel by
+    a parabola through each peak and its two neighbours per axis (none at an edge). The fine
+    stage's band-passed detail loses much of its agreement at half a pixel off, so it starts from
+    here rather than from the coarse grid."""
+
+    def offset(before: torch.Tensor, peak: torch.Tensor, after: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+        curvature = before - 2 * peak + after
+        shift = torch.where(curvature < -1e-6, 0.5 * (before - after) / curvature.clamp_max(-1e-6), torch.zeros_like(peak))
+        return torch.where(inside, shift.clamp(-0.5, 0.5), torch.zeros_like(peak))
+
+    rows = torch.arange(ncc.shape[0])
+    h, w = ncc.shape[-2:]
+    up, down = (top - 1).clamp_min(0), (top + 1).clamp_max(h - 1)
+    west, east = (left - 1).clamp_min(0), (left + 1).clamp_max(w - 1)
+    peak = ncc[rows, top, left]
+    dy = offset(ncc[rows, up, left], peak, ncc[rows, down, left], (top > 0) & (top < h - 1))
+    dx = offset(ncc[rows, top, west], peak, ncc[rows, top, east], (left > 0) & (left < w - 1))
+    return top.float() + dy, left.float() + dx
 
 
 def _search_sizes(size: int, ref_aspect: float, query_aspect: float, transposed: bool) -> list[tuple[int, int, int]]:
@@ -754,20 +785,21 @@ def _patch_means(x: torch.Tensor) -> torch.Tensor:
 
 
 def _fine_ncc(
-    bands: _QueryBands, reference_fines: torch.Tensor, alignments: Sequence[_Alignment], *, refine: bool = True
-) -> tuple[torch.Tensor, torch.Tensor]:
+    bands: _QueryBands, reference_fines: torch.Tensor, alignments: Sequence[_Alignment], *, refine: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor, list[_Alignment]]:
     """Fine scores of the query against the region of each reference the coarse stage found.
     `reference_fines` is (C, 2, S, S): each reference's fine thumbnail with its flat areas filled,
     and its flat mask (`_ReferenceTensors.fines_masked`).
 
-    Returns (patch score, whole NCC), each (C,): the median over informative patches of the
-    band-passed patch NCCs, and the band-passed NCC of the whole thumbnail, at the best of the
-    resamplings tried. Each region is resampled (bilinear `grid_sample`) at its coarse box and,
-    with `refine`, at small shifts and scalings around it (half a coarse pixel, +/- FINE_ZOOM),
-    since the coarse search is quantised.
+    Returns (patch score, whole NCC, alignment): the median over informative patches of the
+    band-passed patch NCCs, the band-passed NCC of the whole thumbnail, each (C,), and the
+    alignments with the box of the best resampling. Each region is resampled (bilinear
+    `grid_sample`) at its box and, with `refine` > 0, at small shifts and scalings around it
+    (`refine` x half a coarse pixel, `refine` x FINE_ZOOM), since the coarse search is quantised.
     """
     size = int(round(bands.whole.shape[1] ** 0.5))
-    zooms, shifts = ((1.0 - FINE_ZOOM, 1.0, 1.0 + FINE_ZOOM), (-1.0, 0.0, 1.0)) if refine else ((1.0,), (0.0,))
+    zoom_step = FINE_ZOOM * refine
+    zooms, shifts = ((1.0 - zoom_step, 1.0, 1.0 + zoom_step), (-refine, 0.0, refine)) if refine else ((1.0,), (0.0,))
     warps = []  # (scale x, offset x, scale y, offset y) in grid_sample's [-1, 1] units
     for alignment in alignments:
         x0, y0, x1, y1 = alignment.box
@@ -798,10 +830,12 @@ def _fine_ncc(
     patch_score = per_patch.nanmedian(dim=1).values
     # Too little content left to align: geometry decides nothing (scored below any threshold).
     patch_score = torch.where(informative.sum(dim=1) >= MIN_INFORMATIVE_PATCHES, patch_score, torch.tensor(-1.0))
-    return (
-        patch_score.view(len(alignments), per).max(dim=1).values,
-        whole.view(len(alignments), per).max(dim=1).values,
-    )
+    best_score, best = patch_score.view(len(alignments), per).max(dim=1)
+    chosen = warp.view(len(alignments), per, 4)[torch.arange(len(alignments)), best]
+    boxes = torch.stack([(chosen[:, 1] - chosen[:, 0] + 1) / 2, (chosen[:, 3] - chosen[:, 2] + 1) / 2,
+                         (chosen[:, 1] + chosen[:, 0] + 1) / 2, (chosen[:, 3] + chosen[:, 2] + 1) / 2], dim=1)
+    moved = [_Alignment(a.score, a.k, tuple(float(v) for v in box)) for a, box in zip(alignments, boxes)]
+    return best_score, whole.view(len(alignments), per).max(dim=1).values, moved
 
 
 # -- the cascade's prefilter --------------------------------------------------------------------
@@ -851,6 +885,14 @@ class _ReferenceTensors:
             _resized_masked_bandpass(self.thumbs, self.flat, height, width, PREFILTER_SIGMAS), size))
 
 
+def _query_flat(sig: QuerySignature) -> torch.Tensor:
+    """(1, 1, T, T) flat mask of the query's THUMB_SIZE thumbnail, found on its (larger) fine
+    thumbnail and reduced: a thin cutout box, a couple of pixels wide at 32 px, has no flat 3 x 3
+    neighbourhood there, yet its rim would dominate the thumbnail's band-pass."""
+    flat = _flat_mask(torch.from_numpy(sig.fine)[None, None]).float()
+    return F.interpolate(flat, size=sig.thumb.shape, mode="area") > 0.25
+
+
 def _batched_prefilter(
     tensors: _ReferenceTensors,
     signatures: Sequence[QuerySignature],
@@ -876,7 +918,7 @@ def _batched_prefilter(
     if n_pairs == 0:
         return [np.zeros(0, np.float32) for _ in candidates], [np.zeros(0, np.int64) for _ in candidates]
     thumbs = torch.from_numpy(np.stack([s.thumb for s in signatures]))[:, None]
-    flat = _flat_mask(thumbs)
+    flat = torch.cat([_query_flat(s) for s in signatures])
     band = _resized_masked_bandpass(thumbs, flat, size, size, PREFILTER_SIGMAS)
     kernels = _oriented_kernels(band[:, 0])  # (Q, 8, size^2)
     # A masked query (a cutout box) is compared on its content only, but each window's norm counts
@@ -1166,7 +1208,7 @@ def _verify(
         return None
     stages["verified"] = len(candidates)
     thumb = torch.from_numpy(sig.thumb)[None, None]
-    thumb = _filled(thumb, _flat_mask(thumb))[0, 0]  # a cutout box would dominate the raw NCC
+    thumb = _filled(thumb, _query_flat(sig))[0, 0]  # a cutout box would dominate the raw NCC
     kernels = _oriented_kernels(thumb[None])[0].reshape(8, 1, *thumb.shape)
     alignments: list[tuple[int, _Alignment]] = []  # (candidate position, alignment), one per candidate and scale
     for key in np.unique(tensors.aspect_keys[candidates]):
@@ -1174,14 +1216,21 @@ def _verify(
         found = _coarse_align(kernels, tensors, candidates[group], float(key), sig.aspect)
         alignments += [(c, alignment) for c, per_scale in zip(group.tolist(), found) for alignment in per_scale]
     # Every candidate gets a fine score at its coarse alignment at every scale (on aerial textures
-    # the coarse score alone ranks poorly); the FINE_REFINED best are then refined around theirs.
+    # the coarse score alone ranks poorly); the FINE_REFINED best, and the others close enough to
+    # the thresholds (REFINE_MIN), are then refined around theirs.
     bands = _query_bands(sig.fine)
     order = [int(candidates[c]) for c, _ in alignments]
-    fine, whole = _fine_ncc(bands, tensors.fines_masked[order], [a for _, a in alignments], refine=False)
-    top = torch.argsort(fine, descending=True)[:FINE_REFINED].tolist()
-    refined, refined_whole = _fine_ncc(bands, tensors.fines_masked[[order[t] for t in top]], [alignments[t][1] for t in top])
-    fine[top] = torch.maximum(fine[top], refined)
-    whole[top] = torch.maximum(whole[top], refined_whole)
+    fine, whole, _ = _fine_ncc(bands, tensors.fines_masked[order], [a for _, a in alignments], refine=0.0)
+    n_refined = min(MAX_REFINED, max(FINE_REFINED, int((fine >= REFINE_MIN).sum())))
+    top = torch.argsort(fine, descending=True)[:n_refined].tolist()
+    boxes = [alignments[t][1] for t in top]
+    for step in REFINE_STEPS:  # each search centred on the best resampling of the one before
+        refined, refined_whole, boxes = _fine_ncc(bands, tensors.fines_masked[[order[t] for t in top]], boxes, refine=step)
+        fine[top] = torch.maximum(fine[top], refined)
+        whole[top] = torch.maximum(whole[top], refined_whole)
+        if step != REFINE_STEPS[-1]:  # the next, finer search for the FINE_REFINED best only
+            keep = torch.argsort(fine[top], descending=True)[:FINE_REFINED].tolist()
+            top, boxes = [top[i] for i in keep], [boxes[i] for i in keep]
     if scores is not None:
         best = int(fine.argmax())
         scores.update(coarse_ncc=max(a.score for _, a in alignments), ncc=float(fine[best]), whole_ncc=float(whole.max()),
