@@ -29,9 +29,20 @@ def small_task_and_submission(tmp_path_factory):
     return task, submission
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("image_size", [None, 64])
-def test_run_encodes_each_image_once(small_task_and_submission, tmp_path, monkeypatch, capsys, image_size):
+@pytest.mark.parametrize("device, image_size", [
+    ("cpu", None),
+    ("cpu", 64),
+    # on a GPU the gate's features are the grid's bf16 ones (validate and the grid share --device)
+    pytest.param("cuda", 64, marks=pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")),
+])
+def test_run_encodes_each_image_once(small_task_and_submission, tmp_path, monkeypatch, capsys, device, image_size):
     from benchmark.submissions import load_submission
 
     task, submission_dir = small_task_and_submission
@@ -44,7 +55,7 @@ def test_run_encodes_each_image_once(small_task_and_submission, tmp_path, monkey
 
     monkeypatch.setattr(FeatureCache, "_encode", counting_encode)
     args = ["run", "--task", str(task.path), "--submission", str(submission_dir), "--cache-dir", str(tmp_path),
-            "--seeds", "1", "--settings", "real,synthetic@1,mixed@1", "--device", "cpu", "--no-progress",
+            "--seeds", "1", "--settings", "real,synthetic@1,mixed@1", "--device", device, "--no-progress",
             "--out", str(tmp_path / "record.json")]
     if image_size is not None:
         args += ["--image-size", str(image_size)]
