@@ -123,7 +123,7 @@ def _unwrap(annotation: Any) -> tuple[Any, str]:
         return model, "[]" + suffix
     if origin is dict:
         model, suffix = _unwrap(get_args(annotation)[1])
-        return model, "{}" + suffix
+        return model, ".<key>" + suffix
     return None, ""
 
 
@@ -150,13 +150,19 @@ def type_text(annotation: Any) -> str:
     return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(annotation, str(annotation))
 
 
-def field_rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, bool, str]]:
-    """(dotted field, type, required, description) of `model` and of every model inside it."""
+def field_rows(model: type[BaseModel], prefix: str = "", seen: dict | None = None) -> list[tuple[str, str, bool, str]]:
+    """(dotted field, type, required, description) of `model` and of every model inside it (a
+    model met a second time is not listed again: its row says where its fields are)."""
+    seen = {} if seen is None else seen
     rows = []
     for name, info in model.model_fields.items():
         path = f"{prefix}{name}"
-        rows.append((path, type_text(info.annotation), info.is_required(), info.description or ""))
+        description = info.description or ""
         inner, suffix = _unwrap(info.annotation)
-        if inner is not None:
-            rows += field_rows(inner, f"{path}{suffix}.")
+        if inner is not None and inner in seen:
+            description += f" (the fields of `{seen[inner]}`)"
+        rows.append((path, type_text(info.annotation), info.is_required(), description))
+        if inner is not None and inner not in seen:
+            seen[inner] = f"{path}{suffix}"
+            rows += field_rows(inner, f"{path}{suffix}.", seen)
     return rows

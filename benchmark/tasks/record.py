@@ -15,8 +15,8 @@ timestamp). `load_task` reads a local folder or a Hub repo id and, unless told o
 every file and every image against the manifest, naming exactly what is missing or altered.
 
 task.json and manifest.json are pydantic models (`TaskInfo`, `TaskManifest`; benchmark.records):
-the writer validates them before writing, the reader before using them. The card's front matter is
-huggingface_hub's `DatasetCardData`, and the card a `DatasetCard`.
+the writer validates them before writing, the reader before using them. The card is a
+huggingface_hub `DatasetCard` whose metadata is a `DatasetCardData`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
@@ -269,9 +270,9 @@ def _write_split(path: Path, rows: Sequence[TaskImage], classes: Sequence[str]) 
 
 
 def render_card(info: Mapping[str, Any], description: str, near_duplicates: Mapping[str, Any] | None = None) -> str:
-    """The dataset card (README.md): Hub metadata (huggingface_hub's DatasetCardData, rendered as
-    the card's YAML front matter), then prose generated from `info` (and the deduplication record,
-    when the builder made one)."""
+    """The dataset card (README.md), a huggingface_hub DatasetCard: its Hub metadata (a
+    DatasetCardData) as YAML front matter, then prose generated from `info` (and the deduplication
+    record, when the builder made one)."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
     metadata = DatasetCardData(
@@ -286,7 +287,15 @@ def render_card(info: Mapping[str, Any], description: str, near_duplicates: Mapp
             }
         ],
     )
-    return str(DatasetCard(f"---\n{metadata.to_yaml()}\n---\n\n{_card_text(info, description, near_duplicates)}"))
+    # The front matter keeps the key order tasks have always been written with (DatasetCardData's
+    # own order differs), so a rebuilt task's card, and with it manifest.json, stay byte-identical.
+    fields = metadata.to_dict()
+    front = yaml.safe_dump({key: fields[key] for key in _CARD_KEYS}, sort_keys=False, allow_unicode=True)
+    return str(DatasetCard(f"---\n{front}---\n\n{_card_text(info, description, near_duplicates)}"))
+
+
+#: The card's front matter, in the order it is written.
+_CARD_KEYS = ("license", "pretty_name", "task_categories", "tags", "configs")
 
 
 def _card_text(info: Mapping[str, Any], description: str, near_duplicates: Mapping[str, Any] | None) -> str:
