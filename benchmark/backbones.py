@@ -46,7 +46,7 @@ from .errors import HarnessError, SynthbenchError
 from .io import sha256_file, sha256_json
 # The registry (BackboneSpec, BACKBONES, DEFAULT_BACKBONE, TINY_CONFIGS) is plain data in
 # benchmark.registry, so that stages which only name backbones need not import torch.
-from .registry import BACKBONES, DEFAULT_BACKBONE, TINY_CONFIGS, BackboneSpec, get_spec
+from .registry import BACKBONES, DEFAULT_BACKBONE, FAMILIES, TINY_CONFIGS, BackboneSpec, get_spec
 
 log = logging.getLogger(__name__)
 
@@ -706,6 +706,7 @@ def list_backbones() -> list[dict[str, Any]]:
 __all__ = [
     "BACKBONES",
     "DEFAULT_BACKBONE",
+    "FAMILIES",
     "TINY_CONFIGS",
     "Backbone",
     "BackboneSpec",
