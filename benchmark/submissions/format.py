@@ -19,6 +19,11 @@ resolving outside); images are decoded only through `benchmark.images.open_rgb`;
 refused by name; values are echoed in messages only through `benchmark.io.shorten`. Problems of
 one kind on many metadata lines are summarised (the first few, then a count).
 
+The records are pydantic models (benchmark.records): `SubmissionYaml` (submission.yaml; unknown
+fields refused, every problem reported at once, in the harness's words) and `MetadataRow` (one
+metadata line). They validate what the bounded readers return; `SUBMISSION_FIELDS` is read off
+`SubmissionYaml`.
+
 `parse_submission` collects *every* structural problem (validation reports them all at once);
 `load_submission` raises one `SubmissionError` listing them, or returns a `Submission`.
 """
@@ -1093,8 +1098,8 @@ def parse_submission(path: str | os.PathLike) -> tuple[Submission | None, Proble
     id_problem = folder_id_problem(meta.get("id"), folder.name) if isinstance(meta.get("id"), str) else None
     if id_problem:
         problems.error(f"{SUBMISSION_FILE}: {id_problem}")
-    for problem in archive_problems(folder):
-        problems.error(problem)
+    for archive in archive_problems(folder):
+        problems.error(archive)
 
     kind = meta.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:  # unusable yaml: check what the files say the payload is
