@@ -484,6 +484,24 @@ def validate_result_record(record: dict, path: str | os.PathLike | None = None) 
         raise ResultsError(f"{where}: field {error_field(error, quoted=('summary',))}: {describe(error)}") from None
 
 
+class _Checker:
+    """The file a block check names (the former field-by-field checker's handle, kept for
+    `_check_effective_real`'s callers)."""
+
+    def __init__(self, path: str | os.PathLike | None):
+        self.path = str(path) if path is not None else "<result record>"
+
+
+def _check_effective_real(checker: _Checker, block: dict, where: str) -> None:
+    """One summary's `effective_real` block alone, against `EffectiveReal`; ResultsError naming
+    the file and `where`."""
+    try:
+        EffectiveReal.model_validate(block)
+    except ValidationError as exc:
+        error = first_error(exc)
+        raise ResultsError(f"{checker.path}: field {where}.{error_field(error)}: {describe(error)}") from None
+
+
 def leakage_checked(record: dict) -> bool:
     """Was the leakage gate run before this record was scored? (Records before version 3: unknown, False.)"""
     return record.get("leakage_checked") is True
