@@ -20,7 +20,7 @@ import yaml
 from ..errors import HarnessError, SynthbenchError
 from ..io import atomic_write_json
 from ..protocol import PROTOCOLS
-from .plan import Failure, GridOptions, RunReport, Unit, _Context, encode_features, run_unit
+from .plan import Failure, GridOptions, RunReport, Unit, UnitState, _Context, encode_features, run_unit
 
 log = logging.getLogger(__name__)
 
@@ -348,6 +348,27 @@ def submit_slurm(
     """
     _require_slurm()
     state = _StateFile(config.folder)
+    to_submit, waiting = _units_to_submit(units, state, report, context, validation)
+    by_backbone: dict[str, list[Unit]] = {}
+    for unit in to_submit:
+        by_backbone.setdefault(unit.backbone, []).append(unit)
+    for backbone, group in by_backbone.items():
+        dependency = _submit_encode_job(backbone, group, config, state, report)
+        by_protocol: dict[str, list[Unit]] = {}
+        for unit in group:
+            by_protocol.setdefault(unit.protocol, []).append(unit)
+        for protocol, members in by_protocol.items():
+            waiting.update(_submit_unit_jobs(backbone, protocol, members, dependency, config, state, report))
+    state.save()
+    report.job_ids.update(waiting)
+    return waiting
+
+
+def _units_to_submit(
+    units: Sequence[Unit], state: _StateFile, report: RunReport, context: _Context, validation: str
+) -> tuple[list[Unit], dict[str, str]]:
+    """(the units to submit now, {unit key: job id} of earlier jobs still running); the others
+    are reported as already complete or refused by validation."""
     to_submit: list[Unit] = []
     waiting: dict[str, str] = {}
     previous_ids = {key: entry["job_id"] for key, entry in state.data["units"].items() if entry.get("job_id")}
@@ -373,47 +394,51 @@ def submit_slurm(
             report.failures.append(Failure(unit.label, f"submission failed validation: {problem}"))
             continue
         to_submit.append(unit)
+    return to_submit, waiting
 
-    by_backbone: dict[str, list[Unit]] = {}
-    for unit in to_submit:
-        by_backbone.setdefault(unit.backbone, []).append(unit)
-    for backbone, group in by_backbone.items():
-        dependency = None
-        feature_units = [u for u in group if reads_feature_cache(u.protocol)]
-        if feature_units:
-            first = feature_units[0]
-            submissions = sorted({u.submission for u in feature_units})
-            executor = _make_executor(config, "encode", f"synthbench-encode-{backbone}", None)
-            job = executor.submit(EncodeJob(), first.task, submissions, backbone, first.options)
-            report.job_ids[f"encode:{backbone}"] = job.job_id
-            state.data["encode"][backbone] = {"job_id": job.job_id, "submitted": _now(), "submissions": submissions}
-            dependency = f"afterok:{job.job_id}"
-            log.info("encode job %s: %s over the task and %d submission(s)", job.job_id, backbone, len(submissions))
-        by_protocol: dict[str, list[Unit]] = {}
-        for unit in group:
-            by_protocol.setdefault(unit.protocol, []).append(unit)
-        for protocol, members in by_protocol.items():
-            executor = _make_executor(
-                config, protocol, f"synthbench-{backbone}-{protocol}",
-                dependency if reads_feature_cache(protocol) else None,
-            )
-            with executor.batch():  # one job array per (backbone, protocol)
-                jobs = [executor.submit(UnitJob(), unit) for unit in members]
-            for unit, job in zip(members, jobs):
-                report.submitted.append(unit.key)
-                waiting[unit.key] = job.job_id
-                state.data["units"][unit.key] = {
-                    "job_id": job.job_id,
-                    "label": unit.label,
-                    "submitted": _now(),
-                    "stdout": str(job.paths.stdout),
-                    "stderr": str(job.paths.stderr),
-                    "outcome": "submitted",
-                }
-            log.info("submitted %d %s job(s) for %s (array %s)", len(jobs), protocol, backbone,
-                     jobs[0].job_id.split("_")[0] if jobs else "-")
-    state.save()
-    report.job_ids.update(waiting)
+
+def _submit_encode_job(
+    backbone: str, group: list[Unit], config: SlurmConfig, state: _StateFile, report: RunReport
+) -> str | None:
+    """The backbone's encode job over the task and the submissions whose protocol reads features;
+    returns the dependency its grid jobs wait on (None when no protocol reads features)."""
+    feature_units = [u for u in group if reads_feature_cache(u.protocol)]
+    if not feature_units:
+        return None
+    first = feature_units[0]
+    submissions = sorted({u.submission for u in feature_units})
+    executor = _make_executor(config, "encode", f"synthbench-encode-{backbone}", None)
+    job = executor.submit(EncodeJob(), first.task, submissions, backbone, first.options)
+    report.job_ids[f"encode:{backbone}"] = job.job_id
+    state.data["encode"][backbone] = {"job_id": job.job_id, "submitted": _now(), "submissions": submissions}
+    log.info("encode job %s: %s over the task and %d submission(s)", job.job_id, backbone, len(submissions))
+    return f"afterok:{job.job_id}"
+
+
+def _submit_unit_jobs(
+    backbone: str, protocol: str, members: list[Unit], dependency: str | None, config: SlurmConfig,
+    state: _StateFile, report: RunReport,
+) -> dict[str, str]:
+    """One job array for the (backbone, protocol) units; returns {unit key: job id}."""
+    executor = _make_executor(
+        config, protocol, f"synthbench-{backbone}-{protocol}", dependency if reads_feature_cache(protocol) else None,
+    )
+    with executor.batch():  # one job array per (backbone, protocol)
+        jobs = [executor.submit(UnitJob(), unit) for unit in members]
+    waiting = {}
+    for unit, job in zip(members, jobs):
+        report.submitted.append(unit.key)
+        waiting[unit.key] = job.job_id
+        state.data["units"][unit.key] = {
+            "job_id": job.job_id,
+            "label": unit.label,
+            "submitted": _now(),
+            "stdout": str(job.paths.stdout),
+            "stderr": str(job.paths.stderr),
+            "outcome": "submitted",
+        }
+    log.info("submitted %d %s job(s) for %s (array %s)", len(jobs), protocol, backbone,
+             jobs[0].job_id.split("_")[0] if jobs else "-")
     return waiting
 
 
@@ -427,11 +452,41 @@ def wait_slurm(
     progress: bool = True,
 ) -> None:
     """Wait for the jobs in `waiting` ({unit key: job id}), then record each one's outcome."""
+    by_key = {unit.key: unit for unit in units}
+    encode_ids = {key: job_id for key, job_id in report.job_ids.items() if key.startswith("encode:")}
+    finished_state = _poll_until_finished(waiting, encode_ids, config, progress=progress)
+    state = _StateFile(config.folder)
+    final_encode_states = scheduler_states(encode_ids.values())
+    for key, job_id in waiting.items():
+        unit = by_key[key]
+        job = _job(config, job_id)
+        scheduler_state = finished_state.get(key)
+        if scheduler_state == "COMPLETED" and not job.paths.result_pickle.exists():
+            time.sleep(min(config.poll_seconds, 5))  # a shared filesystem may show the file late
+        entry = state.data["units"].setdefault(key, {"job_id": job_id, "label": unit.label})
+        entry.update({"finished": _now(), "state": scheduler_state})
+        encode = encode_ids.get(f"encode:{unit.backbone}")
+        failure = _unit_failure(unit, _read_outcome(job), context.state(unit), scheduler_state,
+                                encode, final_encode_states.get(encode) if encode else None)
+        if failure:
+            entry["outcome"] = "failed"
+            report.failures.append(
+                Failure(unit.label, failure, job_id, scheduler_state, str(job.paths.stdout), str(job.paths.stderr))
+            )
+        else:
+            entry["outcome"] = "succeeded"
+            report.succeeded.append(key)
+    report.failures += _encode_failures(encode_ids, final_encode_states, config)
+    state.save()
+
+
+def _poll_until_finished(
+    waiting: dict[str, str], encode_ids: dict[str, str], config: SlurmConfig, *, progress: bool
+) -> dict[str, str]:
+    """Poll the scheduler (with a progress bar over finished jobs) until every job in `waiting`
+    has ended; returns {unit key: the job's last scheduler state}."""
     from tqdm.auto import tqdm
 
-    by_key = {unit.key: unit for unit in units}
-    state = _StateFile(config.folder)
-    encode_ids = {key: job_id for key, job_id in report.job_ids.items() if key.startswith("encode:")}
     pending = dict(waiting)
     unknown_polls: dict[str, int] = {}
     finished_state: dict[str, str] = {}
@@ -461,37 +516,30 @@ def wait_slurm(
                 time.sleep(config.poll_seconds)
     finally:
         bar.close()
+    return finished_state
 
-    final_encode_states = scheduler_states(encode_ids.values())
-    for key, job_id in waiting.items():
-        unit = by_key[key]
-        job = _job(config, job_id)
-        scheduler_state = finished_state.get(key)
-        if scheduler_state == "COMPLETED" and not job.paths.result_pickle.exists():
-            time.sleep(min(config.poll_seconds, 5))  # a shared filesystem may show the file late
-        outcome = _read_outcome(job)
-        after = context.state(unit)
-        entry = state.data["units"].setdefault(key, {"job_id": job_id, "label": unit.label})
-        entry.update({"finished": _now(), "state": scheduler_state})
-        failure = None
-        if outcome is not None and outcome[0] == "error":
-            last_line = str(outcome[1]).strip().splitlines()[-1] if str(outcome[1]).strip() else "error"
-            failure = f"raised {last_line}"
-        elif outcome is None:
-            failure = f"ended without a result ({scheduler_state or 'unknown state'})"
-            encode = encode_ids.get(f"encode:{unit.backbone}")
-            if encode and final_encode_states.get(encode) not in (None, "COMPLETED") and reads_feature_cache(unit.protocol):
-                failure += f"; its encode job {encode} ended {final_encode_states.get(encode)}"
-        elif after.needs_work:
-            failure = f"finished, but its record is still {after.status}: {after.detail}"
-        if failure:
-            entry["outcome"] = "failed"
-            report.failures.append(
-                Failure(unit.label, failure, job_id, scheduler_state, str(job.paths.stdout), str(job.paths.stderr))
-            )
-        else:
-            entry["outcome"] = "succeeded"
-            report.succeeded.append(key)
+
+def _unit_failure(
+    unit: Unit, outcome: tuple[str, Any] | None, after: UnitState, scheduler_state: str | None,
+    encode_job: str | None, encode_state: str | None,
+) -> str | None:
+    """Why a finished unit job failed (None when it succeeded and its record is complete)."""
+    if outcome is not None and outcome[0] == "error":
+        last_line = str(outcome[1]).strip().splitlines()[-1] if str(outcome[1]).strip() else "error"
+        return f"raised {last_line}"
+    if outcome is None:
+        failure = f"ended without a result ({scheduler_state or 'unknown state'})"
+        if encode_job and encode_state not in (None, "COMPLETED") and reads_feature_cache(unit.protocol):
+            failure += f"; its encode job {encode_job} ended {encode_state}"
+        return failure
+    if after.needs_work:
+        return f"finished, but its record is still {after.status}: {after.detail}"
+    return None
+
+
+def _encode_failures(encode_ids: dict[str, str], final_states: dict[str, str], config: SlurmConfig) -> list[Failure]:
+    """The encode jobs that raised or ended without a result."""
+    failures = []
     for encode_key, job_id in encode_ids.items():
         job = _job(config, job_id)
         outcome = _read_outcome(job)
@@ -499,11 +547,11 @@ def wait_slurm(
         if outcome is not None and outcome[0] == "error":
             message = "raised " + (str(outcome[1]).strip().splitlines() or ["an error"])[-1]
         elif outcome is None:
-            message = f"ended without a result ({final_encode_states.get(job_id) or 'unknown state'})"
+            message = f"ended without a result ({final_states.get(job_id) or 'unknown state'})"
         if message:
-            report.failures.append(Failure(encode_key.replace(":", " "), message, job_id, final_encode_states.get(job_id),
-                                           str(job.paths.stdout), str(job.paths.stderr)))
-    state.save()
+            failures.append(Failure(encode_key.replace(":", " "), message, job_id, final_states.get(job_id),
+                                    str(job.paths.stdout), str(job.paths.stderr)))
+    return failures
 
 
 def run_slurm(
