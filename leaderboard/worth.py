@@ -53,21 +53,26 @@ class PerClassF1:
         if key not in self._values:
             predictions = self.estimator.predictions(key)
             classes = np.arange(self.n_classes)
-            true = (self.labels[:, None] == classes).astype(np.float64)  # (n, C)
-            predicted = (predictions[:, None] == classes).astype(np.float64)
-            hit = true * predicted
-            counts = self._counts()
-            self._values[key] = (_f1(hit.sum(0), predicted.sum(0), true.sum(0)),
-                                 _f1(counts @ hit, counts @ predicted, counts @ true))
+            counts, true_draws = self._draws()
+            predicted = (predictions[:, None] == classes).astype(np.float32)  # (n, C)
+            hit = self._true * predicted
+            # one product for both: float32 counts are exact integers (a draw has n images)
+            drawn = (counts @ np.concatenate([hit, predicted], axis=1)).astype(np.float64)
+            self._values[key] = (_f1(hit.sum(0, dtype=np.float64), predicted.sum(0, dtype=np.float64),
+                                     self._true.sum(0, dtype=np.float64)),
+                                 _f1(drawn[:, :self.n_classes], drawn[:, self.n_classes:], true_draws))
         return self._values[key]
 
-    def _counts(self) -> np.ndarray:
-        """(R, n) how often each test image is in each draw: the board's image draws (bootstrap_indices)."""
+    def _draws(self) -> tuple[np.ndarray, np.ndarray]:
+        """(R, n) how often each test image is in each draw (the board's image draws, bootstrap_indices), and
+        (R, C) the true images of each class per draw (the same for every run)."""
         if not hasattr(self, "_draw_counts"):
             n = self.labels.size
             draws = bootstrap_indices(n)
             offsets = (np.arange(draws.shape[0]) * n)[:, None]
-            self._draw_counts = np.bincount((draws + offsets).ravel(), minlength=draws.size).reshape(draws.shape).astype(np.float64)
+            counts = np.bincount((draws + offsets).ravel(), minlength=draws.size).reshape(draws.shape)
+            self._true = (self.labels[:, None] == np.arange(self.n_classes)).astype(np.float32)
+            self._draw_counts = (counts.astype(np.float32), (counts @ self._true).astype(np.float64))
         return self._draw_counts
 
     def delta(self, runs: Sequence[RunKey], baseline: Sequence[RunKey], classes: Sequence[str]) -> dict[str, Estimate]:

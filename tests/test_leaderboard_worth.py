@@ -55,8 +55,9 @@ def test_effective_real_images_are_recomputed_from_the_predictions(built):
     assert shown["setting"] == "synthetic@4" and shown["synthetic_per_class"] == SETTINGS["synthetic@4"].synthetic_per_class
     assert (shown["text"], shown["estimate"], shown["ci"]) == (expected["text"], expected["estimate"], expected["ci"])
     index = re.sub(r"\s+", " ", (site / "index.html").read_text())
+    point, ci = shown["text"].split(" [")
     assert f'class="worth" title="400 synthetic per class are worth {escape(shown["text"])} real images per class">' \
-        f'{escape(shown["text"])}</td>' in index
+        f'<span class="point">{escape(point)}</span> <span class="ci">[{escape(ci)}</span></td>' in index
     assert "Worth <small>real images / class</small>" in index
 
 
