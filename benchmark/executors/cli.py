@@ -106,10 +106,7 @@ def _register_run(subparsers) -> None:
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from ..grid import run_grid, summary_table
-    from ..results import result_path
+    from ..grid import run_grid
     from ..submissions import load_submission, validate_submission
     from ..tasks import load_task
 
@@ -158,24 +155,31 @@ def _run_command(args: argparse.Namespace) -> int:
             leakage_checked=not args.no_leakage,
             signing_key=signing_key,
         )
-        title = f"{record['submission']['id']} | {record['backbone']['name']} | {record['protocol']['name']}"
-        print(title)
-        with pd.option_context("display.width", 200, "display.max_columns", 20):
-            print(summary_table(record).to_string(index=False))
-        for entry in record["skipped"]:
-            print(f"skipped {entry['setting']}: {entry['reason']}")
-        provenance = record["provenance"]
-        print(
-            f"{provenance['runs_computed']} run(s) computed, {provenance['runs_reused']} reused; "
-            f"{provenance['images_encoded']} image(s) encoded in {provenance['seconds_encoding']:.1f}s; "
-            f"total {provenance['seconds_total']:.1f}s"
-        )
-        written = Path(args.out) if args.out else result_path(
-            submission.path, record["backbone"]["name"], record["protocol"]["name"]
-        )
-        print(f"wrote {written}")
+        _print_record(record, Path(args.out) if args.out else None, submission.path)
     print(f"run: wall time {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def _print_record(record: dict, out: Path | None, submission_folder) -> None:
+    """What `synthbench run` prints for one record: its summary table, skips, counts and where it went."""
+    import pandas as pd
+
+    from ..grid import summary_table
+    from ..results import result_path
+
+    print(f"{record['submission']['id']} | {record['backbone']['name']} | {record['protocol']['name']}")
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(summary_table(record).to_string(index=False))
+    for entry in record["skipped"]:
+        print(f"skipped {entry['setting']}: {entry['reason']}")
+    provenance = record["provenance"]
+    print(
+        f"{provenance['runs_computed']} run(s) computed, {provenance['runs_reused']} reused; "
+        f"{provenance['images_encoded']} image(s) encoded in {provenance['seconds_encoding']:.1f}s; "
+        f"total {provenance['seconds_total']:.1f}s"
+    )
+    written = out or result_path(submission_folder, record["backbone"]["name"], record["protocol"]["name"])
+    print(f"wrote {written}")
 
 
 def _official_signing_key(args: argparse.Namespace):
