@@ -9,9 +9,11 @@ The flow inside this package is one direction, like the harness's:
     aggregate  pool runs into board entries (Augment, Replace, Models) per protocol and backbone,
                with bootstrap CIs from benchmark.metrics -> Board views
     ranking    the rank rule (point rank with its interval over the paired bootstrap draws)
+    worth      what a set is worth, recomputed: effective real images, per-class Δ F1 with CIs, the
+               more-real share; the records' stored diagnostics as rows
     plots      matplotlib figures (SVG + PNG, deterministic) for previews; the pages' charts are
                drawn in the browser with plotly.js, written into the site from the plotly package
-    site       Jinja2 pages (index, entries, compare, methodology) + local JS/CSS +
+    site       Jinja2 pages (index, entries, compare, diagnostics, methodology) + local JS/CSS +
                leaderboard.json/.csv, written atomically
     audit      re-run a sample of a record's runs and compare the predictions
     cli        `synthbench leaderboard build|serve|validate|audit|keygen`
