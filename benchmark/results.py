@@ -91,7 +91,7 @@ def _ci_shape(value: Any) -> Any:
 
 
 #: A 95% interval [lo, hi]; the model holding it checks lo <= point <= hi (`_check_ci`).
-CI = Annotated[list[Finite], BeforeValidator(_ci_shape)]
+CI = Annotated[list[Finite], Field(min_length=2, max_length=2), BeforeValidator(_ci_shape)]
 
 
 def _check_ci(ci: list[float] | None, point: float | None, *at: str | int) -> None:

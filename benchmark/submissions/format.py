@@ -36,7 +36,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable
+from typing import Annotated, Any, Callable, Iterable, Literal
 
 import numpy as np
 import yaml
@@ -348,6 +348,11 @@ def _whole_number(name: str, lowest: int, highest: int):
                     else f"field '{name}' must be a whole number from {lowest} to {highest} (got {shorten(v)})")
 
 
+#: The names TRACKS and KINDS allow, as types (the JSON Schema lists them).
+TrackName = Literal[tuple(TRACKS)]
+KindName = Literal[tuple(KINDS)]
+
+
 class Generator(OpenRecord):
     name: Annotated[str | int | float, _text("generator.name", placeholder=True, number=True)] = Field(
         description="the generative model's (or baseline's) name")
@@ -412,8 +417,8 @@ class SubmissionYaml(Record):
         description="e-mail address or URL of the maintainer of this entry")
     licence: Annotated[str, _text("licence", placeholder=True)] = Field(
         description="licence of the submitted images or checkpoint (e.g. CC-BY-4.0)")
-    track: Annotated[str, _one_of("track", TRACKS)] = Field(description="one of: " + ", ".join(TRACKS))
-    kind: Annotated[str, _one_of("kind", KINDS)] = Field(description="one of: " + ", ".join(KINDS))
+    track: Annotated[TrackName, _one_of("track", TRACKS)] = Field(description="one of: " + ", ".join(TRACKS))
+    kind: Annotated[KindName, _one_of("kind", KINDS)] = Field(description="one of: " + ", ".join(KINDS))
     generator: Annotated[Generator, _mapping("generator", "{name, version, link}")] = Field(
         description="{name, version, link, model_snapshot (optional)}: the generative model (or baseline) used")
     fine_tuned: Annotated[FineTuned, _mapping("fine_tuned", "{used: yes|no, data: ...}", need="used")] = Field(
