@@ -141,15 +141,19 @@ def _counts(rng: np.random.Generator, n: int, draws: int) -> np.ndarray:
 
 
 def _kid_draws(real, synthetic, real_counts, synthetic_counts) -> tuple[float, np.ndarray]:
-    """KID and its bootstrap draws: a draw's sums over distinct positions are c'Kc - sum c_i K_ii."""
+    """KID and its bootstrap draws. A draw's within-set terms average over pairs of *distinct images*
+    (weights c_i c_j, i != j): an image drawn twice must not be paired with itself, or its self-
+    similarity K_ii inflates the draw and the point estimate falls outside its own interval."""
     k_rr, k_ss, k_rs = poly_kernel(real, real), poly_kernel(synthetic, synthetic), poly_kernel(real, synthetic)
     m, n = len(real), len(synthetic)
 
-    def within(kernel, counts, size):
-        return (((counts @ kernel) * counts).sum(axis=1) - counts @ np.diag(kernel)) / (size * (size - 1))
+    def within(kernel, counts):
+        squared = counts**2
+        pairs = counts.sum(axis=1) ** 2 - squared.sum(axis=1)
+        return (((counts @ kernel) * counts).sum(axis=1) - squared @ np.diag(kernel)) / np.maximum(pairs, 1.0)
 
     cross = ((real_counts @ k_rs) * synthetic_counts).sum(axis=1) / (m * n)
-    draws = within(k_rr, real_counts, m) + within(k_ss, synthetic_counts, n) - 2.0 * cross
+    draws = within(k_rr, real_counts) + within(k_ss, synthetic_counts) - 2.0 * cross
     return mmd2_unbiased(k_rr, k_ss, k_rs), draws
 
 

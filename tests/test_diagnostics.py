@@ -182,3 +182,18 @@ def test_the_diagnostics_page_states_the_constants_the_code_uses():
     assert "n = " + ", ".join(map(str, LEARNING_CURVE["points"])) in page
     assert f"`< {LEARNING_CURVE['points'][0]}`" in page and f"`> {TRAIN_PER_CLASS}`" in page
     assert all(f"`{name}`" in page for name in DIAGNOSTICS["descriptions"])
+
+
+def test_kid_bootstrap_draws_centre_on_the_estimate():
+    """A resample that pairs a duplicated image with itself inflates KID (its K_ii is large), which
+    put the estimate at the bottom of its own interval; draws over distinct images centre on it."""
+    from benchmark.diagnostics import _counts, _kid_draws
+
+    real, synthetic = _features(1, 100), _features(2, 100)
+    rng = np.random.default_rng(0)
+    point, draws = _kid_draws(real, synthetic, _counts(rng, 100, 400), _counts(rng, 100, 400))
+    below = float((draws < point).mean())
+    assert 0.25 < below < 0.75, below
+    # and a draw with every image once is the estimate itself
+    ones = np.ones((1, 100))
+    assert _kid_draws(real, synthetic, ones, ones)[1][0] == pytest.approx(point, abs=1e-12)
