@@ -1,7 +1,7 @@
 """One board = one comparability identity: records that were not scored the same way never share a table.
 
 A board's identity is its task (name, revision, test-manifest hash: one per tree, leaderboard.tree),
-the configuration of each backbone (weights, revision, preprocessing, input size), each protocol's
+the configuration of each backbone (weights, revision, preprocessing, input size, feature precision), each protocol's
 parameters, and the scoring version the record was scored with (benchmark.results.scoring_version:
 the board recomputes metrics and CIs from the stored predictions itself, but a record's stored
 diagnostics are its own version's, so records of two scoring versions never share a board).
@@ -29,9 +29,14 @@ from benchmark.results import scoring_version
 from .tree import Record, Tree
 
 #: The backbone fields that change the features a classifier sees.
-BACKBONE_FIELDS = ("weights", "revision", "preprocessing", "input_size")
+#: `precision`: features computed in bf16 on a GPU are not the CPU's float32 features (the grid
+#: caches and identifies them apart), so their records do not share a board either.
+BACKBONE_FIELDS = ("weights", "revision", "preprocessing", "input_size", "precision")
 _FIELD_NAMES = {"input_size": "input size", "preprocessing": "preprocessing", "weights": "weights",
-                "revision": "weights revision", "params": "protocol parameters", "scoring": "scoring version"}
+                "revision": "weights revision", "precision": "feature precision", "params": "protocol parameters", "scoring": "scoring version"}
+
+#: Fields older records may lack (schema 2 had no input_size): compared only where present.
+_OPTIONAL_FIELDS = ("input_size", "precision")
 
 #: (field, value) pairs of a record's configuration, the values as canonical text.
 Config = tuple[tuple[str, str], ...]
@@ -87,7 +92,7 @@ def split_by_identity(tree: Tree) -> list[Board]:
         for config, members in configs.items():
             differs = tuple(
                 f"{_FIELD_NAMES[name]} {_shown(name, value)} (main board: {_shown(name, base[name])})"
-                for name, value in config if base[name] != value and not (name == "input_size" and value == "null")
+                for name, value in config if base[name] != value and not (name in _OPTIONAL_FIELDS and value == "null")
             )
             if differs:
                 groups.setdefault(differs, set()).update(str(r.path) for r, _ in members)

@@ -101,3 +101,21 @@ def test_a_record_of_another_test_split_of_the_same_task_is_refused_naming_the_f
     assert len(refused) == 1 and "test_manifest_hash" in refused[0].reason and "same test split" in refused[0].reason
     assert all(not s.records for s in tree.submissions if s.id == "team-a__editor")
     assert len(split_by_identity(tree)) == 1
+
+
+def _set_precision(folder: Path, precision: str) -> None:
+    for path in (folder / "results").glob("*.json"):
+        record = json.loads(path.read_text())
+        record["backbone"]["precision"] = precision
+        path.write_text(json.dumps(record))
+
+
+def test_records_of_bf16_features_form_their_own_board(tmp_path):
+    root = make_example_tree(tmp_path / "submissions", EXAMPLE_PLANS, seeds=(0,), per_class=10)
+    for folder in root.iterdir():
+        if (folder / "results").is_dir():
+            _set_precision(folder, "fp32")
+    _set_precision(root / "team-a__editor", "bf16")  # scored on a GPU
+    boards = split_by_identity(validate_tree(root))
+    assert [b.differs for b in boards] == [[], ["feature precision bf16 (main board: fp32)"]]
+    assert [s.id for s in boards[1].tree.submissions] == ["team-a__editor"]
