@@ -119,7 +119,8 @@ def measure(task, submission_dir: Path, image_size: int, workspace: Path) -> dic
 
     record, fits = _timed(run_grid, task, submission_dir, cache_dir=cache, device="cpu", image_size=image_size,
                           validated=True, out_path=workspace / "grid.json", progress=False, what="grid on the warm cache")
-    assert record["provenance"]["images_encoded"] == 0 and not record["skipped"]
+    assert record["provenance"]["images_encoded"] == 0, "the grid encoded images the encode pass had encoded"
+    assert not record["skipped"], record["skipped"]
 
     command = ["run", "--task", str(task.path), "--submission", str(submission_dir), "--cache-dir", str(cache),
                "--device", "cpu", "--image-size", str(image_size), "--out", str(workspace / "run.json"), "--no-progress"]
@@ -128,7 +129,11 @@ def measure(task, submission_dir: Path, image_size: int, workspace: Path) -> dic
     seconds = {
         "encode": encode, "gate": with_gate - without_gate, "validate": with_gate,
         "grid": encode + fits, "grid_fits": fits, "run": encode + warm_run,
+        # of the grid on the warm cache: the probe fits themselves, and the rest (loading the cached
+        # features, the record's diagnostics, its bootstrap CIs, writing it)
+        "grid_probe_fits": sum(run["seconds"] for run in record["runs"]),
     }
+    seconds["grid_other"] = fits - seconds["grid_probe_fits"]
     return {
         "images": len(refs), "submission_images": len(submission_refs), "image_size": image_size,
         "runs": len(record["runs"]), "cpu_cores": os.cpu_count(),
@@ -145,7 +150,8 @@ def _report(benchmark, case: str, figures: dict) -> None:
         f"\n[{case}] {figures['submission_images']} submission images, {figures['images']} images read, "
         f"{figures['runs']} runs, {figures['image_size']} px, {figures['cpu_cores']} CPU cores\n"
         f"  encode {s['encode']:.1f} s | gate {s['gate']:.1f} s = {r['gate']:.3f} x (target <= {TARGETS['gate']}) | "
-        f"grid {s['grid']:.1f} s = {r['grid']:.3f} x (target <= {TARGETS['grid']}; fits {s['grid_fits']:.1f} s) | "
+        f"grid {s['grid']:.1f} s = {r['grid']:.3f} x (target <= {TARGETS['grid']}; on the warm cache {s['grid_fits']:.1f} s: "
+        f"probe fits {s['grid_probe_fits']:.1f} s, diagnostics, CIs and the rest {s['grid_other']:.1f} s) | "
         f"run {s['run']:.1f} s = {r['run']:.3f} x (target <= {TARGETS['run']}); validate with the gate {s['validate']:.1f} s"
     )
 
