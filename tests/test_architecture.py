@@ -33,17 +33,28 @@ def test_the_import_contract_holds():
 
 def test_every_module_of_the_harness_has_a_place_in_the_layers():
     """A new module must be placed in the contract (pyproject.toml), or it would escape it."""
+    layers = _layers()
+    placed = {name.strip().strip("()") for layer in layers for name in layer.split("|")}  # (optional)
+    modules = {f"benchmark.{p.stem if p.is_file() else p.name}" for p in (ROOT / "benchmark").iterdir()
+               if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()}
+    assert modules - placed == set(), "place these modules in [tool.importlinter] layers"
+
+
+def _layers() -> list[str]:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10: the backport import-linter itself uses
         import tomli as tomllib
 
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
-    layers = next(c for c in config["contracts"] if c["id"] == "flow")["layers"]
-    placed = {name.strip().strip("()") for layer in layers for name in layer.split("|")}  # (optional)
-    modules = {f"benchmark.{p.stem if p.is_file() else p.name}" for p in (ROOT / "benchmark").iterdir()
-               if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()}
-    assert modules - placed == set(), "place these modules in [tool.importlinter] layers"
+    return next(c for c in config["contracts"] if c["id"] == "flow")["layers"]
+
+
+def test_the_architecture_page_shows_the_contract_s_layers():
+    page = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    section = page[page.index("## The import contract"):]
+    drawn = section.split("```")[1].strip().splitlines()
+    assert drawn == [layer.replace("(", "").replace(")", "") for layer in _layers()]
 
 
 def _copy_project(dest: Path) -> Path:
