@@ -311,13 +311,19 @@ def test_cli_publish_verifies_then_uploads_and_prints_revision(demo_task_dir, ta
             calls.append(("create_repo", repo_id, kwargs["repo_type"]))
 
         def upload_folder(self, **kwargs):
-            calls.append(("upload_folder", kwargs["repo_id"], kwargs["repo_type"], kwargs["folder_path"]))
+            files = sorted(p.name for p in Path(kwargs["folder_path"]).iterdir())
+            calls.append(("upload_folder", kwargs["repo_id"], kwargs["repo_type"], files))
             return type("Commit", (), {"oid": "f" * 40})()
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    # the default: a manifest-only release (benchmark.tasks.release), no images
     assert run_task_cli(["task", "publish", str(demo_task_dir), "--repo-id", "org/demo"], monkeypatch) == 0
-    assert ("upload_folder", "org/demo", "dataset", str(demo_task_dir)) in calls
+    assert ("upload_folder", "org/demo", "dataset", ["README.md", "release.json", "task"]) in calls
     assert f"revision to pin: {'f' * 40}" in capsys.readouterr().out
+    # --include-images: the task folder as it is
+    assert run_task_cli(["task", "publish", str(demo_task_dir), "--repo-id", "org/demo", "--include-images"], monkeypatch) == 0
+    assert ("upload_folder", "org/demo", "dataset", sorted(p.name for p in demo_task_dir.iterdir())) in calls
+    assert "re-hosts the source data" in capsys.readouterr().err
 
     calls.clear()
     (task_copy / "task.json").write_text((task_copy / "task.json").read_text().replace("demo-disaster6", "other"))
