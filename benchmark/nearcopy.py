@@ -35,8 +35,7 @@ near-copies:
 
 Flat areas are no evidence: a query's constant borders (padding, letterboxing, nodata) are
 trimmed before its signature (both its pHashes are kept), and flat pixels (`_flat_mask`: a cutout
-box, a fill colour; a query's found at its fine size, where a thin box is still flat) are filled
-smoothly before every band-pass and masked after it, on both sides;
+box, a fill colour) are filled smoothly before every band-pass and masked after it, on both sides;
 a fine patch counts only when both sides have content there, and the fine score needs at least
 MIN_INFORMATIVE_PATCHES of them.
 
@@ -155,6 +154,9 @@ FINE_REFINED = 3
 #: detail compared loses much of its agreement a fraction of a pixel off (70 % crops of aid6
 #: scenes scored 0.39-0.58 after the first search alone, 0.71-0.78 after all three).
 REFINE_STEPS = (1.0, 0.5, 0.25)
+#: An alignment goes on to the next, finer search only when it scored at least this (the finer
+#: searches added up to about 0.3 to near-copies that scored 0.39 and more after the first).
+REFINE_FURTHER_MIN = 0.3
 #: The cascade's prefilter, run on the retrieved candidates before verification: (thumbnail side,
 #: minimum score) per stage, cheapest first. The score is the verification's coarse search (crop
 #: scales and offsets; every orientation at the first stage, the one it found best at the next) on
@@ -884,14 +886,6 @@ class _ReferenceTensors:
             _resized_masked_bandpass(self.thumbs, self.flat, height, width, PREFILTER_SIGMAS), size))
 
 
-def _query_flat(sig: QuerySignature) -> torch.Tensor:
-    """(1, 1, T, T) flat mask of the query's THUMB_SIZE thumbnail, found on its (larger) fine
-    thumbnail and reduced: a thin cutout box, a couple of pixels wide at 32 px, has no flat 3 x 3
-    neighbourhood there, yet its rim would dominate the thumbnail's band-pass."""
-    flat = _flat_mask(torch.from_numpy(sig.fine)[None, None]).float()
-    return F.interpolate(flat, size=sig.thumb.shape, mode="area") > 0.25
-
-
 def _batched_prefilter(
     tensors: _ReferenceTensors,
     signatures: Sequence[QuerySignature],
@@ -917,7 +911,7 @@ def _batched_prefilter(
     if n_pairs == 0:
         return [np.zeros(0, np.float32) for _ in candidates], [np.zeros(0, np.int64) for _ in candidates]
     thumbs = torch.from_numpy(np.stack([s.thumb for s in signatures]))[:, None]
-    flat = torch.cat([_query_flat(s) for s in signatures])
+    flat = _flat_mask(thumbs)
     band = _resized_masked_bandpass(thumbs, flat, size, size, PREFILTER_SIGMAS)
     kernels = _oriented_kernels(band[:, 0])  # (Q, 8, size^2)
     # A masked query (a cutout box) is compared on its content only, but each window's norm counts
@@ -1207,7 +1201,7 @@ def _verify(
         return None
     stages["verified"] = len(candidates)
     thumb = torch.from_numpy(sig.thumb)[None, None]
-    thumb = _filled(thumb, _query_flat(sig))[0, 0]  # a cutout box would dominate the raw NCC
+    thumb = _filled(thumb, _flat_mask(thumb))[0, 0]  # a cutout box would dominate the raw NCC
     kernels = _oriented_kernels(thumb[None])[0].reshape(8, 1, *thumb.shape)
     alignments: list[tuple[int, _Alignment]] = []  # (candidate position, alignment), one per candidate and scale
     for key in np.unique(tensors.aspect_keys[candidates]):
@@ -1226,6 +1220,12 @@ def _verify(
         refined, refined_whole, boxes = _fine_ncc(bands, tensors.fines_masked[[order[t] for t in top]], boxes, refine=step)
         fine[top] = torch.maximum(fine[top], refined)
         whole[top] = torch.maximum(whole[top], refined_whole)
+        # Finer steps only where the score could still reach the thresholds (most distinct pairs
+        # stay far below: the finer searches are then skipped).
+        further = [i for i, t in enumerate(top) if float(fine[t]) >= REFINE_FURTHER_MIN]
+        top, boxes = [top[i] for i in further], [boxes[i] for i in further]
+        if not top:
+            break
     if scores is not None:
         best = int(fine.argmax())
         scores.update(coarse_ncc=max(a.score for _, a in alignments), ncc=float(fine[best]), whole_ncc=float(whole.max()),
@@ -1320,7 +1320,7 @@ def find_near_duplicate_pairs(
     tensors = _ReferenceTensors(index)
     found: dict[int, NearDuplicatePair] = {}
 
-    def collect(result: GateResult, owners: Sequence[int], sigs: Sequence[QuerySignature]) -> None:
+    def collect(result: GateResult, owners: Sequence[int], sigs: Sequence[QuerySignature], windows: bool = False) -> None:
         for match in result.matches:  # in row order: the first of a query's windows that matches
             query = owners[match.query]
             if query in found:
@@ -1329,6 +1329,10 @@ def find_near_duplicate_pairs(
             score = match.ncc
             if not np.isfinite(score):
                 score = geometry_score(index, tensors, sigs[match.query], reference)
+            if windows and score < NCC_MIN:
+                # The hash alone does not decide for a window: a window's hash (a part of an image,
+                # often plainer) met a distinct image's at 4 of 64 bits (aid6), never aligned.
+                continue
             found[query] = NearDuplicatePair(query, reference, int(match.phash_distance), float(score), float(match.cosine))
 
     collect(find_near_copies(index, signatures, embeddings, progress=progress), range(len(queries)), signatures)
@@ -1336,7 +1340,7 @@ def find_near_duplicate_pairs(
     if windows:
         owners, window_signatures = [row for row, _ in windows], [sig for _, sig in windows]
         collect(find_near_copies(index, window_signatures, embeddings[owners], progress=progress, candidates=PARTIAL_CANDIDATES),
-                owners, window_signatures)
+                owners, window_signatures, windows=True)
     return [found[query] for query in sorted(found)]
 
 
