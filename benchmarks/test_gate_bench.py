@@ -3,10 +3,9 @@
     .venv/bin/python -m pytest benchmarks/test_gate_bench.py -s
 
 The task is built from ../shared/data/aid6 (six AID scene classes, 150 px JPEGs; skipped when
-absent) as a user would build it: 100 train_real and 100 test images per class, seed 0. It is then
-deduplicated the way the task builders do it: the train images that `find_near_duplicate_pairs`
-finds to be near-copies of test images are left out of the image folder and the task is built
-again, until none is left (AID holds the same sites more than once). Printed:
+absent) as a user would build it (`build_imagefolder_task`): 100 train_real and 100 test images
+per class, seed 0; the builder deduplicates the training side against the test split (near-copies
+and partial overlaps: AID holds the same sites more than once, some in shifted captures). Printed:
 
 (a) **false flags on the harness baselines**: the four baselines (classic, mixup, cutmix,
     duplicate; multiplier SYNTHBENCH_BENCH_GATE_MULTIPLIER, default 4) gated against the test split
@@ -63,7 +62,7 @@ def task(aid6_root, workspace, embedder):
     from benchmark.submissions.leakage_eval import deduplicated_imagefolder_task
 
     task, removed = deduplicated_imagefolder_task(aid6_root, workspace / "task", embedder, train_per_class=100, test_per_class=100)
-    print(f"\ntask: {len(removed)} train image(s) removed as near-copies of test images: {removed}")
+    print(f"\ntask: {len(removed)} train image(s) removed as near-copies (or partial overlaps) of test images: {removed}")
     return task
 
 

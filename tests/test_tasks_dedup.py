@@ -89,7 +89,7 @@ def built(folder, embedder, tmp_path_factory):
 def test_the_removed_pair_is_listed_in_the_manifest_and_the_card(built):
     task, _, train_name, test_name = built
     record = task.near_duplicates
-    assert record["queries"] == ["generation_inputs", "train_real"] and record["references"] == ["test"]
+    assert record["queries"] == ["generation_inputs", "train_real", "train_real_extra"] and record["references"] == ["test"]
     assert record["image_size"] == EMBED_SIZE and record["embedder"].startswith("efficientnet-lite0/")
     removed = {(p["split"], p["source_file"], p["test_source_file"]) for p in record["removed"]}
     # The training image goes, with the generation input made from it; the test image stays.
@@ -156,7 +156,7 @@ def _verify(path: Path, cache_dir: Path, monkeypatch) -> int:
 
 def test_verify_passes_on_the_deduplicated_task(built, cache_dir, monkeypatch, capsys):
     assert _verify(built[0].path, cache_dir, monkeypatch) == 0
-    assert "no image of train_real, generation_inputs is a near-copy of a test image" in capsys.readouterr().out
+    assert "no image of train_real, generation_inputs, train_real_extra is a near-copy of a test image" in capsys.readouterr().out
 
 
 def _rows(task) -> dict[str, list[TaskImage]]:
