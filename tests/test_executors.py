@@ -308,3 +308,21 @@ def test_run_all_reports_an_unreadable_submission_and_runs_the_rest(small_grid, 
     assert "1 unit(s)" in out and "of the 1 started: 1 succeeded, 0 failed" in out
     assert "1 submission folder(s) could not be read" in out
     assert (subs / "baseline__duplicate" / "results" / "efficientnet-lite0__linear-probe.json").exists()
+
+
+def test_a_record_without_the_more_real_runs_is_not_complete_on_a_task_with_extra_real(tmp_path):
+    """run_grid adds more-real@k to the default settings on a task with train_real_extra; the
+    planner must expect them too, or a record interrupted before them passes for complete."""
+    from types import SimpleNamespace
+
+    from benchmark.executors import GridOptions, Unit, expected_runs
+    from benchmark.tasks.record import EXTRA_SPLIT
+
+    unit = Unit("task", str(tmp_path / "sub"), "efficientnet-lite0", "linear-probe", GridOptions(seeds=(0,)))
+    plain, extra = SimpleNamespace(splits={"train_real", "test"}), SimpleNamespace(splits={"train_real", "test", EXTRA_SPLIT})
+    base = {s for s, _ in expected_runs(unit, plain)}
+    assert base == {s for s, _ in expected_runs(unit)} and not any(s.startswith("more-real@") for s in base)
+    assert {s for s, _ in expected_runs(unit, extra)} - base == {f"more-real@{k}" for k in (1, 2, 3, 4)}
+    # named settings are run as named: nothing added
+    named = Unit("task", str(tmp_path / "sub"), "efficientnet-lite0", "linear-probe", GridOptions(seeds=(0,), settings=("real",)))
+    assert expected_runs(named, extra) == [("real", 0)]

@@ -70,7 +70,8 @@ def _register_run(subparsers) -> None:
     seeds.add_argument("--seed-list", type=_parse_seed_list, default=None, help="explicit seeds, e.g. 0,1")
     parser.add_argument(
         "--settings", type=_parse_settings, default=None,
-        help=f"comma-separated settings (default all): {', '.join(SETTINGS)}",
+        help=f"comma-separated settings (default: every one the protocol runs; more-real@k only on a task "
+        f"with train_real_extra, real@n with the linear probe): {', '.join(SETTINGS)}",
     )
     parser.add_argument(
         "--cache-dir", default=None,
@@ -322,7 +323,7 @@ def _register_run_all(subparsers) -> None:
     parser.add_argument("--backbones", help="comma-separated backbone names (default: the offline default)")
     parser.add_argument("--protocols", help=f"comma-separated protocols (default: {DEFAULT_PROTOCOL}; "
                         "checkpoint submissions get the checkpoint protocol)")
-    parser.add_argument("--settings", help="comma-separated settings (default: all)")
+    parser.add_argument("--settings", help="comma-separated settings (default: every one the protocol runs, as `run`)")
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=int, help=f"run seeds 0..N-1 (default {len(DEFAULT_SEEDS)})")
     seeds.add_argument("--seed-list", help="explicit seeds, e.g. 0,1")

@@ -168,16 +168,22 @@ def plan_units(
     return units
 
 
-def expected_runs(unit: Unit) -> list[tuple[str, int]]:
+def expected_runs(unit: Unit, task: Any = None) -> list[tuple[str, int]]:
     """The (setting, seed) runs a complete record of `unit` holds (or lists as skipped).
 
     Protocols that do not train are scored once, as their own setting with seed 0 (as run_grid).
+    With the default settings, a `task` that has train_real_extra adds the more-real@k control as
+    run_grid does (without the task, a record missing only those runs would pass for complete).
     """
+    from .. import more_real
     from ..results import NO_TRAINING_SETTINGS
 
     if unit.protocol in NO_TRAINING_SETTINGS:
         return [(NO_TRAINING_SETTINGS[unit.protocol], 0)]
-    return [(setting, seed) for setting in unit.options.setting_names(unit.protocol) for seed in unit.options.seeds]
+    names = unit.options.setting_names(unit.protocol)
+    if unit.options.settings is None and task is not None:
+        names += [s.name for s in more_real.settings_for(task, unit.protocol)]
+    return [(setting, seed) for setting in names for seed in unit.options.seeds]
 
 
 def expected_identity(unit: Unit, task: Any, submission: Any = None) -> dict[str, Any]:
@@ -200,7 +206,7 @@ def expected_identity(unit: Unit, task: Any, submission: Any = None) -> dict[str
     }
 
 
-def unit_state(unit: Unit, identity: dict[str, Any] | None = None) -> UnitState:
+def unit_state(unit: Unit, identity: dict[str, Any] | None = None, task: Any = None) -> UnitState:
     """Read `unit`'s record and say what is left to compute.
 
     With `identity` (from `expected_identity`), a record that differs in any of it counts as
@@ -209,7 +215,7 @@ def unit_state(unit: Unit, identity: dict[str, Any] | None = None) -> UnitState:
     from ..results import load_result
 
     path = unit.record_path
-    expected = expected_runs(unit)
+    expected = expected_runs(unit, task)
     if not path.is_file():
         return UnitState("missing", expected)
     try:
@@ -435,7 +441,8 @@ class _Context:
         return self.tasks[(unit.task, unit.options.task_revision)]
 
     def state(self, unit: Unit) -> UnitState:
-        return unit_state(unit, expected_identity(unit, self.task(unit), self.submissions[unit.submission]))
+        task = self.task(unit)
+        return unit_state(unit, expected_identity(unit, task, self.submissions[unit.submission]), task)
 
     def validation_problem(self, unit: Unit, validation: str) -> str | None:
         """Validate `unit`'s submission against its task once (whatever the backbone and protocol).
