@@ -1293,8 +1293,9 @@ def find_near_duplicate_pairs(
     crops to 70 %, resizing, JPEG, colour jitter, noise, cutout and padding are seen through), so
     a task deduplicated with it gives the gate nothing to find in the harness's own baselines.
     With `partial`, a query that only overlaps a reference is a near-duplicate too: its
-    `corner_windows` are queried as well (each with the whole query's embedding: the windows are
-    not encoded), and a window found in a reference names its query.
+    `corner_windows` are queried as well when the whole image matched nothing (each with the whole
+    query's embedding: the windows are not encoded; against PARTIAL_CANDIDATES references), and a
+    window found in a reference, and aligned with it, names its query.
     `embedder` is what `default_embedder(...)` returns (embeddings through the feature cache, shared
     with the grid); None uses the default backbone at its native size over the default feature
     cache ($SYNTHBENCH_CACHE or ~/.cache/synthbench/features). At most one pair per query (its
