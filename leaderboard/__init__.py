@@ -22,22 +22,14 @@ docs/LEADERBOARD.md explains how to read the result; the site's methodology page
 benchmark.protocol so it cannot drift from the code.
 """
 
-__all__ = ["LeaderboardError", "Problem", "TaskTruth", "Tree", "build_site", "load_task_truths", "validate_tree"]
+import lazy_loader
 
-
-def __getattr__(name: str):
-    # Loaded on first use, so that `import leaderboard` (and the `leaderboard` command's parser)
-    # imports neither scikit-learn nor matplotlib.
-    if name == "build_site":
-        from . import site as module
-    elif name in __all__:
-        from . import tree as module
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(module, name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+# Loaded on first use, so that `import leaderboard` (and the `leaderboard` command's parser) imports
+# neither scikit-learn nor matplotlib.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "tree": ["LeaderboardError", "Problem", "TaskTruth", "Tree", "load_task_truths", "validate_tree"],
+        "site": ["build_site"],
+    },
+)

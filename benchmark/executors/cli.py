@@ -196,14 +196,12 @@ def _official_signing_key(args: argparse.Namespace):
     return load_private_key(args.signing_key)
 
 
-def _run_on_executor(args: argparse.Namespace, submission, combos, seeds, cache_dir) -> int:
-    """`synthbench run --executor slurm`: the same units, one job each, through benchmark.executors."""
-    if args.out:
-        raise HarnessError("--out is for local runs; cluster jobs write into the submission's results/")
-    options = GridOptions(
-        seeds=tuple(seeds),
-        settings=tuple(args.settings) if args.settings else None,
-        cache_dir=str(Path(cache_dir).resolve()),
+def _grid_options(args: argparse.Namespace, seeds, settings, cache_dir) -> GridOptions:
+    """The GridOptions of `run --executor` and `run-all`: what the two parsers share, read one way."""
+    return GridOptions(
+        seeds=seeds,
+        settings=settings,
+        cache_dir=cache_dir,
         device=args.device,
         image_size=args.image_size,
         weights=str(Path(args.weights).resolve()) if args.weights else None,
@@ -214,6 +212,14 @@ def _run_on_executor(args: argparse.Namespace, submission, combos, seeds, cache_
         leakage_checked=not args.no_leakage,
         signing_key=str(Path(args.signing_key).resolve()) if args.signing_key else None,
     )
+
+
+def _run_on_executor(args: argparse.Namespace, submission, combos, seeds, cache_dir) -> int:
+    """`synthbench run --executor slurm`: the same units, one job each, through benchmark.executors."""
+    if args.out:
+        raise HarnessError("--out is for local runs; cluster jobs write into the submission's results/")
+    options = _grid_options(args, tuple(seeds), tuple(args.settings) if args.settings else None,
+                            str(Path(cache_dir).resolve()))
     task_source = str(Path(args.task).resolve()) if Path(args.task).is_dir() else args.task
     units = [
         Unit(task_source, str(Path(submission.path).resolve()), backbone or DEFAULT_BACKBONE, protocol or DEFAULT_PROTOCOL, options)
@@ -264,20 +270,8 @@ def _handle_run_all(args: argparse.Namespace) -> int:
         seeds = tuple(range(args.seeds)) if args.seeds else DEFAULT_SEEDS
     if not seeds or min(seeds) < 0:
         raise SynthbenchError("give at least one non-negative seed")
-    options = GridOptions(
-        seeds=seeds,
-        settings=tuple(settings) or None,
-        cache_dir=str(Path(args.cache_dir).resolve()) if args.cache_dir else None,
-        device=args.device,
-        image_size=args.image_size,
-        weights=str(Path(args.weights).resolve()) if args.weights else None,
-        task_revision=args.revision,
-        official=args.official,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        leakage_checked=not args.no_leakage,
-        signing_key=str(Path(args.signing_key).resolve()) if args.signing_key else None,
-    )
+    options = _grid_options(args, seeds, tuple(settings) or None,
+                            str(Path(args.cache_dir).resolve()) if args.cache_dir else None)
     if args.signing_key and not args.official:
         raise SynthbenchError("--signing-key is for --official runs")
     _signing_key(options)  # an official run without a usable key stops here, before any compute

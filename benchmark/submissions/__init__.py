@@ -9,33 +9,15 @@
 See docs/SUBMITTING.md (the participants' guide) and docs/RECORDS.md section 2.
 """
 
-__all__ = [
-    "KINDS",
-    "SUBMISSION_FIELDS",
-    "SUBMISSION_SCHEMA_VERSION",
-    "TRACKS",
-    "Submission",
-    "SubmissionImage",
-    "ValidationReport",
-    "load_submission",
-    "parse_submission",
-    "validate_submission",
-]
+import lazy_loader
 
-
-def __getattr__(name: str):
-    # Loaded on first use, so that `import benchmark.submissions` (and the `validate` command's
-    # parser) imports neither the image decoders nor the leakage gate.
-    if name in ("ValidationReport", "validate_submission"):
-        from . import validate as module
-    elif name in __all__:
-        from . import format as module
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(module, name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+# Members load on first use, so that `import benchmark.submissions` (and the `validate` command's
+# parser) imports neither the image decoders nor the leakage gate.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "format": ["KINDS", "SUBMISSION_FIELDS", "SUBMISSION_SCHEMA_VERSION", "TRACKS", "Submission",
+                   "SubmissionImage", "load_submission", "parse_submission"],
+        "validate": ["ValidationReport", "validate_submission"],
+    },
+)
