@@ -38,6 +38,11 @@ def test_extra_images_are_the_rest_of_each_class_and_disjoint(folder, tmp_path):
     assert not hashes[EXTRA_SPLIT] & (hashes["train_real"] | hashes["test"] | hashes["generation_inputs"])
     (note,) = [n for n in task.info["notes"] if n.startswith(EXTRA_SPLIT)]
     assert "Beach 4, Forest 2, Port 3" in note and "no more-real@k" in note
+    # the card's Hub metadata lists the extra split beside the others (the viewer shows every split)
+    import yaml
+
+    front = yaml.safe_load((Path(task.path) / "README.md").read_text().split("---")[1])
+    assert [f["split"] for f in front["configs"][0]["data_files"]] == ["train_real", "test", "generation_inputs", EXTRA_SPLIT]
     assert EXTRA_SPLIT in task.near_duplicates["queries"]
     assert task.info["split_sizes"][EXTRA_SPLIT] == {"Beach": 4, "Forest": 2, "Port": 3}
     assert f"`{EXTRA_SPLIT}`" in (task.path / "README.md").read_text()

@@ -283,7 +283,8 @@ def render_card(info: Mapping[str, Any], description: str, near_duplicates: Mapp
         configs=[
             {
                 "config_name": "default",
-                "data_files": [{"split": split, "path": split_path(split)} for split in SPLITS],
+                # every split the task has (train_real_extra too), so the Hub's viewer lists them all
+                "data_files": [{"split": split, "path": split_path(split)} for split in present_splits(info["split_sizes"])],
             }
         ],
     )
