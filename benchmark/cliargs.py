@@ -17,4 +17,15 @@ def positive_int(text: str) -> int:
     return value
 
 
-__all__ = ["positive_int"]
+def non_negative_int(text: str) -> int:
+    """argparse type of the count flags where 0 means "none"."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+__all__ = ["non_negative_int", "positive_int"]

@@ -21,13 +21,7 @@ def run_local(units: Sequence[Unit], *, validation: str = "full", progress: bool
     context = _Context(units)
     for unit in units:
         state = context.state(unit)
-        if not state.needs_work:
-            report.already_complete.append(unit.key)
-            continue
-        problem = context.validation_problem(unit, validation)
-        if problem:
-            report.refused.append(unit.key)
-            report.failures.append(Failure(unit.label, f"submission failed validation: {problem}"))
+        if context.settled(unit, validation, report, state.needs_work):
             continue
         report.submitted.append(unit.key)
         log.info("running %s (%s)", unit.label, state.detail or state.status)

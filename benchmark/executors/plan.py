@@ -464,3 +464,16 @@ class _Context:
             )
             self._validated[key] = None if report.ok else "; ".join(report.problems)
         return self._validated[key]
+
+    def settled(self, unit: Unit, validation: str, report: "RunReport", needs_work: bool) -> bool:
+        """True when `unit` needs no job: its record is complete, or its submission failed validation
+        (each counted in `report`, a refusal with its failure); False when it must be run."""
+        if not needs_work:
+            report.already_complete.append(unit.key)
+            return True
+        problem = self.validation_problem(unit, validation)
+        if problem:
+            report.refused.append(unit.key)
+            report.failures.append(Failure(unit.label, f"submission failed validation: {problem}"))
+            return True
+        return False

@@ -384,14 +384,7 @@ def _units_to_submit(
             report.attached.append(unit.key)
             waiting[unit.key] = job_id
             continue
-        status = context.state(unit)
-        if not status.needs_work and not previous_failed:
-            report.already_complete.append(unit.key)
-            continue
-        problem = context.validation_problem(unit, validation)
-        if problem:
-            report.refused.append(unit.key)
-            report.failures.append(Failure(unit.label, f"submission failed validation: {problem}"))
+        if context.settled(unit, validation, report, context.state(unit).needs_work or previous_failed):
             continue
         to_submit.append(unit)
     return to_submit, waiting

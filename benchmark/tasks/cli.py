@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from ..cliargs import positive_int
+from ..cliargs import non_negative_int, positive_int
 from ..io import check_replaceable
 from ..errors import TaskError
 
@@ -259,22 +259,12 @@ def _add_common_build_args(
     if resize_help:
         parser.add_argument("--resize", type=positive_int, default=None, help=resize_help)
         parser.add_argument(
-            "--extra-per-class", type=_non_negative_int, default=None,
+            "--extra-per-class", type=non_negative_int, default=None,
             help="train_real_extra images per class at most, for the grid's more-real@k control "
                  "(default: 4 x --train-per-class; 0: none)",
         )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing task folder at --out")
     _add_detector_args(parser)
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
 
 
 def _add_detector_args(parser: argparse.ArgumentParser) -> None:
