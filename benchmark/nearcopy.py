@@ -17,8 +17,10 @@ near-copies:
      nothing the grid would not.
    The EMBEDDING_CANDIDATES and PHASH_CANDIDATES nearest references become candidates.
 2. **Prefilter** (PREFILTER_STAGES): the verification's coarse search (every orientation, crop
-   scale and offset, NCC) on band-passed thumbnails, at 16 px and then at 32 px (in the orientation
-   the 16-px stage found); run for all queries at once, reference by reference.
+   scale and offset, NCC) on band-passed thumbnails, at 16 px and then at 32 px (in the
+   orientations that passed at 16 px); run for all queries at once, reference by reference. A
+   candidate whose embedding disagrees (cosine under COSINE_MIN) can only be matched decisively,
+   so it goes on only from DECISIVE_PREFILTER_MIN.
 3. **Geometric verification** of the candidates left:
    * coarse: the query's 32-px grayscale thumbnail, in all 8 orientations, is slid by normalised
      cross-correlation over the candidate rescaled so that the query covers 100 % down to 66 % of
@@ -84,7 +86,7 @@ from .paths import default_cache_dir
 log = logging.getLogger(__name__)
 
 #: Bumped whenever signatures or thresholds change (part of the reference-index cache key).
-GATE_VERSION = 4
+GATE_VERSION = 5
 
 # -- signatures ---------------------------------------------------------------------------------
 #: pHash size: 8 -> 64-bit hashes (as imagehash's default).
@@ -157,9 +159,10 @@ REFINE_FURTHER_MIN = 0.3
 #: The cascade's prefilter, run on the retrieved candidates before verification: (thumbnail side,
 #: minimum score) per stage, cheapest first. The score is the verification's coarse search (crop
 #: scales and offsets; every orientation at the first stage, the one it found best at the next) on
-#: band-passed thumbnails. A near-copy scores >= 0.62 and >= 0.54 against its source (aid6, 2400
-#: of every kind): the thresholds leave a margin of about 0.1 below that.
-PREFILTER_STAGES: tuple[tuple[int, float], ...] = ((16, 0.45), (32, 0.37))
+#: band-passed thumbnails. Against its source, a near-copy of an aid6 test image scored >= 0.59
+#: and >= 0.60 (600 of every kind but colour jitter, whose pHash decides: 0.46 at 16 px once);
+#: thresholds leave a margin of about 0.15 below that.
+PREFILTER_STAGES: tuple[tuple[int, float], ...] = ((16, 0.45), (32, 0.40))
 #: The prefilter searches the crop shapes of the query's aspect rounded to a power of a step, per
 #: stage size: queries trimmed of borders of all widths then share the references' windows (one
 #: matrix product per reference, not per query). At 16 px a shape off by up to 12 % (a pixel at
@@ -168,6 +171,12 @@ PREFILTER_ASPECT_STEPS: dict[int, float] = {16: 1.25, 32: 1.12}
 #: A query with flat areas has its prefilter scores divided by the share of content left (no less
 #: than this): its window norms count the masked area too.
 MIN_PREFILTER_VALID = 0.5
+#: A candidate whose embedding disagrees (cosine below COSINE_MIN) can only be matched by a fine
+#: score of NCC_DECISIVE: it goes on from each prefilter stage only from this score. On aid6, the
+#: near-copies of every kind whose cosine with their source was under COSINE_MIN (turned, padded,
+#: heavily cropped ones) scored >= 0.73 at 16 px and >= 0.71 at 32 px; three quarters of the
+#: classic baseline's candidates that passed the thresholds above have such cosines.
+DECISIVE_PREFILTER_MIN = 0.55
 #: Difference-of-Gaussians sigmas (pixels at the prefilter's own size) of its band-pass.
 PREFILTER_SIGMAS = (0.7, 2.0)
 #: pHash Hamming distance at or below which an image is a near-copy by itself (distinct aerial
@@ -687,14 +696,30 @@ def _bandpass_rect(x: torch.Tensor, sigmas: tuple[float, float]) -> torch.Tensor
     )
 
 
-def _flat_mask(x: torch.Tensor) -> torch.Tensor:
+def _flat_mask(x: torch.Tensor, grow: bool = True) -> torch.Tensor:
     """(N, 1, H, W) grayscale -> bool mask of its flat pixels: 3 x 3 neighbourhoods whose standard
     deviation is under FLAT_STD (a cutout box, a padding border, nodata, a fill colour; also calm
-    water), grown by one pixel so that the rim where a flat area meets content is included."""
+    water), grown by one pixel (unless `grow` is False) so that the rim where a flat area meets
+    content is included."""
     mean = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
     mean_sq = F.avg_pool2d(x * x, 3, stride=1, padding=1, count_include_pad=False)
-    flat = ((mean_sq - mean * mean).clamp_min(0) < FLAT_STD * FLAT_STD).float()
-    return F.max_pool2d(flat, 3, stride=1, padding=1) > 0
+    flat = (mean_sq - mean * mean).clamp_min(0) < FLAT_STD * FLAT_STD
+    return F.max_pool2d(flat.float(), 3, stride=1, padding=1) > 0 if grow else flat
+
+
+def _thumb_flat_mask(sig: QuerySignature) -> torch.Tensor:
+    """(1, 1, T, T): `_prefilter_flat_mask` of a query's thumbnails."""
+    return _prefilter_flat_mask(torch.from_numpy(sig.thumb)[None, None], torch.from_numpy(sig.fine)[None, None])
+
+
+def _prefilter_flat_mask(thumbs: torch.Tensor, fines: torch.Tensor) -> torch.Tensor:
+    """(N, 1, T, T) flat mask of THUMB_SIZE thumbnails (as `_flat_mask`), with the flat areas of
+    their fine thumbnails (N, 1, F, F) carried down: a thin cutout box (a few thumbnail pixels wide)
+    has no flat 3 x 3 neighbourhood at THUMB_SIZE, only at the fine size, and unmasked its edges
+    would dominate the prefilter's scores (aid6: 4 of 600 cutouts of test images were dropped so).
+    Queries and references are masked alike, so that an image matches itself."""
+    carried = F.interpolate(_flat_mask(fines).float(), size=thumbs.shape[-2:], mode="area") >= 0.5
+    return _flat_mask(thumbs) | carried
 
 
 def _filled(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -849,8 +874,9 @@ class _ReferenceTensors:
         self.thumbs = torch.from_numpy(index.thumbs)[:, None]  # (R, 1, S, S)
         self.fines = torch.from_numpy(index.fines)[:, None]
         self.aspect_keys = np.round(index.aspects, 2)
-        # Flat areas found at the query thumbnails' size, so that both sides mask alike.
-        self.flat = _flat_mask(F.interpolate(self.thumbs, size=(THUMB_SIZE, THUMB_SIZE), mode="area"))
+        # Flat areas found at the query thumbnails' sizes, so that both sides mask alike.
+        self.flat = _prefilter_flat_mask(F.interpolate(self.thumbs, size=(THUMB_SIZE, THUMB_SIZE), mode="area"),
+                                         F.interpolate(self.fines, size=(FINE_SIZE, FINE_SIZE), mode="area"))
         # The fine stage's references: flat areas found at the query's fine size, filled once here
         # (image and mask are then warped together, two channels of one resampling).
         side = self.fines.shape[-1]
@@ -890,44 +916,78 @@ def _batched_prefilter(
     signatures: Sequence[QuerySignature],
     candidates: Sequence[np.ndarray],
     size: int,
-    orientations: Sequence[np.ndarray] | None = None,
+    allowed: Sequence[np.ndarray] | None = None,
     pool=None,
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The prefilter's score of every (query, candidate) pair at one thumbnail size: the best
-    band-passed NCC of the query's size-px thumbnail in the candidate, over every crop scale and
-    offset, and every orientation (or only `orientations[q][c]` for pair (q, c)). This is the
-    verification's coarse search on band-passed thumbnails, where distinct images agree far less
-    than on raw intensities. Returns, per query in its candidates' order, the scores and the
-    orientation each was found in.
+) -> list[np.ndarray]:
+    """The prefilter's scores of every (query, candidate) pair at one thumbnail size, per
+    orientation: the best band-passed NCC of the query's size-px thumbnail, turned by k, in the
+    candidate, over every crop scale and offset. This is the verification's coarse search on
+    band-passed thumbnails, where distinct images agree far less than on raw intensities. Returns,
+    per query, a (C, 8) array in its candidates' order; with `allowed` (per query, (C, 8) bool) only
+    those orientations are searched, the others score -1.
 
     Pairs are grouped by reference, so each reference's windows at each crop scale are unfolded
     once and scored against the kernels of every query that has it as a candidate in one matrix
     product (a per-query convolution spends most of its time on tiny single-channel images).
     References are scored in `pool` (an executor) when given."""
     n_pairs = sum(len(c) for c in candidates)
-    scores = np.full(n_pairs, -1.0, dtype=np.float32)
-    found_k = np.zeros(n_pairs, dtype=np.int64)
+    splits = np.cumsum([len(c) for c in candidates])[:-1]
+    per_k = torch.full((n_pairs, len(_DIHEDRAL)), -1.0)
     if n_pairs == 0:
-        return [np.zeros(0, np.float32) for _ in candidates], [np.zeros(0, np.int64) for _ in candidates]
+        return [np.zeros((0, len(_DIHEDRAL)), np.float32) for _ in candidates]
     thumbs = torch.from_numpy(np.stack([s.thumb for s in signatures]))[:, None]
-    flat = _flat_mask(thumbs)
+    flat = torch.cat([_thumb_flat_mask(s) for s in signatures])
     band = _resized_masked_bandpass(thumbs, flat, size, size, PREFILTER_SIGMAS)
     kernels = _oriented_kernels(band[:, 0])  # (Q, 8, size^2)
     # A masked query (a cutout box) is compared on its content only, but each window's norm counts
     # the whole window, and the box's rim loses detail too: its scores are divided by the share of
     # content left (an only-dropping stage: this lets more of such queries' candidates through).
-    valid = 1.0 - flat.float().mean(dim=(1, 2, 3)).numpy()
-    boost = 1.0 / np.clip(valid, MIN_PREFILTER_VALID, 1.0)
+    valid = 1.0 - flat.float().mean(dim=(1, 2, 3))
+    boost = 1.0 / valid.clamp(MIN_PREFILTER_VALID, 1.0)
 
     query_of = np.repeat(np.arange(len(candidates)), [len(c) for c in candidates])
-    # Query aspects in steps (PREFILTER_ASPECT_STEPS).
+    reference_of = np.concatenate(candidates)
+    pair_allowed = torch.from_numpy(np.concatenate(allowed)) if allowed is not None else None
+    plan_list, plan_of = _prefilter_plans(tensors, signatures, query_of, reference_of, size)
+    order = np.lexsort((plan_of, reference_of))
+    bounds = np.flatnonzero(np.diff(reference_of[order] * len(plan_list) + plan_of[order])) + 1
+
+    def score(run: np.ndarray) -> None:
+        r, plan = int(reference_of[run[0]]), plan_list[plan_of[run[0]]]
+        run_t = torch.from_numpy(run)
+        queries = torch.from_numpy(query_of[run])
+        for (width, height), ks in plan:
+            x, spread = tensors.level(size, width, height)
+            windows = F.unfold(x[r : r + 1], size)[0] / (spread[r].flatten() + 1e-3)  # (size^2, P)
+            ks_tensor = torch.tensor(ks)
+            if pair_allowed is None:
+                pairs, k = torch.arange(len(run)).repeat_interleave(len(ks)), ks_tensor.repeat(len(run))
+            else:
+                pairs, which = pair_allowed[run_t][:, ks_tensor].nonzero(as_tuple=True)
+                k = ks_tensor[which]
+            if len(pairs) == 0:
+                continue
+            values = (kernels[queries[pairs], k] @ windows).amax(dim=1)
+            rows = run_t[pairs]
+            per_k[rows, k] = torch.maximum(per_k[rows, k], values)
+
+    runs = np.split(order, bounds)
+    for _ in pool.map(score, runs) if pool is not None else map(score, runs):
+        pass
+    per_k = torch.where(per_k > -1.0, per_k * boost[torch.from_numpy(query_of)][:, None], per_k)
+    return np.split(per_k.numpy(), splits)
+
+
+def _prefilter_plans(
+    tensors: _ReferenceTensors, signatures: Sequence[QuerySignature], query_of: np.ndarray, reference_of: np.ndarray, size: int
+) -> tuple[list[tuple], np.ndarray]:
+    """The search plans of the prefilter's pairs: per plan, the reference shapes to unfold and the
+    orientations to score in each (they depend on the query's and the reference's aspect; usually
+    one plan), and each pair's plan. Query aspects are rounded to PREFILTER_ASPECT_STEPS."""
     step = PREFILTER_ASPECT_STEPS.get(size, PREFILTER_ASPECT_STEPS[max(PREFILTER_ASPECT_STEPS)])
     query_aspects = (step ** np.round(np.log([s.aspect for s in signatures]) / np.log(step))).tolist()
-    reference_of = np.concatenate(candidates)
-    pair_k = torch.from_numpy(np.concatenate(orientations)) if orientations is not None else None
-    # The shapes searched depend on the query's and the reference's aspect (usually one plan).
     plans: dict[tuple, int] = {}
-    plan_of = np.zeros(n_pairs, dtype=np.int64)
+    plan_of = np.zeros(len(query_of), dtype=np.int64)
     plan_cache: dict[tuple[float, float], int] = {}
     for pair, (q, r) in enumerate(zip(query_of, reference_of)):
         key = (float(tensors.aspect_keys[r]), query_aspects[q])
@@ -940,39 +1000,17 @@ def _batched_prefilter(
             plan = tuple((shape, tuple(ks)) for shape, ks in by_shape.items())
             plan_cache[key] = plans.setdefault(plan, len(plans))
         plan_of[pair] = plan_cache[key]
-    plan_list = list(plans)
-    order = np.lexsort((plan_of, reference_of))
-    bounds = np.flatnonzero(np.diff(reference_of[order] * len(plan_list) + plan_of[order])) + 1
+    return list(plans), plan_of
 
-    def score(run: np.ndarray) -> None:
-        r, plan = int(reference_of[run[0]]), plan_list[plan_of[run[0]]]
-        queries = torch.from_numpy(query_of[run])
-        best = torch.full((len(run),), -1.0)
-        best_k = torch.zeros(len(run), dtype=torch.long)
-        for (width, height), ks in plan:
-            x, spread = tensors.level(size, width, height)
-            windows = F.unfold(x[r : r + 1], size)[0] / (spread[r].flatten() + 1e-3)  # (size^2, P)
-            ks_tensor = torch.tensor(ks)
-            if pair_k is None:
-                values, index = (kernels[queries][:, ks_tensor] @ windows).amax(dim=2).max(dim=1)
-                k_found = ks_tensor[index]
-            else:
-                own = pair_k[run]
-                values = torch.where(
-                    torch.isin(own, ks_tensor), (kernels[queries, own] @ windows).amax(dim=1), torch.tensor(-1.0)
-                )
-                k_found = own
-            better = values > best
-            best = torch.where(better, values, best)
-            best_k = torch.where(better, k_found, best_k)
-        scores[run] = best.numpy() * boost[query_of[run]]
-        found_k[run] = best_k.numpy()
 
-    runs = np.split(order, bounds)
-    for _ in pool.map(score, runs) if pool is not None else map(score, runs):
-        pass
-    splits = np.cumsum([len(c) for c in candidates])[:-1]
-    return np.split(scores, splits), np.split(found_k, splits)
+def _orientations_passing(per_k: np.ndarray, threshold: float) -> np.ndarray:
+    """(C, 8) bool: the orientations a prefilter stage passes on to the next, those scoring at
+    least `threshold` (the best one where none does, so that calibration scores every stage). A
+    query half masked by a box can find a mirror of itself nearly as good as the true orientation
+    at 16 px: every orientation that passed is searched at 32 px."""
+    passing = per_k >= threshold
+    best = per_k == per_k.max(axis=1, keepdims=True)
+    return np.where(passing.any(axis=1, keepdims=True), passing, best)
 
 
 # -- the decision --------------------------------------------------------------------------------
@@ -1089,10 +1127,11 @@ def query_scores(
     scores: dict[str, float] = {}
     distance = sig.distances(index.hashes)
     retrieved = _retrieve(index, tensors, sig, index.embeddings @ embedding, distance, None, scores, {})
-    orientations = None
-    for size, _ in PREFILTER_STAGES:
-        values, orientations = _batched_prefilter(tensors, [sig], [retrieved.candidates], size, orientations)
-        scores[f"prefilter{size}"] = float(values[0].max())
+    allowed = None
+    for size, threshold in PREFILTER_STAGES:
+        per_k = _batched_prefilter(tensors, [sig], [retrieved.candidates], size, allowed)[0]
+        scores[f"prefilter{size}"] = float(per_k.max())
+        allowed = [_orientations_passing(per_k, threshold)]
     _verify(index, tensors, sig, retrieved, scores, {})
     return scores
 
@@ -1161,27 +1200,35 @@ def _prefilter(
 ) -> dict[int, _Retrieved]:
     """The PREFILTER_STAGES, each for every query at once: per query (a row of `signatures`), the
     candidates that could still be near-copies; queries left with none are dropped. The first
-    stage searches every orientation, the next ones only the one found best before."""
-    orientations: list[np.ndarray] | None = None
+    stage searches every orientation, the next ones only those that passed the one before."""
+    allowed: list[np.ndarray] | None = None
     for size, threshold in PREFILTER_STAGES:
         if not retrieved:
             break
         queries = list(retrieved)
-        values, found_k = _batched_prefilter(
-            tensors, [signatures[i] for i in queries], [retrieved[i].candidates for i in queries], size,
-            orientations, pool,
+        per_query = _batched_prefilter(
+            tensors, [signatures[i] for i in queries], [retrieved[i].candidates for i in queries], size, allowed, pool,
         )
         kept: dict[int, _Retrieved] = {}
-        orientations = []
-        for i, v, k in zip(queries, values, found_k):
-            keep = v >= threshold
+        allowed = []
+        for i, per_k in zip(queries, per_query):
+            r = retrieved[i]
+            needed = _prefilter_minimum(threshold, r.cosine)[:, None]
+            keep = (per_k >= needed).any(axis=1)
             stages[f"prefilter{size}"] = stages.get(f"prefilter{size}", 0) + int(keep.sum())
             if keep.any():
-                r = retrieved[i]
                 kept[i] = _Retrieved(r.candidates[keep], r.cosine[keep], r.distance[keep])
-                orientations.append(k[keep])
+                allowed.append(per_k[keep] >= needed[keep])
         retrieved = kept
     return retrieved
+
+
+def _prefilter_minimum(threshold: float, cosine: np.ndarray) -> np.ndarray:
+    """Per candidate, the prefilter score it needs to go on: the stage's threshold, or
+    DECISIVE_PREFILTER_MIN where the embedding disagrees (below COSINE_MIN such a candidate can
+    only be matched by a decisive fine score, and near-copies that geometry decides alone score
+    far above the stage's threshold)."""
+    return np.where(np.asarray(cosine) >= COSINE_MIN, threshold, max(threshold, DECISIVE_PREFILTER_MIN))
 
 
 def _verify(
