@@ -28,6 +28,8 @@ A submission is validated before any compute.
 
 from __future__ import annotations
 
+import contextlib
+
 import datetime as _dt
 import json
 import logging
@@ -66,6 +68,8 @@ log = logging.getLogger(__name__)
 #: While the grid runs, the record is rewritten at most this often (and always at the end), so an
 #: interrupted grid resumes from its last write without rewriting the record after every fast run.
 CHECKPOINT_EVERY_S = 30.0
+#: At most this many runs are fitted at once on the CPU (`fit_workers`).
+MAX_FIT_WORKERS = 8
 
 
 def _now() -> str:
@@ -843,40 +847,49 @@ def batch_runs(todo: Sequence[Run], together: bool) -> list[list[Run]]:
     return groups
 
 
+def fit_workers(inputs: GridInputs) -> int:
+    """How many runs the grid fits at once: for a runner whose CPU fits are single-threaded and
+    independent (`fits_in_threads`), as many as torch has intra-op threads (one per core unless
+    the caller pinned it: the demo's worker processes run one each), else one (a GPU, a fine-tune)."""
+    if not getattr(inputs.runner, "fits_in_threads", False) or getattr(inputs.device, "type", "cpu") != "cpu":
+        return 1
+    import torch
+
+    return max(1, min(MAX_FIT_WORKERS, torch.get_num_threads()))
+
+
 def fit_and_score(
     inputs: GridInputs, plan: RunPlan, todo: Sequence[Run], training_sets: TrainingSets, context,
     writer: RecordWriter, *, progress: bool,
 ) -> None:
-    """Stage 6: fit each missing run, score it on the test split, add it to the record; checkpoint
-    the record every CHECKPOINT_EVERY_S seconds and on Ctrl-C (the next call resumes after it)."""
-    runner, record, test = inputs.runner, writer.record, plan.test
+    """Stage 6: fit each missing run, score it on the test split, add it to the record (in plan
+    order, whatever order parallel fits finish in); checkpoint the record every
+    CHECKPOINT_EVERY_S seconds and on Ctrl-C (the next call resumes after it)."""
+    record, test = writer.record, plan.test
     bar = None
     if progress and len(todo) > 1:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc=f"{inputs.submission.id} {inputs.backbone_name} {inputs.protocol}", unit="run")
     last_save, saved_runs = time.perf_counter(), len(record["runs"])
+    groups = batch_runs(todo, bool(getattr(inputs.runner, "trains_seeds_together", False)))
+    trains = [[training_sets(setting, seed) for _, setting, seed in group] for group in groups]
     try:
-        for group in batch_runs(todo, bool(getattr(runner, "trains_seeds_together", False))):
-            group_start = time.perf_counter()
-            trains = [training_sets(setting, seed) for _, setting, seed in group]
-            if len(group) == 1:
-                outputs = [runner.fit_predict(trains[0][0], test, seed=group[0][2], context=context)]
-            else:
-                outputs = runner.fit_predict_many([t for t, _ in trains], test, seeds=[s for _, _, s in group], context=context)
-            seconds = (time.perf_counter() - group_start) / len(group)
-            for run, (train, counts), (predictions, params) in zip(group, trains, outputs):
-                entry = run_entry(run, train, counts, predictions, params, seconds, test_labels=test.labels,
-                                  classes=plan.classes, protocol=inputs.protocol)
-                if inputs.protocol == "checkpoint":
-                    _identify_checkpoint(record, params)
-                record["runs"].append(entry)
-                record["provenance"]["runs_computed"] += 1
-            if bar is not None:
-                bar.update(len(group))
-            if time.perf_counter() - last_save >= CHECKPOINT_EVERY_S:
-                writer.save(final=False)
-                last_save, saved_runs = time.perf_counter(), len(record["runs"])
+        with _fit_pool(fit_workers(inputs)) as pool:
+            fitted = pool.map(lambda args: _fit_group(inputs.runner, *args, test, context), zip(groups, trains))
+            for group, group_trains, (outputs, seconds) in zip(groups, trains, fitted):
+                for run, (train, counts), (predictions, params) in zip(group, group_trains, outputs):
+                    entry = run_entry(run, train, counts, predictions, params, seconds, test_labels=test.labels,
+                                      classes=plan.classes, protocol=inputs.protocol)
+                    if inputs.protocol == "checkpoint":
+                        _identify_checkpoint(record, params)
+                    record["runs"].append(entry)
+                    record["provenance"]["runs_computed"] += 1
+                if bar is not None:
+                    bar.update(len(group))
+                if time.perf_counter() - last_save >= CHECKPOINT_EVERY_S:
+                    writer.save(final=False)
+                    last_save, saved_runs = time.perf_counter(), len(record["runs"])
     except KeyboardInterrupt:
         # Ctrl-C: keep the runs finished since the last checkpoint (the next call resumes after them)
         if len(record["runs"]) > saved_runs:
@@ -886,6 +899,45 @@ def fit_and_score(
     finally:
         if bar is not None:
             bar.close()
+
+
+def _fit_group(runner, group: list[Run], trains: list, test, context) -> tuple[list, float]:
+    """One group's fits (`batch_runs`): their outputs and the seconds per run."""
+    start = time.perf_counter()
+    if len(group) == 1:
+        outputs = [runner.fit_predict(trains[0][0], test, seed=group[0][2], context=context)]
+    else:
+        outputs = runner.fit_predict_many([t for t, _ in trains], test, seeds=[s for _, _, s in group], context=context)
+    return outputs, (time.perf_counter() - start) / len(group)
+
+
+class _SerialPool:
+    """`map` in the calling thread (one fit at a time)."""
+
+    def map(self, function, items):
+        return map(function, items)
+
+
+@contextlib.contextmanager
+def _fit_pool(workers: int):
+    """A pool of `workers` threads for the fits, torch held to one intra-op thread meanwhile (each
+    fit sets that itself; set once here so that no fit restores another's setting). Ctrl-C
+    cancels the fits not yet started."""
+    if workers <= 1:
+        yield _SerialPool()
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fit")
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(threads)
 
 
 def run_grid(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
+from benchmark import grid
 from benchmark.cli import main
 from benchmark.errors import HarnessError, SubmissionError
 from benchmark.grid import finalise, run_grid, skip_reason, synthetic_draw
@@ -83,6 +86,7 @@ def first(task, submission, tmp_path_factory):
     pending = [(s, seed) for s in order for seed in SEEDS]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(LinearProbeRunner, "fit_predict", spy)
+        patch.setattr(grid, "MAX_FIT_WORKERS", 1)  # the spy reads the runs in plan order: one fit at a time
         record = run_grid(task, submission, seeds=SEEDS, cache_dir=cache, validated=True,
                           image_size=IMAGE_SIZE, progress=False, protocol_overrides=RECIPE)
     return {"record": record, "cache": cache, "train_sets": seen, "path": submission / "results" /
@@ -221,6 +225,28 @@ def test_seeds_trained_together_give_the_same_runs(first, task, submission, tmp_
         assert run["n_train"] == reference["n_train"] and run["train_counts"] == reference["train_counts"]
         agree = np.mean(np.array(run["predictions"]) == np.array(reference["predictions"]))
         assert agree >= 0.95, (run["setting"], run["seed"], agree)
+
+
+def test_runs_fitted_side_by_side_give_the_same_record(first, task, submission, tmp_path, monkeypatch):
+    """On a CPU with several cores the linear probe's runs are fitted in threads, each on one
+    intra-op thread: the record is the one fitted run by run, in plan order."""
+    threads = []
+    original = LinearProbeRunner.fit_predict
+
+    def spy(self, train, test, *, seed, context):
+        threads.append((threading.current_thread().name, torch.get_num_threads()))
+        return original(self, train, test, seed=seed, context=context)
+
+    monkeypatch.setattr(grid, "fit_workers", lambda inputs: 2)
+    monkeypatch.setattr(LinearProbeRunner, "fit_predict", spy)
+    before = torch.get_num_threads()
+    parallel = run_grid(task, submission, seeds=SEEDS, cache_dir=first["cache"], validated=True, image_size=IMAGE_SIZE,
+                        progress=False, protocol_overrides=RECIPE, out_path=tmp_path / "parallel.json")
+    assert parallel["provenance"]["runs_computed"] == len(first["record"]["runs"])
+    assert _without_timing(parallel["runs"]) == _without_timing(first["record"]["runs"])
+    assert parallel["summary"] == first["record"]["summary"]
+    assert len({name for name, _ in threads}) == 2 and all(name.startswith("fit") for name, _ in threads)
+    assert {n for _, n in threads} == {1} and torch.get_num_threads() == before
 
 
 def test_a_second_submission_encodes_only_its_own_images(first, task, tmp_path):
@@ -379,6 +405,7 @@ def test_ctrl_c_keeps_the_finished_runs_and_the_next_call_resumes(task, submissi
                   image_size=IMAGE_SIZE, progress=False, protocol_overrides=RECIPE, out_path=out)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(LinearProbeRunner, "fit_predict", interrupt_third)
+        patch.setattr(grid, "MAX_FIT_WORKERS", 1)  # "the third fit" in plan order
         with pytest.raises(KeyboardInterrupt):
             run_grid(task, submission, **common)
     kept = load_result(out)

@@ -67,6 +67,9 @@ class ProtocolRunner:
     needs_backbone = False
     needs_features = False
     fixed_setting: str | None = None
+    #: Whether independent runs may be fitted side by side in threads on the CPU (each
+    #: single-threaded; a run's result does not depend on what runs beside it).
+    fits_in_threads = False
 
     def __init__(self, overrides: dict[str, Any] | None = None, *, device: Any = "cpu"):
         recipe = dict(PROTOCOLS[self.name])
@@ -109,6 +112,9 @@ class LinearProbeRunner(ProtocolRunner):
     name = "linear-probe"
     needs_backbone = True
     needs_features = True
+    #: Its CPU fits run on one intra-op thread (`linear_probe.CPU_THREADS`): on a machine with
+    #: more cores, the grid fits that many runs at once.
+    fits_in_threads = True
 
     def __init__(self, overrides: dict[str, Any] | None = None, *, device: Any = "cpu"):
         super().__init__(overrides, device=device)
