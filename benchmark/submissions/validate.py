@@ -228,37 +228,69 @@ def _unlisted_files(sub: Submission) -> list[str]:
     return sorted(found)
 
 
-def _decode_all(sub: Submission, report: ValidationReport, want_signatures: bool, seconds: dict[str, float]):
-    """Decode each listed file once; problems for undecodable ones. Returns {file_name: signature}
-    (the leakage gate's, made while the image is decoded anyway; their time goes to `seconds`)."""
+#: Images decoded (and signed for the leakage gate) at once: decoding and the signatures' resizes
+#: and DCTs release the GIL, so threads use the cores; each thread holds one decoded image.
+DECODE_WORKERS = 4
+
+
+@dataclass
+class _Decoded:
+    """One listed file after decoding: its digest and gate signature, or why it cannot be read."""
+
+    entry: Any
+    digest: str | None = None
+    signature: Any = None
+    signature_seconds: float = 0.0
+    error: ImageDecodeError | None = None
+
+
+def _decode_one(entry, want_signature: bool) -> _Decoded:
     from .leakage import query_signature
+
+    try:
+        data = read_image_bytes(entry.path, name=entry.file_name)
+        image = open_rgb(data, name=entry.file_name)
+    except ImageDecodeError as exc:
+        return _Decoded(entry, error=exc)
+    decoded = _Decoded(entry, digest=sha256_bytes(data))
+    if want_signature and decoded.digest == entry.sha256:
+        start = time.perf_counter()
+        decoded.signature = query_signature(image)
+        decoded.signature_seconds = time.perf_counter() - start
+    return decoded
+
+
+def _decode_all(sub: Submission, report: ValidationReport, want_signatures: bool, seconds: dict[str, float]):
+    """Decode each listed file once (DECODE_WORKERS at a time, reported in listing order); problems
+    for undecodable ones. Returns {file_name: signature} (the leakage gate's, made while the image
+    is decoded anyway; their time goes to `seconds`)."""
+    from concurrent.futures import ThreadPoolExecutor
 
     signatures: dict[str, Any] = {}
     seen: dict[str, str] = {}  # sha256 -> first file name
     duplicates: list[str] = []
-    decoded: set[str] = set()
     failures: dict[str, list[str]] = defaultdict(list)  # kind of problem -> messages
-    for entry in sub.entries:
-        if entry.file_name in decoded:
-            continue
-        decoded.add(entry.file_name)
-        try:
-            data = read_image_bytes(entry.path, name=entry.file_name)
-            image = open_rgb(data, name=entry.file_name)
-        except ImageDecodeError as exc:
-            failures[_kind_of(str(exc))].append(str(exc))
-            continue
-        digest = sha256_bytes(data)
-        if digest != entry.sha256:
-            report.problems.append(f"{entry.file_name}: changed while it was being validated")
-            continue
-        if digest in seen and sub.baseline != "duplicate":
-            duplicates.append(f"{entry.file_name} = {seen[digest]}")
-        seen.setdefault(digest, entry.file_name)
-        if want_signatures:
-            start = time.perf_counter()
-            signatures[entry.file_name] = query_signature(image)
-            seconds["signatures"] += time.perf_counter() - start
+    entries, listed = [], set()
+    for entry in sub.entries:  # a file listed twice is decoded once
+        if entry.file_name not in listed:
+            listed.add(entry.file_name)
+            entries.append(entry)
+    workers = max(1, min(DECODE_WORKERS, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        for decoded in pool.map(lambda entry: _decode_one(entry, want_signatures), entries):
+            entry = decoded.entry
+            if decoded.error is not None:
+                failures[_kind_of(str(decoded.error))].append(str(decoded.error))
+                continue
+            if decoded.digest != entry.sha256:
+                report.problems.append(f"{entry.file_name}: changed while it was being validated")
+                continue
+            if decoded.digest in seen and sub.baseline != "duplicate":
+                duplicates.append(f"{entry.file_name} = {seen[decoded.digest]}")
+            seen.setdefault(decoded.digest, entry.file_name)
+            if decoded.signature is not None:
+                signatures[entry.file_name] = decoded.signature
+                seconds["signatures"] += decoded.signature_seconds
     for kind, messages in failures.items():  # the first few of each kind, then a count
         report.problems.extend(messages[:_MAX_LISTED])
         if len(messages) > _MAX_LISTED:
