@@ -696,15 +696,14 @@ def _bandpass_rect(x: torch.Tensor, sigmas: tuple[float, float]) -> torch.Tensor
     )
 
 
-def _flat_mask(x: torch.Tensor, grow: bool = True) -> torch.Tensor:
+def _flat_mask(x: torch.Tensor) -> torch.Tensor:
     """(N, 1, H, W) grayscale -> bool mask of its flat pixels: 3 x 3 neighbourhoods whose standard
     deviation is under FLAT_STD (a cutout box, a padding border, nodata, a fill colour; also calm
-    water), grown by one pixel (unless `grow` is False) so that the rim where a flat area meets
-    content is included."""
+    water), grown by one pixel so that the rim where a flat area meets content is included."""
     mean = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
     mean_sq = F.avg_pool2d(x * x, 3, stride=1, padding=1, count_include_pad=False)
-    flat = (mean_sq - mean * mean).clamp_min(0) < FLAT_STD * FLAT_STD
-    return F.max_pool2d(flat.float(), 3, stride=1, padding=1) > 0 if grow else flat
+    flat = ((mean_sq - mean * mean).clamp_min(0) < FLAT_STD * FLAT_STD).float()
+    return F.max_pool2d(flat, 3, stride=1, padding=1) > 0
 
 
 def _thumb_flat_mask(sig: QuerySignature) -> torch.Tensor:
