@@ -29,7 +29,6 @@ A submission is validated before any compute.
 from __future__ import annotations
 
 import contextlib
-
 import datetime as _dt
 import json
 import logging

@@ -278,6 +278,12 @@ class QuerySignature:
     aspect: float  # width / height
     phash_full: np.uint64 | None = None  # of the whole image, when trimming changed it
 
+    @functools.cached_property
+    def prefilter_flat(self) -> torch.Tensor:
+        """(1, 1, THUMB_SIZE, THUMB_SIZE): the flat mask the prefilter compares this query by
+        (`_prefilter_flat_mask`), made once for all its stages."""
+        return _prefilter_flat_mask(torch.from_numpy(self.thumb)[None, None], torch.from_numpy(self.fine)[None, None])
+
     def phashes(self) -> np.ndarray:
         """(2,) uint64: the trimmed and the whole image's pHash (the same twice when untrimmed)."""
         return np.array([self.phash, self.phash if self.phash_full is None else self.phash_full], dtype=np.uint64)
@@ -706,11 +712,6 @@ def _flat_mask(x: torch.Tensor) -> torch.Tensor:
     return F.max_pool2d(flat, 3, stride=1, padding=1) > 0
 
 
-def _thumb_flat_mask(sig: QuerySignature) -> torch.Tensor:
-    """(1, 1, T, T): `_prefilter_flat_mask` of a query's thumbnails."""
-    return _prefilter_flat_mask(torch.from_numpy(sig.thumb)[None, None], torch.from_numpy(sig.fine)[None, None])
-
-
 def _prefilter_flat_mask(thumbs: torch.Tensor, fines: torch.Tensor) -> torch.Tensor:
     """(N, 1, T, T) flat mask of THUMB_SIZE thumbnails (as `_flat_mask`), with the flat areas of
     their fine thumbnails (N, 1, F, F) carried down: a thin cutout box (a few thumbnail pixels wide)
@@ -935,7 +936,7 @@ def _batched_prefilter(
     if n_pairs == 0:
         return [np.zeros((0, len(_DIHEDRAL)), np.float32) for _ in candidates]
     thumbs = torch.from_numpy(np.stack([s.thumb for s in signatures]))[:, None]
-    flat = torch.cat([_thumb_flat_mask(s) for s in signatures])
+    flat = torch.cat([s.prefilter_flat for s in signatures])
     band = _resized_masked_bandpass(thumbs, flat, size, size, PREFILTER_SIGMAS)
     kernels = _oriented_kernels(band[:, 0])  # (Q, 8, size^2)
     # A masked query (a cutout box) is compared on its content only, but each window's norm counts
@@ -1002,9 +1003,10 @@ def _prefilter_plans(
     return list(plans), plan_of
 
 
-def _orientations_passing(per_k: np.ndarray, threshold: float) -> np.ndarray:
+def _orientations_passing(per_k: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
     """(C, 8) bool: the orientations a prefilter stage passes on to the next, those scoring at
-    least `threshold` (the best one where none does, so that calibration scores every stage). A
+    least `threshold` (a number, or (C, 1) per candidate; the best one where none does, so that
+    calibration scores every stage). A
     query half masked by a box can find a mirror of itself nearly as good as the true orientation
     at 16 px: every orientation that passed is searched at 32 px."""
     passing = per_k >= threshold
@@ -1217,7 +1219,7 @@ def _prefilter(
             stages[f"prefilter{size}"] = stages.get(f"prefilter{size}", 0) + int(keep.sum())
             if keep.any():
                 kept[i] = _Retrieved(r.candidates[keep], r.cosine[keep], r.distance[keep])
-                allowed.append(per_k[keep] >= needed[keep])
+                allowed.append(_orientations_passing(per_k[keep], needed[keep]))
         retrieved = kept
     return retrieved
 

@@ -143,7 +143,7 @@ def test_thin_cutout_boxes_are_masked_at_the_thumbnail_size():
     image[20:100, 60:70] = 0
     sig = query_signature(Image.fromarray(image))
     thumb_only = leakage._flat_mask(torch.from_numpy(sig.thumb)[None, None])[0, 0]
-    carried = leakage._thumb_flat_mask(sig)[0, 0]
+    carried = sig.prefilter_flat[0, 0]
     assert not thumb_only[8:22, 16].any() and carried[8:22, 16].all()
     assert (carried | ~thumb_only).all()  # carried adds to the thumbnail's own mask
 
@@ -169,7 +169,7 @@ def _plain_prefilter(signature, ref_thumb, ref_flat, ref_aspect, size) -> np.nda
     """(8,): per orientation k, the best NCC of the query's band-passed size-px thumbnail turned
     by k against every size x size window of the band-passed reference (its flat mask `ref_flat`),
     resized for each crop scale so that the region the turned query covers there is size x size."""
-    flat = leakage._thumb_flat_mask(signature)
+    flat = signature.prefilter_flat
     query = _resized_band(signature.thumb, size, size, flat)
     # The gate's: scores of a query with flat areas divided by its share of content; the query's
     # aspect rounded to the stage's step.
