@@ -17,3 +17,10 @@ def aid6_root() -> Path:
     if not path.is_dir():
         pytest.skip(f"reference data {path} is absent (only present beside the project checkout)")
     return path
+
+
+@pytest.fixture(scope="module")
+def setup_dir(tmp_path_factory) -> Path:
+    """Where built tasks and submissions are kept: SYNTHBENCH_BENCH_RUN_SETUP, else a temporary folder."""
+    kept = os.environ.get("SYNTHBENCH_BENCH_RUN_SETUP")
+    return Path(kept) if kept else tmp_path_factory.mktemp("run-bench-setup")

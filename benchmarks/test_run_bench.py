@@ -41,46 +41,9 @@ from pathlib import Path
 
 import pytest
 
+from cases import AID6_SIZE, DEMO_SIZE, aid6_case, demo_case
+
 TARGETS = {"grid": 1.25, "gate": 0.25, "run": 1.5}
-DEMO_SIZE, AID6_SIZE = 96, 224
-MULTIPLIER = 4
-
-
-@pytest.fixture(scope="module")
-def setup_dir(tmp_path_factory) -> Path:
-    kept = os.environ.get("SYNTHBENCH_BENCH_RUN_SETUP")
-    return Path(kept) if kept else tmp_path_factory.mktemp("run-bench-setup")
-
-
-def _demo_case(setup_dir: Path):
-    from benchmark.generators.demo_editor import generate_demo_editor
-    from benchmark.tasks import build_demo_task, load_task
-    from benchmark.tasks.dedup import resolve_embedder
-
-    task_dir, submission = setup_dir / "demo-task", setup_dir / "bench__demo-editor"
-    if not (task_dir / "manifest.json").exists():
-        embedder = resolve_embedder(None, cache_dir=setup_dir / "setup-cache", device="cpu", image_size=DEMO_SIZE)
-        build_demo_task(task_dir, embedder=embedder, overwrite=True)
-    task = load_task(task_dir)
-    if not (submission / "submission.yaml").exists():
-        generate_demo_editor(task, submission, multiplier=MULTIPLIER, seed=0)
-    return task, submission
-
-
-def _aid6_case(setup_dir: Path, aid6_root: Path):
-    from benchmark.generators.baselines import generate_baseline
-    from benchmark.nearcopy import default_embedder
-    from benchmark.submissions.leakage_eval import deduplicated_imagefolder_task
-    from benchmark.tasks import load_task
-
-    task_dir, submission = setup_dir / "aid6-task", setup_dir / "baseline__classic"
-    if not (task_dir / "manifest.json").exists():
-        embedder = default_embedder(setup_dir / "setup-cache")
-        deduplicated_imagefolder_task(aid6_root, task_dir, embedder, train_per_class=100, test_per_class=100)
-    task = load_task(task_dir)
-    if not (submission / "submission.yaml").exists():
-        generate_baseline("classic", task, submission, multiplier=MULTIPLIER, seed=0)
-    return task, submission
 
 
 def _run_images(task, submission_refs: list) -> list:
@@ -181,13 +144,13 @@ def _report(benchmark, case: str, figures: dict) -> None:
 
 @pytest.mark.slow
 def test_run_cost_demo_96px(benchmark, setup_dir, tmp_path):
-    task, submission = _demo_case(setup_dir)
+    task, submission = demo_case(setup_dir)
     figures = benchmark.pedantic(measure, args=(task, submission, DEMO_SIZE, tmp_path), rounds=1, iterations=1)
     _report(benchmark, "demo-96px", figures)
 
 
 @pytest.mark.slow
 def test_run_cost_aid6_224px(benchmark, setup_dir, aid6_root, tmp_path):
-    task, submission = _aid6_case(setup_dir, aid6_root)
+    task, submission = aid6_case(setup_dir, aid6_root)
     figures = benchmark.pedantic(measure, args=(task, submission, AID6_SIZE, tmp_path), rounds=1, iterations=1)
     _report(benchmark, "aid6-224px", figures)

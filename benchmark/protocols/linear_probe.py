@@ -31,7 +31,8 @@ penalty (every aid6 run with EfficientNet-Lite0 picks 100), but above 100 the ob
 that scikit-learn's stopping rule (max |gradient| <= 1e-4) ends far from the optimum, and what CV
 then compares is where the solver stopped, not the penalty. Measured on aid6 (EfficientNet-Lite0,
 `run_grid(..., protocol_overrides={"C_grid": [0.01, ..., 10000]})`): the held-out loss at C = 1000
-/ 10000 moves by 3 % / 15 % with the preconditioner's damping point alone (at C <= 100 by < 0.5 %),
+/ 10000 moves by 3 % / 15 % with the preconditioner's damping alone (at C <= 100 by < 0.5 %; measured
+with the first damping rule, 10 * l2 at each C),
 and a tolerance tight enough to resolve them costs over 50x the time (tol 1e-6: three runs
 still unfinished after 6 minutes, against 5 s at 1e-4). Extending the grid buys
 no accuracy there (real-only macro-F1 97.9 either way).
@@ -52,7 +53,8 @@ iterations at large C. `LinearProbe` therefore centres the features and rotates 
 eigenbasis of the task's train_real features (`FeatureBasis`: a shift absorbed by the intercept and
 an orthonormal rotation, so the same model and penalty), and the solver works in variables scaled
 per feature by 1 / sqrt(variance + damping) (`_Design`: an exact change of variables whose
-stopping test reads the gradient in the unscaled variables). Together: 3-5x fewer iterations. The
+stopping test reads the gradient in the unscaled variables; one damping, a share of the total
+variance, for every C: `PRECONDITION_DAMPING`). Together: 3-5x fewer iterations. The
 stopping rule is then scikit-learn's applied in the rotated coordinates, which is scikit-learn's
 LogisticRegression fitted on the rotated features: the same optimum.
 
@@ -93,10 +95,11 @@ CPU_THREADS = 1
 #: scaled by 1 / sqrt(var_j + DAMPING * sum(var)). It equalises the curvature of the few directions
 #: that carry most of the variance and scales the many weak ones alike, instead of amplifying the
 #: ones the training rows barely sample (whose curvature is the penalty's alone). One damping for
-#: every C, so every (C, fold) problem and the final fit share one design. Chosen by measurement
-#: (L-BFGS iterations of every CV problem of a grid, weighted by rows, EfficientNet-Lite0 on unit-norm
-#: features): 0.1 takes 42 % fewer than the damping of version 1 (10 * l2 at the C grid's middle) on
-#: aid6 at 224 px and 11 % fewer on the demo at 96 px; 0.02 to 0.2 are within 10 % of it on both.
+#: every C, so every (C, fold) problem and the final fit share one design. Chosen by the work it
+#: costs on a grid's real problems (benchmarks/test_probe_solver_bench.py, EfficientNet-Lite0 on
+#: unit-norm features): on aid6 at 224 px 0.05 and 0.2 cost 1.08 and 1.01 x the L-BFGS work of 0.1,
+#: on the demo at 96 px 0.88 and 1.20 x; the rule it replaced (10 * l2 at the C grid's middle) cost
+#: 1.7 x on aid6's problems.
 PRECONDITION_DAMPING = 0.1
 
 
