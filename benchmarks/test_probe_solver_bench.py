@@ -63,8 +63,8 @@ def solve_all(problems: list[tuple], share: float) -> dict:
             for features, targets, kwargs in problems:
                 selection = linear_probe.select_C_and_fit(features, targets, **kwargs)
                 rows = features.shape[0]
-                # a CV problem touches the fold's share of the rows, the final fit all of them
-                work += selection.cv_iterations * rows + selection.model.n_iter * rows
+                # every CV problem's products run over all the rows (its held-out ones weigh zero), as the final fit's
+                work += (selection.cv_iterations + selection.model.n_iter) * rows
                 chosen.append(selection.C)
     finally:
         linear_probe.PRECONDITION_DAMPING = kept
