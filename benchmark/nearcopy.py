@@ -158,7 +158,7 @@ REFINE_STEPS = (1.0, 0.5, 0.25)
 REFINE_FURTHER_MIN = 0.3
 #: The cascade's prefilter, run on the retrieved candidates before verification: (thumbnail side,
 #: minimum score) per stage, cheapest first. The score is the verification's coarse search (crop
-#: scales and offsets; every orientation at the first stage, the one it found best at the next) on
+#: scales and offsets; every orientation at the first stage, those that passed it at the next) on
 #: band-passed thumbnails. Against its source, a near-copy of an aid6 test image scored >= 0.59
 #: and >= 0.60 (600 of every kind but colour jitter, whose pHash decides: 0.46 at 16 px once);
 #: thresholds leave a margin of about 0.15 below that.
@@ -1006,9 +1006,9 @@ def _prefilter_plans(
 def _orientations_passing(per_k: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
     """(C, 8) bool: the orientations a prefilter stage passes on to the next, those scoring at
     least `threshold` (a number, or (C, 1) per candidate; the best one where none does, so that
-    calibration scores every stage). A
-    query half masked by a box can find a mirror of itself nearly as good as the true orientation
-    at 16 px: every orientation that passed is searched at 32 px."""
+    calibration scores every stage). A query half masked by a box can find a mirror of itself
+    nearly as good as the true orientation at 16 px: every orientation that passed is searched at
+    32 px."""
     passing = per_k >= threshold
     best = per_k == per_k.max(axis=1, keepdims=True)
     return np.where(passing.any(axis=1, keepdims=True), passing, best)

@@ -235,7 +235,6 @@ def test_preconditioning_is_an_exact_change_of_variables():
     assert again.n_iter <= 1
 
 
-
 def test_preconditioner_of_constant_features_is_the_identity():
     # every row the same: no variance to damp against; the scale must stay finite (ones), not 1 / 0
     x = np.tile(l2_normalise(np.ones((1, 8), np.float32)), (24, 1))
@@ -244,6 +243,7 @@ def test_preconditioner_of_constant_features_is_the_identity():
     assert np.isfinite(selection.model.coef).all() and np.isfinite(selection.cv_loss).all()
     # nothing tells the classes apart: the balanced probe predicts one class's prior for everything
     assert np.unique(selection.model.predict(x)).size == 1
+
 
 def test_feature_basis_is_the_same_model_and_speeds_up_the_solver():
     x, y, x_test, _ = _correlated()

@@ -707,6 +707,8 @@ def select_C_and_fit(
             class_balance=class_balance, max_iter=max_iter, tol=tol, device=device, dtype=dtype,
             precondition=precondition, groups=None if groups is None else [groups],
         )[0]
+    if strategy != "path":
+        raise HarnessError(f"unknown C-selection strategy {strategy!r}; use one of: auto, path, batched")
     n, d = features.shape
     k = targets.shape[1]
     train_weights, heldout_weights = _cv_fold_weights(targets, np.arange(n), seed, requested_folds, class_balance, groups)
@@ -716,22 +718,19 @@ def select_C_and_fit(
     variances = features.var(axis=0, dtype=np.float64) if precondition else None
     design = _Design(features, targets, device, dtype, _column_scale(variances))
     heldout = torch.as_tensor(heldout_weights, device=device)
-    if strategy == "path":
-        # One C at a time, strongest regularisation first, each warm started from the previous
-        # solution (carried over in the caller's variables): the fewest operations (what a CPU wants).
-        fold_weights = torch.as_tensor(train_weights / fold_totals[:, None], device=device)
-        x_original = torch.zeros(folds, k, d + 1, dtype=dtype, device=device)
-        cv_loss, solutions, iterations = [], [], 0
-        for C in C_grid:
-            l2 = torch.as_tensor(1.0 / (C * fold_totals), device=device)
-            objective = _BatchedObjective(design, fold_weights, l2)
-            result = _lbfgs(objective, design.from_original(x_original), max_iter=max_iter, tol=tol)
-            x_original = design.to_original(result.x)
-            iterations += int(result.n_iter.sum())
-            cv_loss.append(float(_heldout_loss(objective, result.x, heldout).mean()))
-            solutions.append(x_original.mean(dim=0))
-    else:
-        raise HarnessError(f"unknown C-selection strategy {strategy!r}; use one of: auto, path, batched")
+    # One C at a time, strongest regularisation first, each warm started from the previous
+    # solution (one design serves every C): the fewest operations (what a CPU wants).
+    fold_weights = torch.as_tensor(train_weights / fold_totals[:, None], device=device)
+    x = torch.zeros(folds, k, d + 1, dtype=dtype, device=device)
+    cv_loss, solutions, iterations = [], [], 0
+    for C in C_grid:
+        l2 = torch.as_tensor(1.0 / (C * fold_totals), device=device)
+        objective = _BatchedObjective(design, fold_weights, l2)
+        result = _lbfgs(objective, x, max_iter=max_iter, tol=tol)
+        x = result.x
+        iterations += int(result.n_iter.sum())
+        cv_loss.append(float(_heldout_loss(objective, x, heldout).mean()))
+        solutions.append(x.mean(dim=0))
     best = int(np.argmin(cv_loss))  # first minimum = the smaller C on ties
     C = C_grid[best]
 
@@ -742,7 +741,7 @@ def select_C_and_fit(
         torch.as_tensor(weights / total, device=device)[None, :],
         torch.tensor([1.0 / (C * total)], dtype=torch.float64, device=device),
     )
-    result = _lbfgs(objective, design.from_original(solutions[best])[None].clone(), max_iter=max_iter, tol=tol)
+    result = _lbfgs(objective, solutions[best][None].clone(), max_iter=max_iter, tol=tol)
     model = _to_model(design.to_original(result.x[0]), C, result.n_iter[0], result.converged[0])
     if not model.converged:
         log.debug("linear probe at C=%s stopped after %d iterations before reaching tol=%s", C, model.n_iter, tol)
